@@ -1,0 +1,1 @@
+"""Backends: one interface, implemented over libvirt-python and over QMP."""

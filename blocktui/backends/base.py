@@ -1,0 +1,130 @@
+"""The one interface every backend implements, with flags for what only some can do.
+
+Every method may block (network round trips, a hung host): callers run them off the UI thread.
+Methods return core objects, never library handles, and raise errors from ``blocktui.core.errors``
+with the library's exception chained as the cause.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from blocktui.core.errors import Unsupported
+from blocktui.core.model import BackendEvent, BlockJob, Domain, HostInfo
+
+EventListener = Callable[[BackendEvent], None]
+
+
+class Backend(ABC):
+    """A connection to one host (a libvirt URI) or one group of QEMU processes (QMP sockets).
+
+    Attributes:
+        supports_pause: ``pause``/``resume`` hold a job in place (QMP). Without it, pausing a stream
+            means stopping at a checkpoint and pulling again later.
+        supports_events: job state changes arrive through the listener, so polling only refreshes
+            progress.
+        supports_base: a stream can stop at a chosen base image instead of pulling the whole chain.
+    """
+
+    supports_pause: bool = False
+    supports_events: bool = False
+    supports_base: bool = False
+
+    def __init__(self, uri: str, *, readonly: bool = False) -> None:
+        self.uri = uri
+        self.readonly = readonly
+        self._listener: EventListener | None = None
+
+    def set_listener(self, listener: EventListener | None) -> None:
+        """Register the callable that receives job, connection and domain events.
+
+        It may be called from any thread (libvirt's event thread, a QMP reader); it must not block.
+        """
+        self._listener = listener
+
+    def emit(self, event: BackendEvent) -> None:
+        """Hand an event to the listener, if one is registered."""
+        listener = self._listener
+        if listener is not None:
+            listener(event)
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the connection.
+
+        Raises:
+            HostError: the host cannot be reached.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection; running jobs keep running on the host."""
+
+    @abstractmethod
+    def host_info(self) -> HostInfo:
+        """The connection's current state, for the header."""
+
+    @abstractmethod
+    def list_domains(self) -> list[Domain]:
+        """Every domain in every state, with disks and backing chains from the live configuration."""
+
+    @abstractmethod
+    def get_domain(self, name: str) -> Domain:
+        """One domain by name.
+
+        Raises:
+            NotFound: no such domain.
+        """
+
+    @abstractmethod
+    def start_stream(self, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None) -> None:
+        """Start pulling the backing chain (down to ``base``, a path in the chain) into ``disk``.
+
+        Returns as soon as the job exists; it does not wait for it.
+
+        Args:
+            bandwidth: the limit in bytes/s; 0 means unlimited.
+            base: keep this image and everything below it; None pulls the whole chain.
+
+        Raises:
+            NotFound: no such domain, disk or base.
+            NothingToStream: the disk has no backing file.
+            JobBusy: the disk already has a job.
+            ReadOnly: the connection cannot change disks.
+        """
+
+    @abstractmethod
+    def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
+        """Change a running job's limit (bytes/s, 0 = unlimited).
+
+        Raises:
+            NoJob: the disk has no job.
+        """
+
+    @abstractmethod
+    def abort(self, domain: str, disk: str) -> None:
+        """Ask a job to stop without waiting for it; a pull keeps what it copied.
+
+        Raises:
+            NoJob: the disk has no job.
+        """
+
+    def pause(self, domain: str, disk: str) -> None:
+        """Hold a job where it is (only where ``supports_pause``)."""
+        raise Unsupported(f"{self.uri}: this backend cannot pause a block job in place")
+
+    def resume(self, domain: str, disk: str) -> None:
+        """Continue a paused job (only where ``supports_pause``)."""
+        raise Unsupported(f"{self.uri}: this backend cannot pause a block job in place")
+
+    @abstractmethod
+    def job_info(self, domain: str, disk: str) -> BlockJob | None:
+        """The disk's current job, or None when it has none."""
+
+    @abstractmethod
+    def list_jobs(self) -> list[BlockJob]:
+        """Every block job on every disk of every domain, including ones started by other clients.
+
+        Uses only calls that are safe while jobs finish (never query-named-block-nodes).
+        """

@@ -1,0 +1,1 @@
+"""The pure model: jobs, states, sizes, rates and scheduling. No UI, no libvirt, no QMP."""

@@ -1,0 +1,45 @@
+"""Make host-supplied strings safe to show: every control or formatting character becomes visible."""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Categories that move the cursor, change colours or reorder text when written to a terminal:
+# Cc (C0/C1 controls, ESC, U+009B CSI), Cf (bidi overrides, zero-width joiners), Zl/Zp (separators).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code == 0x0A:
+        return "\\n"
+    if code == 0x09:
+        return "\\t"
+    if code == 0x0D:
+        return "\\r"
+    if code == 0x1B:
+        return "\\e"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def visible(text: str) -> str:
+    """Return ``text`` with control, format and unassigned characters shown as escapes.
+
+    A literal backslash is doubled so an escape shown can never be confused with one typed.
+    The result is plain text: callers must still render it without markup.
+    """
+    if text.isprintable() and "\\" not in text:
+        return text
+    out: list[str] = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            out.append(_escape(char))
+        else:
+            out.append(char)
+    return "".join(out)
