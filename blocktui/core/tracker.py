@@ -50,6 +50,7 @@ class JobRecord:
     chain_before: tuple[ChainLayer, ...] | None = None
     base: str | None = None
     vanished: bool = False
+    vanished_at: float | None = None
     job_id: str | None = None
     meter: RateMeter = field(default_factory=RateMeter)
 
@@ -152,12 +153,18 @@ class JobTracker:
         host: str,
         jobs: Iterable[BlockJob],
         chains: dict[JobKey, tuple[ChainLayer, ...]] | None = None,
+        scope: set[JobKey] | None = None,
+        grace: float = 0.0,
     ) -> set[JobKey]:
-        """Apply one complete poll of a host's jobs.
+        """Apply one poll of a host's jobs.
 
         Args:
             chains: the disks' backing chains, when the caller knows them, to remember for
                 settling jobs first seen here.
+            scope: the disks this poll looked at; None means every disk of the host. Only
+                jobs in scope can be found missing.
+            grace: seconds a job must stay missing before it is returned for settling, so the
+                backend's own completion event (normally milliseconds behind) decides first.
 
         Returns:
             The keys of jobs that were running and are no longer listed, with no final event:
@@ -168,7 +175,7 @@ class JobTracker:
         for job in jobs:
             seen.add(job.key)
             record = self._records.get(job.key)
-            if record is None or (record.state.is_final and not record.vanished):
+            if record is None or record.state.is_final:
                 record = self._new_record(job.key, job.kind, job.state)
                 if chains is not None:
                     record.chain_before = chains.get(job.key)
@@ -177,10 +184,15 @@ class JobTracker:
         for key, record in self._records.items():
             if key.host != host or key in seen or record.state.is_final:
                 continue
+            if scope is not None and key not in scope:
+                continue
             if record.state is JobState.QUEUED:
                 continue
-            record.vanished = True
-            vanished.add(key)
+            if record.vanished_at is None:
+                record.vanished_at = now
+            if now - record.vanished_at >= grace:
+                record.vanished = True
+                vanished.add(key)
         return vanished
 
     def observe_event(self, event: JobEvent) -> JobRecord:
@@ -206,6 +218,7 @@ class JobTracker:
         record.state = state
         record.updated = now
         record.vanished = False
+        record.vanished_at = None
         if state.is_final or state is JobState.PAUSED:
             record.ended = now if state.is_final else None
         return record
@@ -221,6 +234,7 @@ class JobTracker:
             return record
         now = self._clock()
         record.vanished = False
+        record.vanished_at = None
         record.updated = now
         record.ended = now
         expected = self._expected_stops.pop(key, None)
@@ -266,6 +280,7 @@ class JobTracker:
         record.bandwidth = job.bandwidth
         record.job_id = job.job_id or record.job_id
         record.vanished = False
+        record.vanished_at = None
         record.updated = now
         if job.state.is_final:
             record.ended = now

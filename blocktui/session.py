@@ -1,0 +1,368 @@
+"""A session: the connected hosts, their domains and one tracker of every block job on them.
+
+The session sits between the backends and whoever shows the jobs (the dashboard, the CLI). Its
+methods block on host calls, so the dashboard calls them from worker threads; an internal lock
+keeps the tracker consistent when a poll and a user's action overlap. Events from backends only
+queue up and wake the poller: the tracker is changed in ``step`` and in the action methods.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from blocktui.backends.base import Backend
+from blocktui.core.errors import (
+    BlocktuiError,
+    HostError,
+    InvalidInput,
+    NotFound,
+    NothingToStream,
+    ReadOnly,
+    Unsupported,
+)
+from blocktui.core.model import (
+    BackendEvent,
+    BlockJob,
+    ChainLayer,
+    ConnectionEvent,
+    ConnectionState,
+    Disk,
+    Domain,
+    DomainsChanged,
+    HostInfo,
+    JobEvent,
+    JobKey,
+    JobKind,
+    JobState,
+)
+from blocktui.core.tracker import JobRecord, JobTracker
+from blocktui.core.views import JobView, Snapshot
+
+#: How long a job may be missing from polls before its chain decides how it ended: the
+#: backend's own event normally arrives within milliseconds and is the better witness.
+SETTLE_GRACE = 1.0
+
+
+class Session:
+    """Backends plus one ``JobTracker``; every public method may block on a host."""
+
+    def __init__(
+        self,
+        backends: Iterable[Backend],
+        *,
+        readonly: bool = False,
+        poll_interval: float = 0.5,
+        scan_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Create a session; nothing is contacted until ``open``.
+
+        Args:
+            readonly: refuse every change, whatever the connections allow.
+            poll_interval: seconds between progress polls of running jobs.
+            scan_interval: seconds between scans of every disk, which find jobs started by
+                other clients (libvirt sends no event when a job starts).
+        """
+        self._backends: dict[str, Backend] = {}
+        for backend in backends:
+            if backend.uri in self._backends:
+                raise InvalidInput(f"host {backend.uri} is given twice")
+            self._backends[backend.uri] = backend
+        self._readonly = readonly
+        self.poll_interval = poll_interval
+        self.scan_interval = scan_interval
+        self._clock = clock
+        self._tracker = JobTracker(clock)
+        self._lock = threading.RLock()
+        self._events: queue.SimpleQueue[BackendEvent] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._hosts: dict[str, HostInfo] = {
+            uri: HostInfo(uri=uri, state=ConnectionState.CONNECTING, readonly=self._readonly)
+            for uri in self._backends
+        }
+        self._domains: dict[str, tuple[Domain, ...]] = {uri: () for uri in self._backends}
+        self._stale_hosts: set[str] = set(self._backends)
+        self._last_scan: dict[str, float] = {}
+
+    # -- connections ------------------------------------------------------------------------
+
+    @property
+    def readonly(self) -> bool:
+        """True when the user asked for a read-only session."""
+        return self._readonly
+
+    @property
+    def hosts(self) -> list[str]:
+        """The host identifiers (URIs), in the order given."""
+        return list(self._backends)
+
+    def backend(self, host: str) -> Backend:
+        """The backend serving ``host``.
+
+        Raises:
+            NotFound: no such host in this session.
+        """
+        try:
+            return self._backends[host]
+        except KeyError:
+            raise NotFound(f"host {host!r} is not connected in this session") from None
+
+    def open(self) -> None:
+        """Connect every host; a host that fails is shown as disconnected, not raised."""
+        for uri, backend in self._backends.items():
+            backend.set_listener(self._on_event)
+            try:
+                backend.connect()
+            except BlocktuiError as exc:
+                self._set_host(uri, ConnectionState.DISCONNECTED, str(exc))
+                continue
+            self._hosts[uri] = backend.host_info()
+        self.refresh_domains()
+
+    def close(self) -> None:
+        """Close every connection; jobs keep running on their hosts."""
+        for backend in self._backends.values():
+            backend.set_listener(None)
+            try:
+                backend.close()
+            except BlocktuiError:
+                continue
+
+    # -- events and polling -----------------------------------------------------------------
+
+    def _on_event(self, event: BackendEvent) -> None:
+        # Runs on a backend's event thread: only queue and wake, never touch the tracker here.
+        self._events.put(event)
+        self._wake.set()
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a backend event arrives or ``timeout`` seconds pass."""
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    def wake(self) -> None:
+        """End a ``wait`` early (after a user's action, or to stop the poller)."""
+        self._wake.set()
+
+    def step(self) -> Snapshot:
+        """Apply queued events, poll progress, settle vanished jobs; return what to show."""
+        with self._lock:
+            self._drain_events()
+        for uri in self._stale_hosts.copy():
+            self._refresh_host(uri)
+        for uri in self._backends:
+            if self._hosts[uri].state is ConnectionState.CONNECTED:
+                self._poll_host(uri)
+        with self._lock:
+            self._drain_events()
+            return self.snapshot()
+
+    def snapshot(self) -> Snapshot:
+        """What the tracker and domain cache hold now, without contacting any host."""
+        now = self._clock()
+        with self._lock:
+            return Snapshot(
+                hosts=tuple(self._hosts[uri] for uri in self._backends),
+                domains=tuple(d for uri in self._backends for d in self._domains[uri]),
+                jobs=tuple(JobView.of(r, now) for r in self._tracker.records()),
+            )
+
+    def job(self, key: JobKey) -> JobView | None:
+        """The current view of one job, if the tracker has it."""
+        with self._lock:
+            record = self._tracker.get(key)
+            return None if record is None else JobView.of(record, self._clock())
+
+    def record(self, key: JobKey) -> JobRecord | None:
+        """The tracker's live record (for callers in the polling thread only)."""
+        return self._tracker.get(key)
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(event, JobEvent):
+                record = self._tracker.observe_event(event)
+                if record.state.is_final:
+                    # The chain changed: the tree must show it.
+                    self._stale_hosts.add(event.host)
+            elif isinstance(event, ConnectionEvent):
+                self._set_host(event.host, event.state, event.message)
+                if event.state is ConnectionState.CONNECTED:
+                    # Jobs may have ended while we were away, without events: rescan now.
+                    self._stale_hosts.add(event.host)
+                    self._last_scan.pop(event.host, None)
+            elif isinstance(event, DomainsChanged):
+                self._stale_hosts.add(event.host)
+
+    def _set_host(self, uri: str, state: ConnectionState, message: str = "") -> None:
+        current = self._hosts.get(uri)
+        if current is None:
+            return
+        if state is ConnectionState.CONNECTED:
+            try:
+                self._hosts[uri] = self._backends[uri].host_info()
+                return
+            except BlocktuiError:
+                pass
+        self._hosts[uri] = HostInfo(
+            uri=uri,
+            state=state,
+            readonly=current.readonly,
+            hypervisor=current.hypervisor,
+            message=message,
+        )
+
+    def refresh_domains(self) -> None:
+        """Re-read every connected host's domains, disks and chains."""
+        for uri in self._backends:
+            self._refresh_host(uri)
+
+    def _refresh_host(self, uri: str) -> None:
+        self._stale_hosts.discard(uri)
+        if self._hosts[uri].state is not ConnectionState.CONNECTED:
+            return
+        try:
+            domains = tuple(self._backends[uri].list_domains())
+        except HostError as exc:
+            self._stale_hosts.add(uri)
+            with self._lock:
+                self._set_host(uri, ConnectionState.RECONNECTING, str(exc))
+            return
+        with self._lock:
+            self._domains[uri] = domains
+
+    def _chains(self, uri: str) -> dict[JobKey, tuple[ChainLayer, ...]]:
+        return {
+            JobKey(uri, domain.name, disk.target): disk.chain
+            for domain in self._domains[uri]
+            for disk in domain.disks
+        }
+
+    def _poll_host(self, uri: str) -> None:
+        backend = self._backends[uri]
+        now = self._clock()
+        full = now - self._last_scan.get(uri, float("-inf")) >= self.scan_interval
+        with self._lock:
+            running = [
+                r.key
+                for r in self._tracker.records()
+                if r.key.host == uri and not r.state.is_final and r.state is not JobState.QUEUED
+            ]
+        try:
+            if full:
+                jobs = backend.list_jobs()
+                self._last_scan[uri] = now
+                scope = None
+            else:
+                jobs = [j for key in running if (j := backend.job_info(key.domain, key.disk))]
+                scope = set(running)
+        except HostError as exc:
+            with self._lock:
+                self._set_host(uri, ConnectionState.RECONNECTING, str(exc))
+            return
+        except NotFound:
+            # A domain went away between listing and polling: the full scan will settle it.
+            self._last_scan.pop(uri, None)
+            return
+        with self._lock:
+            vanished = self._tracker.observe_jobs(
+                uri, jobs, chains=self._chains(uri), scope=scope, grace=SETTLE_GRACE
+            )
+        for key in vanished:
+            self._settle(key)
+
+    def _settle(self, key: JobKey) -> None:
+        backend = self._backends[key.host]
+        disk: Disk | None
+        try:
+            disk = backend.get_domain(key.domain).disk(key.disk)
+        except NotFound:
+            disk = None
+        except HostError:
+            return  # try again on the next poll
+        with self._lock:
+            self._tracker.settle(key, disk)
+            self._stale_hosts.add(key.host)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def _writable(self, host: str) -> Backend:
+        backend = self.backend(host)
+        if self._readonly or backend.readonly:
+            raise ReadOnly(f"{host}: read-only session; restart without --readonly to change disks")
+        return backend
+
+    def _disk(self, backend: Backend, domain: str, disk: str) -> Disk:
+        found = backend.get_domain(domain).disk(disk)
+        if found is None:
+            raise NotFound(f"domain {domain!r} has no disk {disk!r}")
+        return found
+
+    def start_stream(
+        self, host: str, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None
+    ) -> JobKey:
+        """Start pulling ``disk``'s backing chain (down to ``base``) into it; return its key."""
+        backend = self._writable(host)
+        found = self._disk(backend, domain, disk)
+        if not found.has_backing:
+            raise NothingToStream(f"{domain}/{disk} has no backing file: there is nothing to stream")
+        backend.start_stream(domain, disk, bandwidth=bandwidth, base=base)
+        key = JobKey(host, domain, disk)
+        with self._lock:
+            self._tracker.started(key, JobKind.PULL, chain_before=found.chain, bandwidth=bandwidth, base=base)
+        self.wake()
+        return key
+
+    def set_speed(self, key: JobKey, bandwidth: int) -> None:
+        """Change a job's limit in bytes/s (0 = unlimited)."""
+        self._writable(key.host).set_speed(key.domain, key.disk, bandwidth)
+        with self._lock:
+            record = self._tracker.get(key)
+            if record is not None:
+                record.bandwidth = bandwidth
+        self.wake()
+
+    def abort(self, key: JobKey) -> None:
+        """Ask a job to stop; what a pull copied stays in the overlay."""
+        self._writable(key.host).abort(key.domain, key.disk)
+        self.wake()
+
+    def pause(self, key: JobKey) -> None:
+        """Hold a job in place (backends that support it)."""
+        backend = self._writable(key.host)
+        if not backend.supports_pause:
+            raise Unsupported(f"{key.host}: this backend cannot pause a job in place")
+        backend.pause(key.domain, key.disk)
+        self.wake()
+
+    def resume(self, key: JobKey) -> None:
+        """Continue a paused job."""
+        backend = self._writable(key.host)
+        if not backend.supports_pause:
+            raise Unsupported(f"{key.host}: this backend cannot pause a job in place")
+        backend.resume(key.domain, key.disk)
+        self.wake()
+
+    def clear_finished(self) -> None:
+        """Drop every finished job from the table."""
+        with self._lock:
+            self._tracker.clear_finished()
+
+    def domains(self) -> list[Domain]:
+        """The cached domains of every host."""
+        with self._lock:
+            return [d for uri in self._backends for d in self._domains[uri]]
+
+    def list_jobs(self) -> list[BlockJob]:
+        """Every job on every connected host, straight from the hosts."""
+        jobs: list[BlockJob] = []
+        for uri, backend in self._backends.items():
+            if self._hosts[uri].state is ConnectionState.CONNECTED:
+                jobs.extend(backend.list_jobs())
+        return jobs
