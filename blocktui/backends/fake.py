@@ -1,0 +1,390 @@
+"""A deterministic, scripted backend for UI snapshot and pilot tests.
+
+Nothing here touches a host: progress moves only when a test calls ``advance``. It is shaped like a
+real backend (same interface, same errors, events through the listener) so the dashboard cannot tell
+the difference, but it proves nothing about streaming: never use it where a test claims a stream works.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+
+from blocktui.backends.base import Backend
+from blocktui.core.errors import HostError, JobBusy, NoJob, NotFound, NothingToStream, ReadOnly
+from blocktui.core.model import (
+    BlockJob,
+    ChainLayer,
+    ConnectionEvent,
+    ConnectionState,
+    Disk,
+    Domain,
+    DomainState,
+    HostInfo,
+    JobEvent,
+    JobKind,
+    JobState,
+)
+
+MiB = 1024**2
+GiB = 1024**3
+
+#: How fast an unlimited fake job moves, in bytes per (fake) second.
+DEFAULT_SPEED = 200 * MiB
+
+
+@dataclass
+class FakeJob:
+    """One scripted job on a fake disk.
+
+    Attributes:
+        speed: bytes per fake second when the job has no limit.
+        fail_at: when set, the job fails with ``fail_reason`` as soon as ``cur`` reaches it.
+        base: the chain layer the job stops at (None: the whole chain).
+    """
+
+    domain: str
+    disk: str
+    end: int
+    cur: int = 0
+    bandwidth: int = 0
+    state: JobState = JobState.ACTIVE
+    kind: JobKind = JobKind.PULL
+    speed: int = DEFAULT_SPEED
+    fail_at: int | None = None
+    fail_reason: str = "I/O error"
+    base: str | None = None
+
+    def as_job(self, host: str) -> BlockJob:
+        """What ``list_jobs`` reports for this job."""
+        return BlockJob(
+            host=host,
+            domain=self.domain,
+            disk=self.disk,
+            kind=self.kind,
+            state=self.state,
+            cur=self.cur,
+            end=self.end,
+            bandwidth=self.bandwidth,
+        )
+
+
+class FakeBackend(Backend):
+    """A DETERMINISTIC fake host: scripted domains and jobs that advance only when told.
+
+    For UI snapshot and pilot tests only. ``hang()`` makes every call block until ``unhang()``,
+    to show the dashboard stays responsive when a host stops answering.
+    """
+
+    supports_events = True
+
+    def __init__(
+        self,
+        uri: str,
+        domains: list[Domain] | None = None,
+        *,
+        readonly: bool = False,
+        supports_pause: bool = False,
+        supports_base: bool = True,
+        hypervisor: str = "fake",
+        fail_connect: str | None = None,
+    ) -> None:
+        super().__init__(uri, readonly=readonly)
+        self.supports_pause = supports_pause
+        self.supports_base = supports_base
+        self.hypervisor = hypervisor
+        self.fail_connect = fail_connect
+        self.state = ConnectionState.DISCONNECTED
+        self.calls: list[str] = []
+        self._domains: dict[str, Domain] = {d.name: replace(d, host=uri) for d in domains or []}
+        self._jobs: dict[tuple[str, str], FakeJob] = {}
+        self._lock = threading.RLock()
+        self._gate = threading.Event()
+        self._gate.set()
+
+    # -- scripting (tests call these) ------------------------------------------------------
+
+    def add_job(self, job: FakeJob) -> None:
+        """Put a job on a disk as if another client had started it."""
+        with self._lock:
+            self._disk(job.domain, job.disk)
+            self._jobs[(job.domain, job.disk)] = job
+
+    def advance(self, seconds: float) -> None:
+        """Move every active job forward by ``seconds`` of fake time; finish or fail as scripted."""
+        with self._lock:
+            for job in list(self._jobs.values()):
+                if job.state is not JobState.ACTIVE:
+                    continue
+                speed = job.bandwidth or job.speed
+                job.cur = min(job.end, job.cur + int(speed * seconds))
+                if job.fail_at is not None and job.cur >= job.fail_at:
+                    job.cur = job.fail_at
+                    self._finish(job, JobState.FAILED, job.fail_reason)
+                elif job.cur >= job.end:
+                    self._drop_chain(job)
+                    self._finish(job, JobState.COMPLETED, None)
+
+    def set_connection(self, state: ConnectionState, message: str = "") -> None:
+        """Change the connection's health and tell the listener, as a real backend would."""
+        self.state = state
+        self.emit(ConnectionEvent(self.uri, state, message))
+
+    def hang(self) -> None:
+        """Make every later backend call block until ``unhang`` (a host that stopped answering)."""
+        self._gate.clear()
+
+    def unhang(self) -> None:
+        """Let blocked calls go on."""
+        self._gate.set()
+
+    def job(self, domain: str, disk: str) -> FakeJob | None:
+        """The scripted job on a disk, if any."""
+        with self._lock:
+            return self._jobs.get((domain, disk))
+
+    # -- Backend ---------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        self._enter("connect")
+        if self.fail_connect is not None:
+            self.state = ConnectionState.DISCONNECTED
+            raise HostError(f"{self.uri}: {self.fail_connect}")
+        self.state = ConnectionState.CONNECTED
+
+    def close(self) -> None:
+        # Never gated: closing must not hang the quit path even when the host does.
+        self.calls.append("close")
+        self.state = ConnectionState.DISCONNECTED
+
+    def host_info(self) -> HostInfo:
+        self._enter("host_info")
+        return HostInfo(
+            uri=self.uri,
+            state=self.state,
+            readonly=self.readonly,
+            hypervisor=self.hypervisor,
+            message=self.fail_connect or "",
+        )
+
+    def list_domains(self) -> list[Domain]:
+        self._enter("list_domains")
+        with self._lock:
+            return list(self._domains.values())
+
+    def get_domain(self, name: str) -> Domain:
+        self._enter("get_domain")
+        with self._lock:
+            domain = self._domains.get(name)
+        if domain is None:
+            raise NotFound(f"{self.uri}: no domain {name!r}")
+        return domain
+
+    def start_stream(self, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None) -> None:
+        self._enter("start_stream")
+        self._writable()
+        with self._lock:
+            found = self._disk(domain, disk)
+            if not found.chain:
+                raise NothingToStream(f"{domain}/{disk} has no backing file")
+            if base is not None and base not in {layer.path for layer in found.chain}:
+                raise NotFound(f"{domain}/{disk}: {base!r} is not in the backing chain")
+            if (domain, disk) in self._jobs:
+                raise JobBusy(f"{domain}/{disk} already has a block job")
+            size = 10 * GiB
+            self._jobs[(domain, disk)] = FakeJob(domain, disk, end=size, bandwidth=bandwidth, base=base)
+
+    def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
+        self._enter("set_speed")
+        self._writable()
+        with self._lock:
+            self._running(domain, disk).bandwidth = bandwidth
+
+    def abort(self, domain: str, disk: str) -> None:
+        self._enter("abort")
+        self._writable()
+        with self._lock:
+            job = self._running(domain, disk)
+            self._finish(job, JobState.CANCELLED, None)
+
+    def pause(self, domain: str, disk: str) -> None:
+        if not self.supports_pause:
+            super().pause(domain, disk)
+        self._enter("pause")
+        self._writable()
+        with self._lock:
+            job = self._running(domain, disk)
+            job.state = JobState.PAUSED
+            self.emit(JobEvent(self.uri, domain, disk, job.kind, JobState.PAUSED, cur=job.cur, end=job.end))
+
+    def resume(self, domain: str, disk: str) -> None:
+        if not self.supports_pause:
+            super().resume(domain, disk)
+        self._enter("resume")
+        self._writable()
+        with self._lock:
+            job = self._running(domain, disk)
+            job.state = JobState.ACTIVE
+            self.emit(JobEvent(self.uri, domain, disk, job.kind, JobState.ACTIVE, cur=job.cur, end=job.end))
+
+    def job_info(self, domain: str, disk: str) -> BlockJob | None:
+        self._enter("job_info")
+        with self._lock:
+            job = self._jobs.get((domain, disk))
+            return job.as_job(self.uri) if job else None
+
+    def list_jobs(self) -> list[BlockJob]:
+        self._enter("list_jobs")
+        with self._lock:
+            return [job.as_job(self.uri) for job in self._jobs.values()]
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _enter(self, call: str) -> None:
+        self.calls.append(call)
+        self._gate.wait()
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise ReadOnly(f"{self.uri}: the connection is read-only")
+
+    def _disk(self, domain: str, disk: str) -> Disk:
+        found = self._domains.get(domain)
+        if found is None:
+            raise NotFound(f"{self.uri}: no domain {domain!r}")
+        result = found.disk(disk)
+        if result is None:
+            raise NotFound(f"{self.uri}: domain {domain!r} has no disk {disk!r}")
+        return result
+
+    def _running(self, domain: str, disk: str) -> FakeJob:
+        job = self._jobs.get((domain, disk))
+        if job is None:
+            raise NoJob(f"{domain}/{disk} has no block job")
+        return job
+
+    def _finish(self, job: FakeJob, state: JobState, error: str | None) -> None:
+        """End a job: it leaves the listing and its final event goes to the listener."""
+        del self._jobs[(job.domain, job.disk)]
+        job.state = state
+        self.emit(JobEvent(self.uri, job.domain, job.disk, job.kind, state, error, cur=job.cur, end=job.end))
+
+    def _drop_chain(self, job: FakeJob) -> None:
+        """A completed pull leaves the disk with only the layers at and below its base."""
+        domain = self._domains[job.domain]
+        disk = self._disk(job.domain, job.disk)
+        chain: tuple[ChainLayer, ...] = ()
+        if job.base is not None:
+            paths = [layer.path for layer in disk.chain]
+            chain = disk.chain[paths.index(job.base) :]
+        disks = tuple(replace(d, chain=chain) if d.target == job.disk else d for d in domain.disks)
+        self._domains[job.domain] = replace(domain, disks=disks)
+
+
+# -- a scenario for the dashboard's tests and demos ----------------------------------------
+
+#: Names a hostile or careless host could hand us: terminal escapes, C1 CSI, a bidi override, markup.
+HOSTILE_DOMAIN = "evil\x1b[31mred\x9b2J\u202eexe.[/]"
+HOSTILE_DISK_SOURCE = "/srv/vm[/]a[@click=app.quit]x.qcow2"
+CLICK_DOMAIN = "[@click=app.quit]click-me[/]"
+
+
+def _chain(*paths: str) -> tuple[ChainLayer, ...]:
+    return tuple(ChainLayer(path, "qcow2") for path in paths)
+
+
+def _disk(target: str, source: str, *chain: str) -> Disk:
+    return Disk(target=target, source=source, format="qcow2", bus="virtio", chain=_chain(*chain))
+
+
+def demo_backends(*, hostile: bool = True, readonly: bool = False) -> list[FakeBackend]:
+    """Two fake hosts with a few domains and disks (some with backing chains); no jobs yet.
+
+    Use ``demo_jobs`` afterwards, once a session listens, so outcomes arrive as events.
+    """
+    img = "/var/lib/libvirt/images"
+    alpha = FakeBackend(
+        "qemu+ssh://alpha/system",
+        [
+            Domain(
+                "",
+                "web01",
+                DomainState.RUNNING,
+                (
+                    _disk("vda", f"{img}/web01-top.qcow2", f"{img}/web01-mid.qcow2", f"{img}/debian.qcow2"),
+                    _disk("vdb", f"{img}/web01-data.qcow2", f"{img}/data-base.qcow2"),
+                ),
+            ),
+            Domain(
+                "",
+                "db01",
+                DomainState.RUNNING,
+                (
+                    _disk("vda", f"{img}/db01-top.qcow2", f"{img}/debian.qcow2"),
+                    _disk("vdb", f"{img}/db01-logs.qcow2"),
+                ),
+            ),
+            Domain("", "build", DomainState.SHUTOFF, (_disk("vda", f"{img}/build.qcow2"),)),
+        ],
+        readonly=readonly,
+    )
+    beta_domains = [
+        Domain(
+            "",
+            "cache",
+            DomainState.RUNNING,
+            (_disk("vda", "/srv/cache-top.qcow2", "/srv/cache-base.qcow2"),),
+        ),
+        Domain(
+            "",
+            "mail",
+            DomainState.PAUSED,
+            (_disk("sda", "/srv/mail.qcow2", "/srv/mail-base.qcow2"),),
+        ),
+    ]
+    if hostile:
+        beta_domains.append(
+            Domain(
+                "",
+                HOSTILE_DOMAIN,
+                DomainState.RUNNING,
+                (_disk("vd\x1bz", HOSTILE_DISK_SOURCE, "/srv/\u202ebase.qcow2"),),
+            )
+        )
+        beta_domains.append(
+            Domain("", CLICK_DOMAIN, DomainState.RUNNING, (_disk("vda", "/srv/click.qcow2", "/srv/b.qcow2"),))
+        )
+    beta = FakeBackend(
+        "qmp:///run/beta", beta_domains, readonly=readonly, supports_pause=True, hypervisor="qmp"
+    )
+    return [alpha, beta]
+
+
+def demo_jobs(backends: list[FakeBackend]) -> None:
+    """Script jobs on ``demo_backends``: two running, one paused-capable, and three that end.
+
+    After this, ``advance(2)`` on every backend completes db01/vda, fails web01/vdb with a reason,
+    and a cancelled job arrives at once; web01/vda and cache/vda keep running.
+    """
+    alpha, beta = backends[0], backends[1]
+    alpha.add_job(FakeJob("web01", "vda", end=20 * GiB, cur=5 * GiB, bandwidth=100 * MiB))
+    alpha.add_job(
+        FakeJob(
+            "web01",
+            "vdb",
+            end=8 * GiB,
+            cur=GiB,
+            fail_at=GiB + 300 * MiB,
+            fail_reason="No space left on device",
+        )
+    )
+    alpha.add_job(FakeJob("db01", "vda", end=4 * GiB, cur=3 * GiB + 900 * MiB))
+    beta.add_job(FakeJob("cache", "vda", end=6 * GiB, cur=2 * GiB))
+    beta.add_job(FakeJob("mail", "sda", end=2 * GiB, cur=512 * MiB))
+
+
+def demo_outcomes(backends: list[FakeBackend]) -> None:
+    """Let the scripted outcomes happen: a completion, a failure with its reason, a cancellation."""
+    for backend in backends:
+        backend.advance(2)
+    backends[1].abort("mail", "sda")
