@@ -1,0 +1,517 @@
+"""The command line: the dashboard by default, and subcommands for scripts and quick looks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from blocktui import __version__
+from blocktui.backends.base import Backend
+from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, Conflict, HostError, NotFound
+from blocktui.core.model import BlockJob, ConnectionState, Domain, JobKey, JobState
+from blocktui.core.text import visible
+from blocktui.core.units import (
+    BANDWIDTH_HELP,
+    format_bandwidth,
+    format_duration,
+    format_rate,
+    format_size,
+    parse_bandwidth,
+    parse_size,
+)
+from blocktui.core.views import JobView
+from blocktui.session import Session
+
+EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+blocktui: watch and steer live disk streaming (block pull) on libvirt and QEMU hosts.
+
+With no command, opens the dashboard. Hosts come from -c URI (repeatable; default
+$LIBVIRT_DEFAULT_URI, else qemu:///system as root and qemu:///session otherwise), --lab (the
+embedded demo lab), --qmp SOCKET and --qmp-dir DIR (QEMU without libvirt)."""
+
+EPILOG = f"""\
+bandwidth: {BANDWIDTH_HELP}.
+sizes: binary units (k = KiB, M = MiB, G = GiB).
+
+examples:
+  blocktui --lab lab up                       create the demo lab (real QEMU, qcow2 chains)
+  blocktui --lab ls                           domains, disks and backing chains
+  blocktui --lab stream lab-1 vda --bandwidth 50M --wait
+  blocktui -c qemu:///system jobs --watch     every block job, refreshed
+  blocktui -c qemu:///system speed web1 vda 20M
+  blocktui -c qemu:///system abort web1 vda --wait
+
+{EXIT_CODES_HELP}"""
+
+
+# -- argument parsing -----------------------------------------------------------------------
+
+
+def _bandwidth(text: str) -> int:
+    try:
+        return parse_bandwidth(text)
+    except BlocktuiError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except BlocktuiError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used to render --help in the README)."""
+    parser = argparse.ArgumentParser(
+        prog="blocktui",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"blocktui {__version__}")
+    hosts = parser.add_argument_group("hosts")
+    hosts.add_argument(
+        "-c", "--connect", metavar="URI", action="append", default=[], help="a libvirt URI (repeatable)"
+    )
+    hosts.add_argument("--lab", action="store_true", help="the embedded demo lab (see 'lab up')")
+    hosts.add_argument(
+        "--qmp", metavar="SOCKET", action="append", default=[], help="a QEMU QMP socket (repeatable)"
+    )
+    hosts.add_argument(
+        "--qmp-dir", metavar="DIR", action="append", default=[], help="a folder of QMP sockets"
+    )
+    hosts.add_argument("--readonly", action="store_true", help="never change anything; refuse every mutation")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ls = commands.add_parser("ls", help="list domains, disks and backing chains")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    stream = commands.add_parser(
+        "stream",
+        help="start streaming (pulling) a disk's backing chain into it",
+        description="Start a block pull on DISK of DOMAIN. Returns at once unless --wait.",
+        epilog=f"bandwidth: {BANDWIDTH_HELP}.\n\n{EXIT_CODES_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stream.add_argument("domain", metavar="DOMAIN")
+    stream.add_argument("disk", metavar="DISK", help="target name, e.g. vda")
+    stream.add_argument(
+        "--bandwidth", "-b", type=_bandwidth, default=0, metavar="BW", help="limit (default unlimited)"
+    )
+    stream.add_argument(
+        "--base", metavar="PATH", help="keep this backing image and those below it (default: pull all)"
+    )
+    stream.add_argument("--wait", action="store_true", help="wait until the job ends")
+    stream.add_argument("--json", action="store_true", help="print the job record as JSON")
+
+    jobs = commands.add_parser("jobs", help="list every block job on the hosts")
+    jobs.add_argument("--json", action="store_true", help="machine-readable output")
+    jobs.add_argument("--watch", action="store_true", help="refresh until interrupted")
+
+    speed = commands.add_parser("speed", help="change a running job's bandwidth limit")
+    speed.add_argument("domain", metavar="DOMAIN")
+    speed.add_argument("disk", metavar="DISK")
+    speed.add_argument("bandwidth", metavar="BW", type=_bandwidth, help="new limit; 0 = unlimited")
+
+    abort = commands.add_parser("abort", help="stop a job (a pull keeps what it copied)")
+    abort.add_argument("domain", metavar="DOMAIN")
+    abort.add_argument("disk", metavar="DISK")
+    abort.add_argument("--wait", action="store_true", help="wait until the job is gone")
+
+    for name, verb in (("pause", "hold"), ("resume", "continue")):
+        sub = commands.add_parser(name, help=f"{verb} a job (QMP hosts hold it in place)")
+        sub.add_argument("domain", metavar="DOMAIN")
+        sub.add_argument("disk", metavar="DISK")
+
+    lab = commands.add_parser(
+        "lab",
+        help="the embedded demo lab: real QEMU domains over qcow2 chains",
+        description="Manage the demo lab under $BLOCKTUI_LAB_DIR (default: the user data dir).",
+    )
+    lab.add_argument("action", choices=("up", "down", "status"))
+    lab.add_argument("--domains", type=_positive_int, default=3, metavar="N", help="default 3")
+    lab.add_argument("--disks", type=_positive_int, default=2, metavar="K", help="per domain, default 2")
+    lab.add_argument("--size", type=_size, default=64 * 1024**2, metavar="SIZE", help="default 64M")
+    lab.add_argument("--qmp", action="store_true", help="plain QEMU processes with QMP sockets")
+    return parser
+
+
+# -- hosts ----------------------------------------------------------------------------------
+
+
+def _default_uri() -> str:
+    uri = os.environ.get("LIBVIRT_DEFAULT_URI")
+    if uri:
+        return uri
+    return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
+
+
+@contextmanager
+def open_session(args: argparse.Namespace) -> Iterator[Session]:
+    """Connect every host the options name; close them (and any lab) on exit."""
+    with ExitStack() as stack:
+        backends: list[Backend] = []
+        if args.lab:
+            from blocktui.lab import open_lab  # noqa: PLC0415 - only --lab needs libvirt's lab
+
+            lab = open_lab("libvirt")
+            stack.callback(lab.close)
+            backends.append(lab.backend(readonly=args.readonly))
+        if args.qmp or args.qmp_dir:
+            from blocktui.backends.qmp import QmpBackend  # noqa: PLC0415 - optional backend
+
+            for socket in args.qmp:
+                backends.append(QmpBackend(sockets=[Path(socket)], readonly=args.readonly))
+            for directory in args.qmp_dir:
+                backends.append(QmpBackend(directory=Path(directory), readonly=args.readonly))
+        uris = list(args.connect)
+        if not backends and not uris:
+            uris.append(_default_uri())
+        if uris:
+            from blocktui.backends.libvirt import LibvirtBackend  # noqa: PLC0415
+
+            backends.extend(LibvirtBackend(uri, readonly=args.readonly) for uri in uris)
+        session = Session(backends, readonly=args.readonly)
+        stack.callback(session.close)
+        session.open()
+        for info in session.snapshot().hosts:
+            if info.state is not ConnectionState.CONNECTED and len(backends) == 1:
+                raise HostError(info.message or f"cannot connect to {info.uri}")
+        yield session
+
+
+def find_domain(session: Session, name: str) -> Domain:
+    """The one domain called ``name`` on any host.
+
+    Raises:
+        NotFound: no host has it.
+        Conflict: several hosts have it.
+    """
+    matches = [d for d in session.domains() if d.name == name]
+    if not matches:
+        hosts = ", ".join(session.hosts)
+        raise NotFound(f"no domain {visible(name)!r} on {hosts}; 'blocktui ls' lists them")
+    if len(matches) > 1:
+        raise Conflict(
+            f"domain {visible(name)!r} exists on several hosts "
+            f"({', '.join(d.host for d in matches)}); name one host with -c"
+        )
+    return matches[0]
+
+
+def find_disk_key(session: Session, domain: str, disk: str) -> JobKey:
+    """The job key for ``domain``/``disk``, checking both exist."""
+    found = find_domain(session, domain)
+    if found.disk(disk) is None:
+        targets = ", ".join(d.target for d in found.disks) or "none"
+        raise NotFound(f"domain {visible(domain)!r} has no disk {visible(disk)!r} (disks: {targets})")
+    return JobKey(found.host, found.name, disk)
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+def domain_json(domain: Domain) -> dict[str, Any]:
+    """The ``ls --json`` record of one domain."""
+    return {
+        "uri": domain.host,
+        "name": domain.name,
+        "state": domain.state.value,
+        "disks": [
+            {
+                "target": disk.target,
+                "source": disk.source,
+                "format": disk.format,
+                "chain": [{"path": layer.path, "format": layer.format} for layer in disk.chain],
+            }
+            for disk in domain.disks
+        ],
+    }
+
+
+def job_json(job: BlockJob | JobView) -> dict[str, Any]:
+    """The ``jobs --json`` record of one job (views add error and note when known)."""
+    record: dict[str, Any] = {
+        "uri": job.key.host,
+        "domain": job.key.domain,
+        "disk": job.key.disk,
+        "kind": job.kind.value,
+        "state": job.state.value,
+        "cur": job.cur,
+        "end": job.end,
+        "remaining": job.remaining,
+        "bandwidth": job.bandwidth,
+    }
+    if job.error:
+        record["error"] = job.error
+    if isinstance(job, JobView) and job.note:
+        record["note"] = job.note
+    return record
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+def print_domains(domains: Sequence[Domain], out: TextIO) -> None:
+    """Domains, disks and chains as indented text."""
+    if not domains:
+        out.write("no domains\n")
+        return
+    for domain in domains:
+        out.write(f"{visible(domain.name)}  ({domain.state.value})  {visible(domain.host)}\n")
+        for disk in domain.disks:
+            marker = "streamable" if disk.has_backing else "standalone"
+            source = visible(disk.source or "(empty)")
+            out.write(f"  {visible(disk.target)}  {disk.format or '?'}  {source}  [{marker}]\n")
+            for layer in disk.chain:
+                out.write(f"      <- {visible(layer.path)}  {layer.format or '?'}\n")
+
+
+def print_jobs(jobs: Sequence[BlockJob | JobView], out: TextIO) -> None:
+    """A table of jobs."""
+    if not jobs:
+        out.write("no block jobs\n")
+        return
+    rows = [["HOST", "DOMAIN", "DISK", "KIND", "STATE", "PROGRESS", "DONE", "TOTAL", "RATE", "LIMIT", "ETA"]]
+    for job in jobs:
+        view = job if isinstance(job, JobView) else None
+        percent = f"{100 * job.cur / job.end:.1f}%" if job.end else "—"
+        state = job.state.value
+        if view is not None and view.note:
+            state += f" ({view.note})"
+        rows.append(
+            [
+                visible(job.key.host),
+                visible(job.key.domain),
+                visible(job.key.disk),
+                job.kind.value,
+                state,
+                percent,
+                format_size(job.cur),
+                format_size(job.end),
+                format_rate(view.rate) if view else "—",
+                format_bandwidth(job.bandwidth),
+                format_duration(view.eta) if view else "—",
+            ]
+        )
+    _table(rows, out)
+
+
+def describe_end(view: JobView) -> str:
+    """One line saying how a job ended, with bytes copied and the reason when known."""
+    where = f"{visible(view.key.domain)}/{visible(view.key.disk)}"
+    done = f"{format_size(view.cur)} of {format_size(view.end)}"
+    if view.state is JobState.COMPLETED:
+        return f"{where}: completed, {format_size(view.end)} streamed in {format_duration(view.elapsed)}"
+    reason = view.error or view.note
+    line = f"{where}: {view.state.value} after {done} copied"
+    return f"{line}: {visible(reason)}" if reason else line
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def wait_for_end(
+    session: Session, key: JobKey, on_progress: Callable[[JobView], None] | None = None
+) -> JobView:
+    """Poll until the job on ``key`` ends (or stops at a checkpoint); return its final view."""
+    while True:
+        session.step()
+        view = session.job(key)
+        if view is None:
+            raise NotFound(f"the job on {key.domain}/{key.disk} is no longer tracked")
+        if view.state.is_final:
+            return view
+        if on_progress is not None:
+            on_progress(view)
+        session.wait(session.poll_interval)
+
+
+def _progress_line(view: JobView) -> None:
+    if not sys.stderr.isatty():
+        return
+    line = (
+        f"\r{visible(view.key.domain)}/{visible(view.key.disk)} {view.state.value} "
+        f"{100 * view.fraction:5.1f}%  {format_size(view.cur)} / {format_size(view.end)}  "
+        f"{format_rate(view.rate)}  ETA {format_duration(view.eta)}   "
+    )
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+def cmd_ls(session: Session, args: argparse.Namespace) -> int:
+    """List domains."""
+    domains = session.domains()
+    if args.json:
+        json.dump([domain_json(d) for d in domains], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_domains(domains, sys.stdout)
+    return 0
+
+
+def cmd_stream(session: Session, args: argparse.Namespace) -> int:
+    """Start a stream; with --wait, follow it to its end."""
+    key = find_disk_key(session, args.domain, args.disk)
+    session.start_stream(key.host, key.domain, key.disk, bandwidth=args.bandwidth, base=args.base)
+    if not args.wait:
+        view = session.job(key)
+        if args.json and view is not None:
+            json.dump(job_json(view), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            limit = format_bandwidth(args.bandwidth)
+            print(f"{visible(key.domain)}/{visible(key.disk)}: stream started ({limit})")
+        return 0
+    view = wait_for_end(session, key, None if args.json else _progress_line)
+    if sys.stderr.isatty() and not args.json:
+        sys.stderr.write("\n")
+    if args.json:
+        json.dump(job_json(view), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(describe_end(view))
+    return 0 if view.state is JobState.COMPLETED else 1
+
+
+def cmd_jobs(session: Session, args: argparse.Namespace) -> int:
+    """List jobs, once or refreshed."""
+    if not args.watch:
+        jobs = session.list_jobs()
+        if args.json:
+            json.dump([job_json(j) for j in jobs], sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print_jobs(jobs, sys.stdout)
+        return 0
+    while True:
+        snapshot = session.step()
+        if args.json:
+            sys.stdout.write(json.dumps([job_json(j) for j in snapshot.jobs]) + "\n")
+        else:
+            if sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")
+            sys.stdout.write(time.strftime("%H:%M:%S  (Ctrl-C to stop; jobs keep running)\n"))
+            print_jobs(snapshot.jobs, sys.stdout)
+        sys.stdout.flush()
+        time.sleep(1.0)
+
+
+def cmd_speed(session: Session, args: argparse.Namespace) -> int:
+    """Change a job's limit."""
+    key = find_disk_key(session, args.domain, args.disk)
+    session.set_speed(key, args.bandwidth)
+    print(f"{visible(key.domain)}/{visible(key.disk)}: limit now {format_bandwidth(args.bandwidth)}")
+    return 0
+
+
+def cmd_abort(session: Session, args: argparse.Namespace) -> int:
+    """Abort a job; with --wait, until it is gone."""
+    key = find_disk_key(session, args.domain, args.disk)
+    session.step()
+    session.abort(key)
+    if not args.wait:
+        print(f"{visible(key.domain)}/{visible(key.disk)}: abort requested")
+        return 0
+    view = wait_for_end(session, key)
+    print(describe_end(view))
+    return 0
+
+
+def cmd_pause(session: Session, args: argparse.Namespace) -> int:
+    """Pause or resume a job."""
+    key = find_disk_key(session, args.domain, args.disk)
+    if args.command == "pause":
+        session.pause(key)
+    else:
+        session.resume(key)
+    print(f"{visible(key.domain)}/{visible(key.disk)}: {args.command}d")
+    return 0
+
+
+def cmd_dashboard(session: Session, args: argparse.Namespace) -> int:
+    """Run the dashboard."""
+    from blocktui.ui import run_dashboard  # noqa: PLC0415 - Textual loads only for the dashboard
+
+    return run_dashboard(session)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Create, remove or describe the demo lab."""
+    from blocktui.lab import open_lab  # noqa: PLC0415
+
+    kind = "qmp" if args.qmp else "libvirt"
+    with open_lab(kind) as lab:
+        if args.action == "up":
+            print(f"creating the {kind} lab in {lab.root} ...", file=sys.stderr)
+            disks = lab.up(domains=args.domains, disks=args.disks, size=args.size)
+        elif args.action == "down":
+            lab.down()
+            print(f"{kind} lab removed from {lab.root}")
+            return 0
+        else:
+            disks = lab.status()
+        if not disks:
+            print(f"no {kind} lab in {lab.root}; 'blocktui lab up' creates one")
+            return 0
+        for disk in disks:
+            chain = " <- ".join(p.name for p in (disk.top, *disk.backing))
+            print(f"{disk.domain:10} {disk.target:5} {format_size(disk.size):>10}  {chain}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
+    "ls": cmd_ls,
+    "stream": cmd_stream,
+    "jobs": cmd_jobs,
+    "speed": cmd_speed,
+    "abort": cmd_abort,
+    "pause": cmd_pause,
+    "resume": cmd_pause,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run blocktui; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # A broken pipe (blocktui jobs | head) is a normal way to stop reading, not an error.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        if args.command == "lab":
+            return cmd_lab(args)
+        with open_session(args) as session:
+            command = COMMANDS.get(args.command, cmd_dashboard)
+            return command(session, args)
+    except BlocktuiError as exc:
+        # One line, whatever the host's message held.
+        print(f"blocktui: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\nblocktui: interrupted; jobs already started keep running on the host", file=sys.stderr)
+        return EXIT_INTERRUPTED
