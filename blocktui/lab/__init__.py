@@ -25,7 +25,7 @@ MIB = 1024 * 1024
 LAB_DIR_ENV = "BLOCKTUI_LAB_DIR"
 
 #: Lab kinds ``open_lab`` knows.
-LAB_KINDS = ("libvirt",)
+LAB_KINDS = ("libvirt", "qmp")
 
 
 def lab_root() -> Path:
@@ -157,4 +157,8 @@ def open_lab(kind: str, root: Path | None = None) -> Lab:
         from blocktui.lab.libvirt_lab import LibvirtLab  # noqa: PLC0415
 
         return LibvirtLab(base)
+    if kind == "qmp":
+        from blocktui.lab.qmp_lab import QmpLab  # noqa: PLC0415
+
+        return QmpLab(base)
     raise InvalidInput(f"unknown lab kind {kind!r}; choose one of {', '.join(LAB_KINDS)}")

@@ -1,0 +1,281 @@
+"""The QMP lab: bare QEMU processes (no guest, no libvirt) over qcow2 chains, one QMP socket each."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from blocktui.backends.base import Backend
+from blocktui.core.errors import Conflict, HostError, InvalidInput
+from blocktui.lab import MIB, DiskSpec, Lab, LabDisk, default_specs
+from blocktui.lab.images import create_chain
+
+QEMU = "qemu-system-x86_64"
+
+#: How long a QEMU gets to leave after SIGTERM before it is killed.
+STOP_GRACE = 5.0
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+class QmpLab(Lab):
+    """Plain QEMU processes started with ``-machine none``: each starts in about 40 ms.
+
+    Layout under ``root``: ``images/<domain>/`` (qcow2 chains), ``qmp/<domain>.qmp`` (the socket
+    backends scan), ``spare/<domain>.qmp`` (a second monitor, for a client other than the backend:
+    QEMU serves one client per QMP socket), ``run/<domain>.pid`` and ``run/<domain>.json`` (the disks,
+    so ``status`` works from another process).
+    """
+
+    kind = "qmp"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        if shutil.which(QEMU) is None:
+            raise HostError(f"{QEMU} is not installed (Debian: apt install qemu-system-x86)")
+        self.socket_dir = root / "qmp"
+        self.spare_dir = root / "spare"
+        self.run_dir = root / "run"
+        self.image_dir = root / "images"
+        # UNIX socket paths are limited to 108 bytes.
+        longest = self.spare_dir / ("x" * 24 + ".qmp")
+        if len(str(longest)) > 100:
+            raise InvalidInput(
+                f"lab root {root} is too long for QMP socket paths; use a shorter BLOCKTUI_LAB_DIR"
+            )
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def socket(self, name: str) -> Path:
+        """The QMP socket backends use for domain ``name``."""
+        return self.socket_dir / f"{name}.qmp"
+
+    def spare_socket(self, name: str) -> Path:
+        """A second QMP monitor of the same QEMU, for a client other than the backend."""
+        return self.spare_dir / f"{name}.qmp"
+
+    def _pidfile(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def _manifest(self, name: str) -> Path:
+        return self.run_dir / f"{name}.json"
+
+    def _inside(self, path: Path) -> Path:
+        """``path``, after checking it lies under the lab root (nothing else is ever removed)."""
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root.resolve()):
+            raise HostError(f"refusing to touch {path}: it is outside the lab root {self.root}")
+        return resolved
+
+    # -- processes --------------------------------------------------------------------------
+
+    def pid(self, name: str) -> int | None:
+        """The pid of domain ``name``'s QEMU, only if that pid still is our QEMU."""
+        try:
+            pid = int(self._pidfile(name).read_text().strip())
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        # The pid may have been reused by another program since: check it is that very QEMU.
+        is_ours = (
+            bool(argv)
+            and argv[0].endswith(QEMU.encode())
+            and str(self.socket(name)).encode() in b"".join(argv)
+        )
+        return pid if is_ours and _alive(pid) else None
+
+    def _stop(self, name: str) -> None:
+        pid = self.pid(name)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _alive(pid) and self.pid(name) == pid:
+            os.kill(pid, signal.SIGKILL)
+
+    def _blockdev_args(
+        self, name: str, spec: DiskSpec, top: Path, backing: tuple[Path, ...], error_at: int | None
+    ) -> list[str]:
+        if error_at is None:
+            # QEMU opens the backing chain named in the image headers, with implicit node names.
+            return [
+                "-blockdev",
+                f"driver=file,filename={top},node-name={spec.target}-file",
+                "-blockdev",
+                f"driver=qcow2,file={spec.target}-file,node-name={spec.target}",
+            ]
+        if not backing:
+            raise InvalidInput(f"{name}/{spec.target}: a read error needs a backing image to put it in")
+        # The deepest image reads through blkdebug, which fails every read touching ``error_at``.
+        base = backing[-1]
+        node: dict[str, Any] = {
+            "driver": "qcow2",
+            "node-name": f"{spec.target}-l{len(backing)}",
+            "file": {
+                "driver": "blkdebug",
+                "image": {"driver": "file", "filename": str(base)},
+                "inject-error": [{"event": "read_aio", "sector": error_at // 512, "errno": 5}],
+            },
+        }
+        args = ["-blockdev", json.dumps(node)]
+        below = node["node-name"]
+        for level, path in reversed(list(enumerate(backing[:-1], start=1))):
+            layer = {"driver": "qcow2", "node-name": f"{spec.target}-l{level}", "backing": below}
+            layer["file"] = {"driver": "file", "filename": str(path)}
+            args += ["-blockdev", json.dumps(layer)]
+            below = str(layer["node-name"])
+        top_node = {
+            "driver": "qcow2",
+            "node-name": spec.target,
+            "backing": below,
+            "file": {"driver": "file", "filename": str(top)},
+        }
+        return [*args, "-blockdev", json.dumps(top_node)]
+
+    def _start(
+        self, name: str, disks: list[LabDisk], specs: list[DiskSpec], errors: Mapping[str, int]
+    ) -> None:
+        for directory in (self.socket_dir, self.spare_dir, self.run_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        argv = [
+            QEMU,
+            "-machine",
+            "none",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-name",
+            name,
+            "-qmp",
+            f"unix:{self.socket(name)},server=on,wait=off",
+            "-qmp",
+            f"unix:{self.spare_socket(name)},server=on,wait=off",
+            "-pidfile",
+            str(self._pidfile(name)),
+            "-daemonize",
+        ]
+        for spec, disk in zip(specs, disks, strict=True):
+            argv += self._blockdev_args(name, spec, disk.top, disk.backing, errors.get(spec.target))
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            lines = done.stderr.strip().splitlines()
+            raise HostError(
+                f"QEMU for lab domain {name} did not start: {lines[-1] if lines else done.returncode}"
+            )
+
+    # -- Lab API ----------------------------------------------------------------------------
+
+    def create_domain(
+        self, name: str, disks: list[DiskSpec], *, read_error_at: Mapping[str, int] | None = None
+    ) -> list[LabDisk]:
+        """Create images for ``disks`` and start a QEMU named ``name`` using them.
+
+        Args:
+            read_error_at: for fault tests, ``{target: offset}``: that disk's deepest backing image
+                fails every read that touches this byte offset of its file with EIO.
+
+        Raises:
+            Conflict: a domain with that name already exists.
+        """
+        if self.pid(name) is not None or self._manifest(name).exists():
+            raise Conflict(f"lab domain {name} already exists; 'blocktui lab down' removes it")
+        created: list[LabDisk] = []
+        for spec in disks:
+            chain = create_chain(self.image_dir / name, spec.target, spec.size, spec.depth)
+            created.append(LabDisk(name, spec.target, chain.top, chain.backing, spec.size))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        manifest = [
+            {"target": d.target, "top": str(d.top), "backing": [str(p) for p in d.backing], "size": d.size}
+            for d in created
+        ]
+        self._manifest(name).write_text(json.dumps(manifest))
+        self._start(name, created, disks, read_error_at or {})
+        return created
+
+    def _disks(self, name: str) -> list[LabDisk]:
+        try:
+            manifest = json.loads(self._manifest(name).read_text())
+        except (OSError, ValueError):
+            return []
+        return [
+            LabDisk(
+                name, str(d["target"]), Path(d["top"]), tuple(Path(p) for p in d["backing"]), int(d["size"])
+            )
+            for d in manifest
+        ]
+
+    def _names(self) -> list[str]:
+        if not self.run_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.run_dir.glob("*.json"))
+
+    def up(self, domains: int = 3, disks: int = 2, size: int = 64 * MIB) -> list[LabDisk]:
+        result: list[LabDisk] = []
+        for index in range(1, domains + 1):
+            name = f"lab-{index}"
+            if self.pid(name) is not None:
+                result.extend(self._disks(name))
+                continue
+            self.destroy_domain(name)  # leftovers of a QEMU that died
+            result.extend(self.create_domain(name, default_specs(index, disks, size)))
+        return result
+
+    def destroy_domain(self, name: str) -> None:
+        self._stop(name)
+        for path in (self.socket(name), self.spare_socket(name), self._pidfile(name), self._manifest(name)):
+            self._inside(path).unlink(missing_ok=True)
+        images = self.image_dir / name
+        if images.exists():
+            shutil.rmtree(self._inside(images))
+
+    def down(self) -> None:
+        names = set(self._names())
+        if self.run_dir.is_dir():
+            names.update(p.stem for p in self.run_dir.glob("*.pid"))
+        for name in sorted(names):
+            self.destroy_domain(name)
+        for directory in (self.socket_dir, self.spare_dir, self.run_dir, self.image_dir):
+            if directory.is_dir():
+                shutil.rmtree(self._inside(directory))
+
+    def status(self) -> list[LabDisk]:
+        return [disk for name in self._names() if self.pid(name) is not None for disk in self._disks(name)]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL domain ``name``'s QEMU, as a crash would (fault tests); its images stay."""
+        pid = self.pid(name)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + STOP_GRACE
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    def backend(self, readonly: bool = False) -> Backend:
+        """A connected backend over every lab QEMU's primary socket.
+
+        QEMU serves one client per QMP socket: a second backend connected at the same time sees
+        the domains as lost until the first one closes.
+        """
+        # Imported here: the lab package must load without qemu.qmp for the libvirt lab.
+        from blocktui.backends.qmp import QmpBackend  # noqa: PLC0415
+
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        backend = QmpBackend(directory=self.socket_dir, readonly=readonly)
+        backend.connect()
+        return backend
