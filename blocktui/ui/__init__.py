@@ -1,0 +1,65 @@
+"""The Textual dashboard: ``run_dashboard(session)`` shows every block job of a session live."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from blocktui.session import Session
+
+#: How long quitting waits for hosts to close before leaving them behind.
+CLOSE_TIMEOUT = 5.0
+
+
+class _DaemonExecutor(ThreadPoolExecutor):
+    """Runs each worker call in its own daemon thread.
+
+    Textual runs thread workers on the event loop's default executor, whose threads are joined
+    when the loop and the interpreter shut down: one host call that never returns would make
+    quitting hang. Daemon threads are left behind instead (the host keeps its jobs either way).
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the awaiting worker, which reports it
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="blocktui-worker", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        # Nothing to join: the threads are daemons and may be stuck in a host call.
+        return None
+
+
+def run_dashboard(session: Session) -> int:
+    """Run the dashboard on a session that is not yet open; return the exit code.
+
+    The app opens the session in a worker (so the screen shows at once) and this function closes it
+    afterwards; jobs keep running on their hosts.
+    """
+    from blocktui.ui.app import BlocktuiApp  # noqa: PLC0415 - keep `import blocktui.ui` light
+
+    app = BlocktuiApp(session)
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(_DaemonExecutor())
+    try:
+        app.run(loop=loop)
+    finally:
+        loop.close()
+        closer = threading.Thread(target=session.close, name="blocktui-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT)
+    return app.return_code or 0
+
+
+__all__ = ["run_dashboard"]

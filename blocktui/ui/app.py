@@ -1,0 +1,61 @@
+"""The dashboard application: a session, one main screen, global keys and the command palette."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from blocktui.session import Session
+from blocktui.ui.commands import DashboardCommands
+from blocktui.ui.screens.help import HelpScreen, keys_text
+from blocktui.ui.screens.main import MainScreen
+
+
+class BlocktuiApp(App[int]):
+    """Live block jobs on every host of a session; jobs keep running on the hosts after quitting."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "blocktui"
+    COMMANDS = App.COMMANDS | {DashboardCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", id="help", tooltip="List every key"),
+        Binding(
+            "q", "quit", "Quit", id="quit", tooltip="Leave the dashboard; running jobs continue on the hosts"
+        ),
+    ]
+
+    def __init__(self, session: Session, *, poll: bool = True) -> None:
+        """Create the app.
+
+        Args:
+            poll: run the poll worker (tests that step the session by hand turn it off).
+        """
+        super().__init__()
+        self.session = session
+        self.main = MainScreen(session, poll=poll)
+
+    def on_mount(self) -> None:
+        self.push_screen(self.main)
+
+    def action_help(self) -> None:
+        """Show every key, taken from the bindings themselves."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        sections = [
+            ("Dashboard", [b for b in MainScreen.BINDINGS if isinstance(b, Binding)]),
+            ("Everywhere", [b for b in self.BINDINGS if isinstance(b, Binding)]),
+        ]
+        text = keys_text(sections, lambda key: self.get_key_display(Binding(key, "")))
+        self.push_screen(HelpScreen(text))
+
+    def action_quit(self) -> None:  # type: ignore[override]
+        """Stop polling and leave, saying that running jobs go on without us."""
+        running = self.main.running_jobs()
+        self.main.stop_polling()
+        if running:
+            message = f"blocktui: {running} running job{'s' if running != 1 else ''} continue on the hosts."
+        else:
+            message = "blocktui: no jobs were running."
+        self.exit(0, message=message)

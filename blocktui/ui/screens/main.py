@@ -1,0 +1,494 @@
+"""The main screen: hosts, the domain tree, every job, and details of what is selected.
+
+All host calls run in thread workers; the UI thread only renders snapshots and opens dialogs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.events import DescendantFocus
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Tree
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from blocktui.core.errors import BlocktuiError
+from blocktui.core.model import ConnectionState, Disk, Domain, HostInfo, JobKey, JobState
+from blocktui.core.text import visible
+from blocktui.core.views import JobView, Snapshot
+from blocktui.session import Session
+from blocktui.ui.format import format_bandwidth, host_labels, safe
+from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
+from blocktui.ui.screens.confirm import ConfirmScreen
+from blocktui.ui.screens.limit import LimitDialog
+from blocktui.ui.screens.stream_dialog import StreamDialog, StreamRequest
+from blocktui.ui.widgets.detail import DetailPane
+from blocktui.ui.widgets.domain_tree import DomainTree, matches
+from blocktui.ui.widgets.hosts_bar import HostsBar
+from blocktui.ui.widgets.jobs_table import JobsTable
+
+MiB = 1024**2
+
+#: Where ``-`` starts from when a job has no limit and no measured rate yet.
+DEFAULT_STEP = 64 * MiB
+#: ``-`` never goes below this: a near-zero limit looks like a hung job.
+MIN_LIMIT = MiB
+
+#: Actions that change something on a host: all disabled in read-only mode.
+MUTATIONS = frozenset({"stream", "stream_domain", "abort", "faster", "slower", "limit", "pause"})
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user is pointing at, resolved against the latest snapshot."""
+
+    host: str | None = None
+    domain: Domain | None = None
+    disk: Disk | None = None
+    job: JobView | None = None
+
+
+class MainScreen(Screen[None]):
+    """Tree of hosts, domains and disks; the jobs table; a detail pane; keys for every action."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "s", "stream", "Stream", id="stream", tooltip="Stream the selected disk's backing chain into it"
+        ),
+        Binding(
+            "S",
+            "stream_domain",
+            "Stream domain",
+            id="stream_domain",
+            tooltip="Stream every disk of the selected domain that has a backing chain",
+        ),
+        Binding("a", "abort", "Abort", id="abort", tooltip="Stop the selected job (asks first)"),
+        Binding("plus", "faster", "Faster", id="faster", tooltip="Double the selected job's limit"),
+        Binding("minus", "slower", "Slower", id="slower", tooltip="Halve the selected job's limit"),
+        Binding(
+            "l",
+            "limit",
+            "Set limit",
+            id="limit",
+            show=False,
+            tooltip="Type an exact limit for the selected job",
+        ),
+        Binding("p", "pause", "Pause/resume", id="pause", tooltip="Hold or continue the selected job"),
+        Binding("slash", "filter", "Filter", id="filter", tooltip="Show only rows that match some text"),
+        Binding(
+            "enter",
+            "details",
+            "Details",
+            id="details",
+            priority=True,
+            show=False,
+            tooltip="Enlarge the detail pane",
+        ),
+        Binding("c", "clear_finished", "Clear done", id="clear", tooltip="Forget finished jobs"),
+        Binding("r", "refresh", "Refresh", id="refresh", show=False, tooltip="Re-read domains and chains"),
+        Binding(
+            "escape", "back", "Back", id="back", show=False, tooltip="Close the filter or the big detail"
+        ),
+    ]
+
+    def __init__(self, session: Session, *, poll: bool = True) -> None:
+        """Create the screen.
+
+        Args:
+            poll: start the poll worker on mount (tests that drive ``Session`` by hand turn it off).
+        """
+        super().__init__()
+        self.session = session
+        self._poll_enabled = poll
+        self._snapshot = Snapshot(hosts=(), domains=(), jobs=())
+        self._labels: dict[str, str] = {}
+        self._jobs: dict[JobKey, JobView] = {}
+        self._domains: dict[tuple[str, str], Domain] = {}
+        self._hosts: dict[str, HostInfo] = {}
+        self._needle = ""
+        self._pane = "jobs"
+        self._last_snapshot = time.monotonic()
+        self._poller: Worker[None] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield HostsBar(id="hosts")
+        with Horizontal(id="top"):
+            yield DomainTree(id="tree")
+            yield DetailPane(id="detail")
+        yield JobsTable(id="jobs")
+        yield Input(placeholder="filter: host, domain, disk or state", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.query_one(JobsTable).focus()
+        if self._poll_enabled:
+            self._poller = self._poll()
+        self.set_interval(1.0, self._check_stale)
+
+    def on_unmount(self) -> None:
+        self.stop_polling()
+
+    def stop_polling(self) -> None:
+        """Cancel the poll worker and wake it from its wait so it ends at once."""
+        if self._poller is not None:
+            self._poller.cancel()
+            self.session.wake()
+
+    # -- workers: the only places that call the session ---------------------------------------
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll(self) -> None:
+        """Open the session, then step, post, wait; one loop, so polls never overlap."""
+        worker = get_current_worker()
+        self.session.open()
+        last_error = ""
+        while not worker.is_cancelled:
+            try:
+                snapshot = self.session.step()
+            except BlocktuiError as exc:
+                # Say it once, not twice a second, while the same problem lasts.
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    self.post_message(ActionFailed("poll", visible(last_error)))
+            else:
+                last_error = ""
+                self.post_message(SnapshotReady(snapshot))
+            if worker.is_cancelled:
+                break
+            self.session.wait(self.session.poll_interval)
+
+    @work(thread=True, exit_on_error=False, group="actions")
+    def _act(self, what: str, call: Callable[[], object]) -> None:
+        """Run one user action against the session; report the outcome as a message."""
+        try:
+            call()
+        except BlocktuiError as exc:
+            self.post_message(ActionFailed(what, visible(str(exc))))
+            return
+        self.post_message(ActionDone(what))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Anything other than our own errors is a bug; still one line, never a traceback on screen.
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            self.notify(
+                visible(f"{event.worker.name or 'worker'} failed: {type(error).__name__}: {error}"),
+                severity="error",
+                markup=False,
+            )
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    @on(SnapshotReady)
+    def _on_snapshot(self, message: SnapshotReady) -> None:
+        self.show(message.snapshot)
+
+    def show(self, snapshot: Snapshot) -> None:
+        """Render a snapshot: only what changed is repainted."""
+        self._last_snapshot = time.monotonic()
+        self._snapshot = snapshot
+        self._labels = host_labels([h.uri for h in snapshot.hosts])
+        self._hosts = {h.uri: h for h in snapshot.hosts}
+        self._jobs = {job.key: job for job in snapshot.jobs}
+        self._domains = {(d.host, d.name): d for d in snapshot.domains}
+        self.query_one(HostsBar).show(snapshot.hosts, self._labels, self.session.readonly)
+        self._render_lists()
+
+    def _render_lists(self) -> None:
+        needle = self._needle
+        job_states = {(key.host, key.domain, key.disk): job.state for key, job in self._jobs.items()}
+        self.query_one(DomainTree).show(
+            self._snapshot.hosts, self._labels, self._snapshot.domains, job_states, needle
+        )
+        jobs = [
+            job
+            for job in self._snapshot.jobs
+            if not needle
+            or matches(needle, self._labels.get(job.key.host), *job.key, job.state.value, job.kind.value)
+        ]
+        self.query_one(JobsTable).sync(jobs, self._labels)
+        self._render_detail()
+
+    def _render_detail(self) -> None:
+        selection = self.selection()
+        host = self._labels.get(selection.host or "", selection.host or "")
+        self.query_one(DetailPane).show(host, selection.domain, selection.disk, selection.job)
+        self.refresh_bindings()
+
+    def _check_stale(self) -> None:
+        # A step that does not come back means a host stopped answering: say so instead of
+        # silently showing old numbers.
+        waited = time.monotonic() - self._last_snapshot
+        bar = self.query_one(HostsBar)
+        if waited > max(3.0, 4 * self.session.poll_interval):
+            bar.show_waiting(waited)
+        else:
+            bar.show_waiting(None)
+
+    # -- selection ----------------------------------------------------------------------------
+
+    def selection(self) -> Selection:
+        """The disk and job the user points at: from the tree or the jobs table, whichever had focus."""
+        if self._pane == "tree":
+            place = self.query_one(DomainTree).selected
+            if place is None:
+                return Selection()
+            domain = self._domains.get((place.host, place.domain or ""))
+            disk = domain.disk(place.disk) if domain is not None and place.disk else None
+            job = self._jobs.get(JobKey(place.host, place.domain or "", place.disk or ""))
+            return Selection(place.host, domain, disk, job)
+        key = self.query_one(JobsTable).selected_key
+        if key is None:
+            return Selection()
+        domain = self._domains.get((key.host, key.domain))
+        disk = domain.disk(key.disk) if domain is not None else None
+        return Selection(key.host, domain, disk, self._jobs.get(key))
+
+    @on(DescendantFocus)
+    def _focus_moved(self, event: DescendantFocus) -> None:
+        if isinstance(event.widget, DomainTree):
+            self._pane = "tree"
+        elif isinstance(event.widget, JobsTable):
+            self._pane = "jobs"
+        self._render_detail()
+
+    @on(Tree.NodeHighlighted)
+    @on(DataTable.RowHighlighted)
+    def _highlight_moved(self) -> None:
+        self._render_detail()
+
+    def _writable(self, host: str | None) -> bool:
+        if host is None or self.session.readonly:
+            return False
+        info = self._hosts.get(host)
+        return info is not None and info.state is ConnectionState.CONNECTED and not info.readonly
+
+    def _supports(self, host: str, flag: str) -> bool:
+        # Capability flags are plain attributes: reading one never calls the host.
+        try:
+            return bool(getattr(self.session.backend(host), flag))
+        except BlocktuiError:
+            return False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Enable only what applies to the selection; None shows a key as disabled."""
+        if action not in MUTATIONS and action != "clear_finished":
+            return True
+        if action == "clear_finished":
+            return True if any(job.state.is_final for job in self._jobs.values()) else None
+        selection = self.selection()
+        if not self._writable(selection.host):
+            return None
+        job = selection.job
+        running = job is not None and not job.state.is_final
+        if action == "stream":
+            disk = selection.disk
+            return True if disk is not None and disk.has_backing and not running else None
+        if action == "stream_domain":
+            return True if self._streamable(selection.domain) else None
+        if not running or job is None:
+            return None
+        if action == "pause":
+            can_pause = job.state in (JobState.ACTIVE, JobState.PAUSED)
+            return True if can_pause and self._supports(job.key.host, "supports_pause") else None
+        if action == "faster":
+            return True if job.bandwidth > 0 else None
+        return True
+
+    def _streamable(self, domain: Domain | None) -> list[Disk]:
+        if domain is None:
+            return []
+        busy = {key for key, job in self._jobs.items() if not job.state.is_final}
+        return [
+            disk
+            for disk in domain.disks
+            if disk.has_backing and JobKey(domain.host, domain.name, disk.target) not in busy
+        ]
+
+    def _what(self, key: JobKey) -> str:
+        return f"{visible(key.domain)}/{visible(key.disk)}"
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_stream(self) -> None:
+        """Open the stream dialog for the selected disk."""
+        selection = self.selection()
+        if selection.host is None or selection.domain is None or selection.disk is None:
+            return
+        self._ask_stream(selection.host, selection.domain, [selection.disk])
+
+    def action_stream_domain(self) -> None:
+        """Open the stream dialog for every disk with a chain of the selected domain."""
+        selection = self.selection()
+        disks = self._streamable(selection.domain)
+        if selection.host is None or selection.domain is None or not disks:
+            return
+        self._ask_stream(selection.host, selection.domain, disks)
+
+    def _ask_stream(self, host: str, domain: Domain, disks: list[Disk]) -> None:
+        dialog = StreamDialog(
+            self._labels.get(host, host),
+            domain.name,
+            disks,
+            supports_base=self._supports(host, "supports_base"),
+        )
+
+        def start(request: StreamRequest | None) -> None:
+            if request is None:
+                return
+            for disk in disks:
+                call = partial(
+                    self.session.start_stream,
+                    host,
+                    domain.name,
+                    disk.target,
+                    bandwidth=request.bandwidth,
+                    base=request.base,
+                )
+                self._act(f"stream {visible(domain.name)}/{visible(disk.target)}", call)
+
+        self.app.push_screen(dialog, start)
+
+    def action_abort(self) -> None:
+        """Ask, then abort the selected job."""
+        job = self.selection().job
+        if job is None:
+            return
+        key = job.key
+        question = Text.assemble(
+            f"Abort the {job.kind.value} job on\n\n  ",
+            safe(key.domain, "bold"),
+            " / ",
+            safe(key.disk, "bold"),
+            f"  on {self._labels.get(key.host, visible(key.host))}?\n\n",
+            Text("What it copied so far stays in the top image.", style="dim"),
+        )
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._act(f"abort {self._what(key)}", partial(self.session.abort, key))
+
+        self.app.push_screen(ConfirmScreen("Abort job", question, yes="Abort"), answer)
+
+    def action_faster(self) -> None:
+        """Double the selected job's limit."""
+        job = self.selection().job
+        if job is not None and job.bandwidth > 0:
+            self._set_limit(job.key, job.bandwidth * 2)
+
+    def action_slower(self) -> None:
+        """Halve the selected job's limit; an unlimited job starts from half its measured rate."""
+        job = self.selection().job
+        if job is None:
+            return
+        current = job.bandwidth or int(job.rate or 0) or 2 * DEFAULT_STEP
+        self._set_limit(job.key, max(MIN_LIMIT, current // 2 // MiB * MiB))
+
+    def action_limit(self) -> None:
+        """Ask for an exact limit for the selected job."""
+        job = self.selection().job
+        if job is None:
+            return
+        key = job.key
+        what = Text.assemble(safe(key.domain, "bold"), " / ", safe(key.disk, "bold"))
+
+        def chosen(bandwidth: int | None) -> None:
+            if bandwidth is not None:
+                self._set_limit(key, bandwidth)
+
+        self.app.push_screen(LimitDialog(what, job.bandwidth), chosen)
+
+    def _set_limit(self, key: JobKey, bandwidth: int) -> None:
+        self._act(
+            f"limit {self._what(key)} to {format_bandwidth(bandwidth)}",
+            partial(self.session.set_speed, key, bandwidth),
+        )
+
+    def action_pause(self) -> None:
+        """Pause a running job, or resume a paused one."""
+        job = self.selection().job
+        if job is None:
+            return
+        if job.state is JobState.PAUSED:
+            self._act(f"resume {self._what(job.key)}", partial(self.session.resume, job.key))
+        else:
+            self._act(f"pause {self._what(job.key)}", partial(self.session.pause, job.key))
+
+    def action_clear_finished(self) -> None:
+        """Forget every finished job."""
+
+        def clear() -> None:
+            self.session.clear_finished()
+            self.session.wake()  # show the cleared table now, not at the next poll
+
+        self._act("clear finished jobs", clear)
+
+    def action_refresh(self) -> None:
+        """Re-read domains, disks and chains from every host."""
+
+        def refresh() -> None:
+            self.session.refresh_domains()
+            self.session.wake()
+
+        self._act("refresh", refresh)
+
+    def action_filter(self) -> None:
+        """Show the filter field."""
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    def action_details(self) -> None:
+        """Enter: finish filtering, fold a tree branch, or enlarge the detail pane."""
+        focused = self.focused
+        if isinstance(focused, Input):
+            self.query_one(JobsTable).focus()
+            return
+        tree = self.query_one(DomainTree)
+        if focused is tree and tree.cursor_node is not None and tree.cursor_node.allow_expand:
+            tree.cursor_node.toggle()
+            return
+        if self.maximized is not None:
+            self.minimize()
+        else:
+            self.maximize(self.query_one(DetailPane), container=False)
+
+    def action_back(self) -> None:
+        """Escape: leave the big detail, or close and clear the filter."""
+        if self.maximized is not None:
+            self.minimize()
+            return
+        field = self.query_one("#filter", Input)
+        if field.display:
+            field.value = ""
+            field.display = False
+            self.query_one(JobsTable).focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._needle = event.value.strip().casefold()
+        self._render_lists()
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    @on(ActionDone)
+    def _done(self, message: ActionDone) -> None:
+        self.notify(f"done: {message.action}", timeout=3, markup=False)
+
+    @on(ActionFailed)
+    def _failed(self, message: ActionFailed) -> None:
+        self.notify(f"{message.action}: {message.reason}", severity="error", timeout=8, markup=False)
+
+    def running_jobs(self) -> int:
+        """How many jobs are still running (to say so on quit)."""
+        return sum(1 for job in self._jobs.values() if not job.state.is_final)

@@ -1,0 +1,94 @@
+"""The detail pane: the selected disk's backing chain, and its job's numbers and recent rate."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Sparkline, Static
+
+from blocktui.core.model import Disk, Domain
+from blocktui.core.units import format_rate
+from blocktui.core.views import JobView
+from blocktui.ui.format import (
+    STATE_STYLES,
+    format_bandwidth,
+    format_duration,
+    format_size,
+    safe,
+)
+
+
+def describe(host: str, domain: Domain | None, disk: Disk | None, job: JobView | None) -> Text:
+    """Everything the pane says about a disk and its job, as plain Text."""
+    text = Text(no_wrap=False)
+    if domain is None and job is None:
+        text.append("Select a disk or a job to see its chain and progress.", style="dim")
+        return text
+    name = domain.name if domain is not None else job.key.domain if job is not None else ""
+    target = disk.target if disk is not None else job.key.disk if job is not None else ""
+    text.append_text(safe(host, "dim"))
+    text.append("  ")
+    text.append_text(safe(name, "bold"))
+    if target:
+        text.append(" / ")
+        text.append_text(safe(target, "bold"))
+    text.append("\n")
+    if disk is not None:
+        text.append("chain (top first):\n", style="underline")
+        layers = [(disk.source or "(empty)", disk.format)] + [
+            (layer.path, layer.format) for layer in disk.chain
+        ]
+        for depth, (path, fmt) in enumerate(layers):
+            text.append(f" {depth} ", style="dim")
+            text.append_text(safe(path))
+            text.append(" ")
+            text.append_text(safe(fmt or "?", "dim"))
+            text.append("\n")
+        if not disk.chain:
+            text.append(" no backing image: nothing to stream\n", style="dim")
+    if job is not None:
+        text.append(f"{job.kind.value} ", style="bold")
+        text.append(job.state.value, style=STATE_STYLES.get(job.state, ""))
+        if job.chunk is not None:
+            text.append(f"  chunk {job.chunk[0]}/{job.chunk[1]}")
+        text.append("\n")
+        total = format_size(job.end) if job.end > 0 else "?"
+        text.append(f"{format_size(job.cur)} of {total} ({job.fraction * 100:.1f}%), ")
+        text.append(f"{format_size(job.remaining)} left\n")
+        text.append(f"rate {format_rate(job.rate)}  limit {format_bandwidth(job.bandwidth)}  ")
+        text.append(f"ETA {format_duration(job.eta)}  elapsed {format_duration(job.elapsed)}\n")
+        if job.error:
+            text.append("error: ", style="bold red")
+            text.append_text(safe(job.error, "red"))
+            text.append("\n")
+        if job.note:
+            text.append("note: ", style="bold")
+            text.append_text(safe(job.note))
+            text.append("\n")
+    return text
+
+
+class DetailPane(VerticalScroll):
+    """Text about the selection above a sparkline of the job's smoothed rate."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._shown: tuple[str, object] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="detail-text")
+        yield Sparkline([], id="detail-spark")
+
+    def show(self, host: str, domain: Domain | None, disk: Disk | None, job: JobView | None) -> None:
+        """Show this selection; widgets are touched only when what they show changed."""
+        text = describe(host, domain, disk, job)
+        static = self.query_one("#detail-text", Static)
+        if self._shown != (text.plain, text.spans):
+            self._shown = (text.plain, text.spans)
+            static.update(text)
+        spark = self.query_one("#detail-spark", Sparkline)
+        history = list(job.history) if job is not None else []
+        if list(spark.data or []) != history:
+            spark.data = history
+        spark.display = bool(history)

@@ -1,0 +1,73 @@
+"""The header line: the app's name and each connection's health, plus room for per-host facts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich.text import Text
+from textual.widgets import Static
+
+from blocktui.core.model import ConnectionState, HostInfo
+from blocktui.ui.format import CONNECTION_STYLES, safe
+
+_DOTS = {
+    ConnectionState.CONNECTING: "◌",
+    ConnectionState.CONNECTED: "●",
+    ConnectionState.RECONNECTING: "◍",
+    ConnectionState.DISCONNECTED: "○",
+}
+
+
+def connection_text(info: HostInfo) -> str:
+    """The state word shown for a host: a connected but read-only host says so."""
+    if info.state is ConnectionState.CONNECTED and info.readonly:
+        return "read-only"
+    return info.state.value
+
+
+def hosts_text(hosts: Sequence[HostInfo], labels: Mapping[str, str], readonly: bool) -> Text:
+    """``blocktui  ● alpha connected  ◍ beta reconnecting`` with any extra facts a host reports."""
+    text = Text.assemble(("blocktui", "bold"), ("  read-only session" if readonly else "", "bold yellow"))
+    for info in hosts:
+        style = CONNECTION_STYLES.get(info.state, "")
+        if info.state is ConnectionState.CONNECTED and info.readonly:
+            style = "yellow"
+        text.append("  ")
+        text.append(f"{_DOTS.get(info.state, '?')} ", style=style)
+        text.append(labels.get(info.uri, info.uri), style="bold")
+        text.append(f" {connection_text(info)}", style=style)
+        # Room for a host budget, max-active and the like: shown as key=value, always escaped.
+        for key, value in sorted(info.extra.items()):
+            text.append(" ")
+            text.append_text(safe(f"{key}={value}", "dim"))
+    return text
+
+
+class HostsBar(Static):
+    """One line at the top of the main screen."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(Text("blocktui  connecting…"), id=id)
+        self._hosts = Text("blocktui  connecting…")
+        self._waiting = ""
+        self._shown: str | None = None
+
+    def show(self, hosts: Sequence[HostInfo], labels: Mapping[str, str], readonly: bool) -> None:
+        """Repaint only when a host's state or facts changed."""
+        self._hosts = hosts_text(hosts, labels, readonly)
+        self._repaint()
+        # The message says why a host is not connected; a tooltip keeps the line short.
+        reasons = [f"{labels.get(h.uri, h.uri)}: {h.message}" for h in hosts if h.message]
+        self.tooltip = Text("\n").join(safe(reason) for reason in reasons) if reasons else None
+
+    def show_waiting(self, seconds: float | None) -> None:
+        """Say that the last poll has not come back for ``seconds`` (None: it has)."""
+        self._waiting = "" if seconds is None else f"  ⏳ hosts not answering for {seconds:.0f}s"
+        self._repaint()
+
+    def _repaint(self) -> None:
+        text = self._hosts.copy()
+        text.append(self._waiting, style="bold yellow")
+        if text.plain != self._shown:
+            self._shown = text.plain
+            self.update(text)

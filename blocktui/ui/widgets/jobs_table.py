@@ -1,0 +1,157 @@
+"""The live jobs table: one row per job, keyed by its JobKey, repainting only the cells that changed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
+
+from blocktui.core.model import JobKey, JobState
+from blocktui.core.views import JobView
+from blocktui.ui.format import (
+    STATE_STYLES,
+    compact_limit,
+    compact_rate,
+    compact_size,
+    format_duration,
+    progress_bar,
+    safe,
+)
+
+BAR_WIDTH = 8
+
+
+class Column(NamedTuple):
+    """One column: its key, header and fixed width (fixed so updates never re-measure)."""
+
+    key: str
+    label: str
+    width: int
+    right: bool = False
+
+
+COLUMNS = (
+    Column("host", "host", 7),
+    Column("domain", "domain", 12),
+    Column("disk", "disk", 5),
+    Column("kind", "kind", 4),
+    Column("state", "state", 9),
+    Column("bar", "progress", BAR_WIDTH),
+    Column("percent", "%", 4, right=True),
+    Column("done", "done/total", 11, right=True),
+    Column("remaining", "left", 5, right=True),
+    Column("rate", "rate", 7, right=True),
+    Column("limit", "limit", 7, right=True),
+    Column("eta", "ETA", 5, right=True),
+    Column("elapsed", "time", 5, right=True),
+)
+
+
+def row_key(key: JobKey) -> str:
+    """The table's row key for a job: stable for the job's life and unique across hosts."""
+    # NUL cannot occur in a libvirt name or URI, so joining on it never makes two keys equal.
+    return "\0".join(key)
+
+
+def job_cells(job: JobView, host: str) -> tuple[Text, ...]:
+    """Every cell of a job's row, as plain Text (host strings escaped, nothing parsed as markup)."""
+    state_style = STATE_STYLES.get(job.state, "")
+    final = job.state.is_final
+    known_total = job.end > 0
+    bar_style = "red" if job.state is JobState.FAILED else state_style
+    cells = {
+        "host": Text(host, no_wrap=True),
+        "domain": safe(job.key.domain),
+        "disk": safe(job.key.disk),
+        "kind": Text(job.kind.value),
+        "state": Text(job.state.value, style=state_style),
+        "bar": Text(progress_bar(job.fraction, BAR_WIDTH), style=bar_style),
+        "percent": Text(f"{job.fraction * 100:.0f}%" if known_total else "—"),
+        "done": Text(f"{compact_size(job.cur)}/{compact_size(job.end)}" if known_total else "—"),
+        "remaining": Text(compact_size(job.remaining) if known_total else "—"),
+        "rate": Text("—" if final else compact_rate(job.rate)),
+        "limit": Text(compact_limit(job.bandwidth)),
+        "eta": Text("—" if final else format_duration(job.eta)),
+        "elapsed": Text(format_duration(job.elapsed)),
+    }
+    return tuple(
+        cell if not column.right else Text(cell.plain, style=cell.style, justify="right")
+        for column, cell in ((column, cells[column.key]) for column in COLUMNS)
+    )
+
+
+def _same(a: Text, b: Text) -> bool:
+    return a.plain == b.plain and a.style == b.style and a.spans == b.spans
+
+
+class JobsTable(DataTable[Text]):
+    """Every job on every host; rows are added and removed by key, cells updated only on change."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._keys: dict[str, JobKey] = {}
+
+    def on_mount(self) -> None:
+        for column in COLUMNS:
+            self.add_column(
+                Text(column.label, justify="right" if column.right else "left"),
+                width=column.width,
+                key=column.key,
+            )
+
+    @property
+    def selected_key(self) -> JobKey | None:
+        """The job under the cursor, if any."""
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except LookupError:  # the cursor sits beyond a row just removed
+            return None
+        return self._keys.get(key.value or "")
+
+    def select(self, key: JobKey) -> None:
+        """Move the cursor to this job's row, if it is shown."""
+        value = row_key(key)
+        if value in self._cells:
+            self.move_cursor(row=self.get_row_index(value))
+
+    def sync(self, jobs: Sequence[JobView], hosts: dict[str, str]) -> bool:
+        """Make the rows match ``jobs``; return whether any row was added or removed.
+
+        Args:
+            hosts: short labels for host URIs.
+        """
+        wanted = {row_key(job.key): job for job in jobs}
+        selected = self.selected_key
+        changed_rows = False
+        with self.app.batch_update():
+            for value in [v for v in self._cells if v not in wanted]:
+                self.remove_row(value)
+                del self._cells[value]
+                del self._keys[value]
+                changed_rows = True
+            for value, job in wanted.items():
+                cells = job_cells(job, hosts.get(job.key.host, job.key.host))
+                old = self._cells.get(value)
+                if old is None:
+                    self.add_row(*cells, key=value)
+                    self._keys[value] = job.key
+                    changed_rows = True
+                else:
+                    for column, before, after in zip(COLUMNS, old, cells, strict=True):
+                        if not _same(before, after):
+                            self.update_cell(value, column.key, after, update_width=False)
+                self._cells[value] = cells
+        if changed_rows and selected is not None and row_key(selected) in self._cells:
+            # Removing rows above the cursor would otherwise move it to another job.
+            self.select(selected)
+        return changed_rows
+
+    def key_for(self, row: RowKey) -> JobKey | None:
+        """The job shown in a row."""
+        return self._keys.get(row.value or "")
