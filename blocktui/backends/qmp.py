@@ -47,6 +47,9 @@ T = TypeVar("T")
 #: Socket names a directory scan picks up (Proxmox uses ``<vmid>.qmp``).
 SOCKET_PATTERNS = ("*.qmp", "*.sock")
 
+#: Seconds to wait for a QMP greeting; QEMU greets at once unless another client holds the socket.
+CONNECT_TIMEOUT = 3.0
+
 #: Prefix of the job ids we give our streams; QEMU job ids must start with a letter.
 JOB_PREFIX = "blocktui-"
 
@@ -113,7 +116,9 @@ _PROTOCOL_DRIVERS = frozenset(
 )
 
 # Filters sit above a format node without being a layer of the chain (stream inserts copy-on-read).
-_FILTER_DRIVERS = frozenset({"copy-on-read", "throttle", "compress", "preallocate", "snapshot-access"})
+_FILTER_DRIVERS = frozenset(
+    {"copy-on-read", "throttle", "compress", "preallocate", "snapshot-access", "mirror_top", "commit_top"}
+)
 
 LOST_NOTE = "the QEMU process went away (its QMP connection closed) while the job ran; its outcome is unknown"
 
@@ -156,6 +161,8 @@ class _Job:
     speed: int = 0
     error: str | None = None
     ours: bool = False
+    #: Seen in query-block-jobs (so a block job, with its disk worked out), or started by us.
+    known: bool = False
 
 
 @dataclass
@@ -173,7 +180,9 @@ class _Qemu:
     #: Node names of each disk's chain, nearest backing first (for ``base-node``).
     chain_nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     jobs: dict[str, _Job] = field(default_factory=dict)
+    #: Held while reading disks or starting a job, so no job starts between "idle" and the read.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    jobs_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     watcher: asyncio.Task[None] | None = None
 
     @property
@@ -241,6 +250,7 @@ class QmpBackend(Backend):
         self._thread: threading.Thread | None = None
         self._qemus: dict[Path, _Qemu] = {}
         self._rescanner: asyncio.Task[None] | None = None
+        self._scan_lock = asyncio.Lock()
         self._host_state = ConnectionState.CONNECTING
         self._host_message = ""
 
@@ -313,6 +323,11 @@ class QmpBackend(Backend):
         self._host_state = ConnectionState.CONNECTED
         self._emit_safely(ConnectionEvent(self.uri, ConnectionState.CONNECTED))
 
+    @property
+    def connected(self) -> bool:
+        """Whether ``connect`` succeeded and ``close`` has not run since."""
+        return self._loop is not None
+
     async def _start_rescanner(self) -> None:
         self._rescanner = asyncio.get_running_loop().create_task(self._rescan_forever())
 
@@ -355,6 +370,11 @@ class QmpBackend(Backend):
 
     async def _scan(self) -> None:
         """Pick up new sockets, forget vanished ones (directory mode), reconnect lost QEMUs."""
+        # The periodic rescan and a lookup of a new name may overlap: connect each QEMU once.
+        async with self._scan_lock:
+            await self._scan_once()
+
+    async def _scan_once(self) -> None:
         paths = self._socket_paths()
         changed = False
         for path in list(self._qemus):
@@ -402,7 +422,7 @@ class QmpBackend(Backend):
         client.events.event_filter = lambda _event: False
         client.register_listener(_Forwarder(lambda event: self._on_event(qemu, event)))
         try:
-            await asyncio.wait_for(client.connect(str(qemu.socket)), self.timeout)
+            await asyncio.wait_for(client.connect(str(qemu.socket)), CONNECT_TIMEOUT)
         except TimeoutError:
             qemu.message = "no greeting (another client may hold the socket: QEMU serves one at a time)"
             await self._abandon(client)
@@ -555,8 +575,8 @@ class QmpBackend(Backend):
             self._emit_safely(DomainsChanged(self.uri, qemu.name))
 
     def _emit_job(self, qemu: _Qemu, job: _Job) -> None:
-        if job.kind is JobKind.UNKNOWN and not job.ours and job.state is JobState.QUEUED:
-            return  # not known to be a block job yet; query-block-jobs will tell
+        if not job.known:
+            return  # another client's job: query-block-jobs tells its kind and disk first
         self._emit_safely(
             JobEvent(
                 self.uri,
@@ -591,14 +611,22 @@ class QmpBackend(Backend):
 
     async def _refresh_jobs(self, qemu: _Qemu) -> list[_Job]:
         """Read ``query-block-jobs`` (safe while jobs finish) into ``qemu.jobs``."""
+        # One reading at a time: an older reply must not undo what a newer one found.
+        async with qemu.jobs_lock:
+            return await self._refresh_jobs_locked(qemu)
+
+    async def _refresh_jobs_locked(self, qemu: _Qemu) -> list[_Job]:
         listed = _list(await self._execute(qemu, "query-block-jobs"))
         seen: list[_Job] = []
+        fresh: list[_Job] = []
         for info in listed:
             job_id = str(info.get("device"))
             job = qemu.jobs.get(job_id)
             if job is None:
                 job = qemu.jobs[job_id] = _Job(job_id, qemu.disk_for_device(job_id))
                 job.ours = job_id.startswith(JOB_PREFIX)
+            newly_known = not job.known
+            job.known = True
             job.kind = _kind(info.get("type"))
             job.cur = int(info.get("offset", 0))
             job.end = int(info.get("len", 0))
@@ -616,12 +644,60 @@ class QmpBackend(Backend):
                 self._emit_job(qemu, job)
                 if job.ours:
                     asyncio.get_running_loop().create_task(self._dismiss(qemu, job_id))
+                newly_known = False
+            if newly_known:
+                fresh.append(job)
             seen.append(job)
+        targets = {disk.target for disk in qemu.disks or ()}
+        if any(job.disk not in targets for job in fresh):
+            await self._place_jobs(qemu, [job for job in fresh if job.disk not in targets])
+        for job in fresh:
+            self._emit_job(qemu, job)
         listed_ids = {job.job_id for job in seen}
         for job_id in [j for j in qemu.jobs if j not in listed_ids]:
             if qemu.jobs[job_id].kind is JobKind.UNKNOWN or qemu.jobs[job_id].state.is_final:
                 del qemu.jobs[job_id]  # a non-block job, or one already reported as ended
         return seen
+
+    async def _place_jobs(self, qemu: _Qemu, jobs: list[_Job]) -> None:
+        """Find the disks of other clients' jobs (their ids name no disk) from the block graph.
+
+        ``x-debug-query-block-graph`` only walks node names and edges, with no filename refresh, so
+        it is safe while jobs finish. A job's edges lead to the node it works on, sometimes through
+        a filter it inserted: walk down from there to a disk's top node.
+        """
+        try:
+            graph = _dict(await self._execute(qemu, "x-debug-query-block-graph"))
+        except ExecuteError as exc:
+            log.info("%s: no block graph (%s); jobs keep their ids as disk names", qemu.name, exc)
+            return
+        names = {int(n["id"]): str(n.get("name")) for n in _list(graph.get("nodes"))}
+        edges: dict[int, list[tuple[str, int]]] = {}
+        for edge in _list(graph.get("edges")):
+            edges.setdefault(int(edge["parent"]), []).append((str(edge["name"]), int(edge["child"])))
+        disk_by_node: dict[str, str] = {}
+        for disk in qemu.disks or ():
+            disk_by_node.setdefault(disk.node or disk.target, disk.target)
+        for disk_target, layers in qemu.chain_nodes.items():
+            for layer in layers:
+                disk_by_node.setdefault(layer, disk_target)
+        by_name = {name: node_id for node_id, name in names.items()}
+        for job in jobs:
+            start = by_name.get(job.job_id)
+            if start is None:
+                continue
+            # "source" is the disk for mirror and commit; stream's "main node" is its filter.
+            queue = sorted(edges.get(start, []), key=lambda e: e[0] != "source")
+            visited: set[int] = set()
+            while queue:
+                _edge, node_id = queue.pop(0)
+                if node_id in visited:
+                    continue
+                visited.add(node_id)
+                if names.get(node_id) in disk_by_node:
+                    job.disk = disk_by_node[names[node_id]]
+                    break
+                queue.extend(edges.get(node_id, []))
 
     async def _refresh_disks(self, qemu: _Qemu) -> None:
         """Re-read disks and chains, but only when no job on this QEMU can be finishing."""
@@ -649,14 +725,17 @@ class QmpBackend(Backend):
     async def _domains(self) -> list[Domain]:
         return list(await asyncio.gather(*(self._domain(q) for q in self._qemus.values())))
 
-    def _find(self, name: str) -> _Qemu:
-        for qemu in self._qemus.values():
-            if qemu.name == name:
-                return qemu
+    async def _find(self, name: str) -> _Qemu:
+        for attempt in range(2):
+            for qemu in self._qemus.values():
+                if qemu.name == name:
+                    return qemu
+            if attempt == 0:
+                await self._scan()  # it may have started since the last periodic scan
         raise NotFound(f"{self.uri}: no QEMU named {name!r}")
 
     async def _get_domain(self, name: str) -> Domain:
-        return await self._domain(self._find(name))
+        return await self._domain(await self._find(name))
 
     # -- Backend API ------------------------------------------------------------------------
 
@@ -682,7 +761,7 @@ class QmpBackend(Backend):
         self._call(self._start_stream(domain, disk, bandwidth, base))
 
     async def _start_stream(self, domain: str, disk: str, bandwidth: int, base: str | None) -> None:
-        qemu = self._find(domain)
+        qemu = await self._find(domain)
         await self._domain(qemu)
         found = next((d for d in qemu.disks or () if d.target == disk), None)
         if found is None:
@@ -708,7 +787,9 @@ class QmpBackend(Backend):
                 if job.disk == disk and not job.state.is_final:
                     raise JobBusy(f"{domain}/{disk} already has a {job.kind} job ({job.job_id})")
             job_id = arguments["job-id"]
-            qemu.jobs[job_id] = _Job(job_id, disk, JobKind.PULL, JobState.QUEUED, speed=bandwidth, ours=True)
+            qemu.jobs[job_id] = _Job(
+                job_id, disk, JobKind.PULL, JobState.QUEUED, speed=bandwidth, ours=True, known=True
+            )
             try:
                 await self._execute(qemu, "block-stream", arguments)
             except ExecuteError as exc:
@@ -719,7 +800,7 @@ class QmpBackend(Backend):
                 raise
 
     async def _job_command(self, domain: str, disk: str, command: str, extra: dict[str, Any]) -> None:
-        qemu = self._find(domain)
+        qemu = await self._find(domain)
         job = await self._current_job(qemu, disk)
         if job is None:
             raise NoJob(f"{domain}/{disk} has no block job")
@@ -756,7 +837,7 @@ class QmpBackend(Backend):
         return self._call(self._job_info(domain, disk))
 
     async def _job_info(self, domain: str, disk: str) -> BlockJob | None:
-        qemu = self._find(domain)
+        qemu = await self._find(domain)
         job = await self._current_job(qemu, disk)
         return None if job is None else self._block_job(qemu, job)
 
@@ -800,7 +881,7 @@ class QmpBackend(Backend):
         self._require_writable(f"send {command} to {domain}")
 
         async def run() -> object:
-            qemu = self._find(domain)
+            qemu = await self._find(domain)
             try:
                 return await self._execute(qemu, command, arguments)
             except ExecuteError as exc:
@@ -853,7 +934,8 @@ def _disks_from(
 
     def below_filters(node_id: int) -> int:
         while str(by_name.get(nodes[node_id]["name"], {}).get("drv")) in _FILTER_DRIVERS:
-            child = children.get(node_id, {}).get("file")
+            # copy-on-read and throttle filter through "file", mirror_top/commit_top through "backing".
+            child = children.get(node_id, {}).get("file", children.get(node_id, {}).get("backing"))
             if child is None:
                 break
             node_id = child
@@ -865,12 +947,14 @@ def _disks_from(
         if node.get("type") != "block-driver" or node_id in driver_parented:
             continue
         top_name = str(node["name"])
-        details = by_name.get(top_name, {})
-        if top_name not in devices and (
-            str(details.get("drv")) in _PROTOCOL_DRIVERS or top_name.startswith("#")
+        layer_id = below_filters(node_id)
+        format_name = str(nodes[layer_id]["name"])
+        format_info = by_name.get(format_name, {})
+        device_label = devices.get(top_name) or devices.get(format_name)
+        if device_label is None and (
+            str(format_info.get("drv")) in _PROTOCOL_DRIVERS or format_name.startswith("#")
         ):
             continue  # a bare protocol node or an implicit leftover, not a disk
-        layer_id = below_filters(node_id)
         layers: list[ChainLayer] = []
         layer_names: list[str] = []
         seen = {layer_id}
@@ -880,16 +964,15 @@ def _disks_from(
             info = by_name.get(str(nodes[layer_id]["name"]), {})
             layers.append(ChainLayer(str(info.get("file", nodes[layer_id]["name"])), info.get("drv")))
             layer_names.append(str(nodes[layer_id]["name"]))
-        format_info = by_name.get(str(nodes[below_filters(node_id)]["name"]), details)
-        target = devices.get(top_name, top_name)
+        target = device_label or format_name
         disks.append(
             Disk(
                 target=target,
                 source=str(format_info["file"]) if format_info.get("file") else None,
                 format=format_info.get("drv"),
-                readonly=bool(details.get("ro", False)),
+                readonly=bool(format_info.get("ro", False)),
                 chain=tuple(layers),
-                node=top_name,
+                node=format_name,
             )
         )
         chain_nodes[target] = tuple(layer_names)

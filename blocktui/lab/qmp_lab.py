@@ -10,9 +10,12 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blocktui.backends.base import Backend
+
+if TYPE_CHECKING:
+    from blocktui.backends.qmp import QmpBackend
 from blocktui.core.errors import Conflict, HostError, InvalidInput
 from blocktui.lab import MIB, DiskSpec, Lab, LabDisk, default_specs
 from blocktui.lab.images import create_chain
@@ -51,6 +54,7 @@ class QmpLab(Lab):
         self.spare_dir = root / "spare"
         self.run_dir = root / "run"
         self.image_dir = root / "images"
+        self._backends: list[QmpBackend] = []
         # UNIX socket paths are limited to 108 bytes.
         longest = self.spare_dir / ("x" * 24 + ".qmp")
         if len(str(longest)) > 100:
@@ -98,7 +102,8 @@ class QmpLab(Lab):
         )
         return pid if is_ours and _alive(pid) else None
 
-    def _stop(self, name: str) -> None:
+    def stop(self, name: str) -> None:
+        """Stop domain ``name``'s QEMU (SIGTERM, then SIGKILL after a grace); its images stay."""
         pid = self.pid(name)
         if pid is None:
             return
@@ -237,7 +242,7 @@ class QmpLab(Lab):
         return result
 
     def destroy_domain(self, name: str) -> None:
-        self._stop(name)
+        self.stop(name)
         for path in (self.socket(name), self.spare_socket(name), self._pidfile(name), self._manifest(name)):
             self._inside(path).unlink(missing_ok=True)
         images = self.image_dir / name
@@ -267,15 +272,24 @@ class QmpLab(Lab):
                 time.sleep(0.01)
 
     def backend(self, readonly: bool = False) -> Backend:
-        """A connected backend over every lab QEMU's primary socket.
+        """A connected backend over every lab QEMU's primary socket (the spare one if that is taken).
 
-        QEMU serves one client per QMP socket: a second backend connected at the same time sees
-        the domains as lost until the first one closes.
+        QEMU serves one client per QMP socket, so at most two backends from this lab can be
+        connected at once.
+
+        Raises:
+            Conflict: two backends from this lab are connected already.
         """
         # Imported here: the lab package must load without qemu.qmp for the libvirt lab.
         from blocktui.backends.qmp import QmpBackend  # noqa: PLC0415
 
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
-        backend = QmpBackend(directory=self.socket_dir, readonly=readonly)
-        backend.connect()
-        return backend
+        self._backends = [b for b in self._backends if b.connected]
+        taken = {b.uri for b in self._backends}
+        for directory in (self.socket_dir, self.spare_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+            backend = QmpBackend(directory=directory, readonly=readonly)
+            if backend.uri not in taken:
+                backend.connect()
+                self._backends.append(backend)
+                return backend
+        raise Conflict("both QMP monitors of the lab QEMUs are in use; close a backend first")
