@@ -130,6 +130,15 @@ class Lab(ABC):
     def status(self) -> list[LabDisk]:
         """The disks of the lab domains that exist now."""
 
+    def flush(self, name: str) -> None:
+        """Make everything QEMU wrote to ``name``'s images visible to other readers (qemu-img).
+
+        QEMU keeps qcow2 metadata in memory: right after a stream completes, the image on disk already
+        names no backing file while its cluster tables are not written yet, so ``qemu-img compare -U``
+        reads zeros. Call this before reading a running domain's images from outside.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot flush a domain's images yet")
+
     @abstractmethod
     def backend(self, readonly: bool = False) -> Backend:
         """A connected backend that sees the lab's domains (sharing the lab's connection if needed)."""

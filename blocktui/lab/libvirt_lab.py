@@ -21,7 +21,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from blocktui.backends.libvirt import LibvirtBackend, map_error
-from blocktui.core.errors import Conflict, HostError
+from blocktui.core.errors import Conflict, HostError, NotFound
 from blocktui.lab import MIB, DiskSpec, Lab, LabDisk, default_specs, lab_root
 from blocktui.lab.images import create_chain, image_info
 
@@ -208,6 +208,22 @@ class LibvirtLab(Lab):
             self.destroy_domain(name)
         if self.images.exists():
             shutil.rmtree(self.images)
+
+    def flush(self, name: str) -> None:
+        """Stop and continue the domain: stopping makes QEMU drain and flush every image it has open."""
+        dom = self._domain(name)
+        if dom is None:
+            raise NotFound(f"lab: no domain {name!r}")
+        try:
+            state, _reason = dom.state()
+            if state == libvirt.VIR_DOMAIN_PAUSED:
+                dom.resume()
+                dom.suspend()
+            elif dom.isActive():
+                dom.suspend()
+                dom.resume()
+        except libvirt.libvirtError as exc:
+            raise map_error(exc, f"lab: cannot flush domain {name!r}") from exc
 
     def status(self) -> list[LabDisk]:
         """The disks of the domains in the lab root, with chains read from the images themselves."""

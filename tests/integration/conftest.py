@@ -1,0 +1,147 @@
+"""Fixtures for tests against real QEMU: one lab per kind for the whole run, domains per test.
+
+The embedded libvirt driver allows one root per process lifetime, so the libvirt lab is opened once
+per session and every test creates (and removes) its own domains in it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from blocktui.backends.base import Backend
+from blocktui.core.model import BackendEvent, JobEvent, JobState
+from blocktui.lab import LAB_DIR_ENV, DiskSpec, Lab, LabDisk, open_lab
+from blocktui.lab.images import flatten_copy
+
+#: Lab kinds every integration test runs against; add "qmp" here to run them on the QMP lab too.
+LAB_KINDS = ["libvirt"]
+
+MIB = 1024 * 1024
+
+
+def _lab_base() -> Path:
+    """A short directory for the labs (UNIX socket paths under it must stay below 108 bytes)."""
+    override = os.environ.get(LAB_DIR_ENV)
+    if override:
+        return Path(override)
+    # Kept between runs: libvirt caches QEMU's capabilities there, saving seconds on the first open.
+    return Path(f"/tmp/btl-{os.getuid()}")
+
+
+@pytest.fixture(scope="session", params=LAB_KINDS)
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The session's lab of one kind; domains left over from an interrupted run are removed first."""
+    kind: str = request.param
+    opened = open_lab(kind, _lab_base() / kind)
+    opened.down()
+    try:
+        yield opened
+    finally:
+        opened.down()
+        opened.close()
+
+
+_names = itertools.count(1)
+
+DomainFactory = Callable[[list[DiskSpec]], list[LabDisk]]
+
+
+@pytest.fixture
+def make_domain(lab: Lab) -> Iterator[DomainFactory]:
+    """Create lab domains for one test (named ``tN``); they and their images go when it ends."""
+    created: list[str] = []
+
+    def make(disks: list[DiskSpec]) -> list[LabDisk]:
+        name = f"t{next(_names)}"
+        created.append(name)
+        return lab.create_domain(name, disks)
+
+    yield make
+    for name in created:
+        lab.destroy_domain(name)
+
+
+class EventLog:
+    """Collects backend events from any thread; tests wait on it for a job's outcome."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[BackendEvent] = queue.Queue()
+        self.seen: list[BackendEvent] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: BackendEvent) -> None:
+        self.events.put(event)
+
+    def wait_job(self, domain: str, disk: str, *, timeout: float = 30.0) -> JobEvent:
+        """The first final or READY job event for ``domain``/``disk``.
+
+        Raises:
+            AssertionError: none arrived within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            for event in self.seen:
+                if _matches(event, domain, disk):
+                    self.seen.remove(event)
+                    assert isinstance(event, JobEvent)
+                    return event
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if _matches(event, domain, disk):
+                assert isinstance(event, JobEvent)
+                return event
+            with self._lock:
+                self.seen.append(event)
+        raise AssertionError(f"no job event for {domain}/{disk} within {timeout} s")
+
+
+def _matches(event: BackendEvent, domain: str, disk: str) -> bool:
+    return (
+        isinstance(event, JobEvent)
+        and event.domain == domain
+        and event.disk == disk
+        and (event.state.is_final or event.state is JobState.READY)
+    )
+
+
+@pytest.fixture
+def events() -> EventLog:
+    """An event collector to hand to ``Backend.set_listener``."""
+    return EventLog()
+
+
+@pytest.fixture
+def backend(lab: Lab, events: EventLog) -> Iterator[Backend]:
+    """A writable backend on the lab, its events going to ``events``."""
+    opened = lab.backend()
+    opened.set_listener(events)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+SaveContent = Callable[[LabDisk], Path]
+
+
+@pytest.fixture
+def save_content(tmp_path: Path) -> SaveContent:
+    """Save what a disk reads now (through its chain) as a raw file, to compare with later."""
+
+    def save(disk: LabDisk) -> Path:
+        dest = tmp_path / f"{disk.domain}-{disk.target}.raw"
+        flatten_copy(disk.top, dest)
+        return dest
+
+    return save
