@@ -19,6 +19,7 @@ from blocktui.backends.base import Backend
 from blocktui.core.errors import (
     BlocktuiError,
     HostError,
+    InvalidInput,
     JobBusy,
     NoJob,
     NotFound,
@@ -39,6 +40,7 @@ from blocktui.core.model import (
     JobKind,
     JobState,
 )
+from blocktui.core.units import MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -757,6 +759,7 @@ class QmpBackend(Backend):
         return self._call(self._get_domain(name))
 
     def start_stream(self, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None) -> None:
+        _check_bandwidth(bandwidth)
         self._require_writable(f"stream {domain}/{disk}")
         self._call(self._start_stream(domain, disk, bandwidth, base))
 
@@ -818,6 +821,7 @@ class QmpBackend(Backend):
         return None
 
     def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
+        _check_bandwidth(bandwidth)
         self._require_writable(f"change the speed of {domain}/{disk}")
         self._call(self._job_command(domain, disk, "block-job-set-speed", {"speed": bandwidth}))
 
@@ -892,6 +896,12 @@ class QmpBackend(Backend):
     def _require_writable(self, what: str) -> None:
         if self.readonly:
             raise ReadOnly(f"{self.uri}: read-only connection; cannot {what}")
+
+
+def _check_bandwidth(bandwidth: int) -> None:
+    """QMP takes a speed in bytes/s from 0 (unlimited) to 2^63-1; refuse anything else up front."""
+    if not 0 <= bandwidth <= MAX_BYTES:
+        raise InvalidInput(f"bandwidth {bandwidth} B/s is out of range: use 0 (unlimited) up to {MAX_BYTES}")
 
 
 def _translate(exc: ExecuteError, context: str) -> BlocktuiError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -261,6 +263,40 @@ class QmpLab(Lab):
 
     def status(self) -> list[LabDisk]:
         return [disk for name in self._names() if self.pid(name) is not None for disk in self._disks(name)]
+
+    def flush(self, name: str) -> None:
+        """Make QEMU write out ``name``'s cached qcow2 metadata so qemu-img reads what the guest would.
+
+        Goes through the spare monitor (the backend holds the primary one) with HMP ``qemu-io flush``
+        on each disk's top node.
+
+        Raises:
+            HostError: the QEMU is not running or its spare monitor is taken.
+        """
+        if self.pid(name) is None:
+            return  # nothing cached: the images on disk are all there is
+        targets = [disk.target for disk in self._disks(name)]
+        asyncio.run(self._flush(name, targets))
+
+    async def _flush(self, name: str, targets: list[str]) -> None:
+        # Imported here: the lab package must load without qemu.qmp for the libvirt lab.
+        from qemu.qmp import QMPClient, QMPError  # noqa: PLC0415
+
+        client = QMPClient(f"flush-{name}")
+        try:
+            await asyncio.wait_for(client.connect(str(self.spare_socket(name))), 3.0)
+        except (TimeoutError, QMPError, OSError) as exc:
+            raise HostError(f"cannot flush lab domain {name}: its spare QMP monitor is unavailable") from exc
+        try:
+            for target in targets:
+                reply = await client.execute(
+                    "human-monitor-command", {"command-line": f'qemu-io {target} "flush"'}
+                )
+                if isinstance(reply, str) and reply.strip():
+                    raise HostError(f"flushing {name}/{target} failed: {reply.strip()}")
+        finally:
+            with contextlib.suppress(QMPError, OSError, EOFError):
+                await client.disconnect()
 
     def kill(self, name: str) -> None:
         """SIGKILL domain ``name``'s QEMU, as a crash would (fault tests); its images stay."""
