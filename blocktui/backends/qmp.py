@@ -594,6 +594,9 @@ class QmpBackend(Backend):
 
     async def _dismiss(self, qemu: _Qemu, job_id: str) -> None:
         # We asked for auto-dismiss=false only so the error stays readable until recorded.
+        job = qemu.jobs.get(job_id)
+        if job is None or not job.state.is_final:
+            return  # dismissed already, and the id may now belong to a newer job
         try:
             await self._execute(qemu, "job-dismiss", {"id": job_id})
         except (HostError, ExecuteError) as exc:
@@ -649,13 +652,16 @@ class QmpBackend(Backend):
                 newly_known = False
             if newly_known:
                 fresh.append(job)
+            if job.ours and job.state.is_final:
+                # Its outcome went out as an event; it lingers only until our job-dismiss lands.
+                continue
             seen.append(job)
         targets = {disk.target for disk in qemu.disks or ()}
         if any(job.disk not in targets for job in fresh):
             await self._place_jobs(qemu, [job for job in fresh if job.disk not in targets])
         for job in fresh:
             self._emit_job(qemu, job)
-        listed_ids = {job.job_id for job in seen}
+        listed_ids = {str(info.get("device")) for info in listed}
         for job_id in [j for j in qemu.jobs if j not in listed_ids]:
             if qemu.jobs[job_id].kind is JobKind.UNKNOWN or qemu.jobs[job_id].state.is_final:
                 del qemu.jobs[job_id]  # a non-block job, or one already reported as ended
@@ -790,6 +796,9 @@ class QmpBackend(Backend):
                 if job.disk == disk and not job.state.is_final:
                     raise JobBusy(f"{domain}/{disk} already has a {job.kind} job ({job.job_id})")
             job_id = arguments["job-id"]
+            previous = qemu.jobs.get(job_id)
+            if previous is not None and previous.state.is_final:
+                await self._dismiss(qemu, job_id)  # our last job on this disk, ended but not yet dismissed
             qemu.jobs[job_id] = _Job(
                 job_id, disk, JobKind.PULL, JobState.QUEUED, speed=bandwidth, ours=True, known=True
             )
