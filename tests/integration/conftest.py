@@ -22,7 +22,7 @@ from blocktui.lab import LAB_DIR_ENV, DiskSpec, Lab, LabDisk, open_lab
 from blocktui.lab.images import flatten_copy
 
 #: Lab kinds every integration test runs against; add "qmp" here to run them on the QMP lab too.
-LAB_KINDS = ["libvirt"]
+LAB_KINDS = ["libvirt", "qmp"]
 
 MIB = 1024 * 1024
 
