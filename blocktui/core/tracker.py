@@ -34,6 +34,8 @@ class JobRecord:
         vanished: the backend stopped listing the job and no final event has arrived yet; the
             owner should look at the disk's chain and call ``JobTracker.settle``.
         note: a short remark shown beside the state ("checkpoint", "ended while disconnected").
+        checkpointed: the job was stopped on purpose (``expect_stop``) and is expected to be
+            absent from the host until a new job starts on the disk; polls do not settle it.
     """
 
     key: JobKey
@@ -52,6 +54,7 @@ class JobRecord:
     vanished: bool = False
     vanished_at: float | None = None
     job_id: str | None = None
+    checkpointed: bool = False
     meter: RateMeter = field(default_factory=RateMeter)
 
     @property
@@ -186,7 +189,7 @@ class JobTracker:
                 continue
             if scope is not None and key not in scope:
                 continue
-            if record.state is JobState.QUEUED:
+            if record.state is JobState.QUEUED or record.checkpointed:
                 continue
             if record.vanished_at is None:
                 record.vanished_at = now
@@ -201,6 +204,9 @@ class JobTracker:
         record = self._records.get(event.key)
         if record is None or (record.state.is_final and event.state is JobState.ACTIVE):
             record = self._new_record(event.key, event.kind, event.state)
+        elif record.checkpointed and event.state is JobState.CANCELLED:
+            # A repeat of the cancellation already read as a checkpoint (libvirt can send two).
+            return record
         if event.kind is not JobKind.UNKNOWN:
             record.kind = event.kind
         if event.end is not None and event.end > 0:
@@ -213,7 +219,8 @@ class JobTracker:
             record.cur = record.end
         if state is JobState.CANCELLED and event.key in self._expected_stops:
             state, record.note = self._expected_stops.pop(event.key)
-        if state is JobState.FAILED and event.error:
+            record.checkpointed = not state.is_final
+        if state in (JobState.FAILED, JobState.UNKNOWN) and event.error:
             record.error = event.error
         record.state = state
         record.updated = now
@@ -247,6 +254,7 @@ class JobTracker:
             record.note = note
         elif expected is not None:
             record.state, record.note = expected
+            record.checkpointed = not record.state.is_final
             record.ended = None if record.state is JobState.PAUSED else now
         else:
             record.state = JobState.UNKNOWN
@@ -281,6 +289,7 @@ class JobTracker:
         record.job_id = job.job_id or record.job_id
         record.vanished = False
         record.vanished_at = None
+        record.checkpointed = False
         record.updated = now
         if job.state.is_final:
             record.ended = now

@@ -145,3 +145,14 @@ def test_clear_finished_keeps_running_jobs() -> None:
     tracker.observe_event(JobEvent(HOST, "web1", "vda", JobKind.PULL, JobState.COMPLETED))
     assert tracker.clear_finished() == [KEY]
     assert [r.key.disk for r in tracker.records()] == ["vdb"]
+
+
+def test_lost_event_keeps_its_reason() -> None:
+    tracker = JobTracker(Clock())
+    tracker.observe_jobs(HOST, [job(16 * MIB)])
+    record = tracker.observe_event(
+        JobEvent(HOST, "web1", "vda", JobKind.PULL, JobState.UNKNOWN, error="the QEMU process went away")
+    )
+    assert record.state is JobState.UNKNOWN
+    assert record.cur == 16 * MIB
+    assert record.error == "the QEMU process went away"
