@@ -312,7 +312,9 @@ def demo_backends(*, hostile: bool = True, readonly: bool = False) -> list[FakeB
                 DomainState.RUNNING,
                 (
                     _disk("vda", f"{img}/web01-top.qcow2", f"{img}/web01-mid.qcow2", f"{img}/debian.qcow2"),
-                    _disk("vdb", f"{img}/web01-data.qcow2", f"{img}/data-base.qcow2"),
+                    _disk(
+                        "vdb", f"{img}/web01-data.qcow2", f"{img}/data-snap.qcow2", f"{img}/data-base.qcow2"
+                    ),
                 ),
             ),
             Domain(

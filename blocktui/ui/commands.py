@@ -36,7 +36,8 @@ class DashboardCommands(Provider):
             if not node.check_action(binding.action, ()):
                 continue
             key = self.app.get_key_display(binding)
-            help_text = f"{binding.tooltip} [{key}]" if binding.tooltip else f"[{key}]"
+            # The palette parses help as markup: no brackets here (our own text, no host strings).
+            help_text = f"{binding.tooltip} (key: {key})" if binding.tooltip else f"key: {key}"
             yield binding.description, help_text, partial(node.run_action, binding.action)
 
     async def discover(self) -> Hits:

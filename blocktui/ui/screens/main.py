@@ -45,6 +45,8 @@ MIN_LIMIT = MiB
 
 #: Actions that change something on a host: all disabled in read-only mode.
 MUTATIONS = frozenset({"stream", "stream_domain", "abort", "faster", "slower", "limit", "pause"})
+#: Actions whose availability depends on the selection or the snapshot.
+CHECKED = MUTATIONS | {"clear_finished"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class MainScreen(Screen[None]):
         Binding(
             "S",
             "stream_domain",
-            "Stream domain",
+            "Stream all",
             id="stream_domain",
             tooltip="Stream every disk of the selected domain that has a backing chain",
         ),
@@ -82,7 +84,7 @@ class MainScreen(Screen[None]):
             show=False,
             tooltip="Type an exact limit for the selected job",
         ),
-        Binding("p", "pause", "Pause/resume", id="pause", tooltip="Hold or continue the selected job"),
+        Binding("p", "pause", "Pause", id="pause", tooltip="Hold or continue the selected job"),
         Binding("slash", "filter", "Filter", id="filter", tooltip="Show only rows that match some text"),
         Binding(
             "enter",
@@ -93,12 +95,15 @@ class MainScreen(Screen[None]):
             show=False,
             tooltip="Enlarge the detail pane",
         ),
-        Binding("c", "clear_finished", "Clear done", id="clear", tooltip="Forget finished jobs"),
+        Binding("c", "clear_finished", "Clear", id="clear", tooltip="Forget finished jobs"),
         Binding("r", "refresh", "Refresh", id="refresh", show=False, tooltip="Re-read domains and chains"),
         Binding(
             "escape", "back", "Back", id="back", show=False, tooltip="Close the filter or the big detail"
         ),
     ]
+
+    #: Seconds without a finished poll before the header says hosts are not answering.
+    STALE_AFTER = 3.0
 
     def __init__(self, session: Session, *, poll: bool = True) -> None:
         """Create the screen.
@@ -118,6 +123,7 @@ class MainScreen(Screen[None]):
         self._pane = "jobs"
         self._last_snapshot = time.monotonic()
         self._poller: Worker[None] | None = None
+        self._applicable: tuple[bool | None, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield HostsBar(id="hosts")
@@ -133,7 +139,7 @@ class MainScreen(Screen[None]):
         self.query_one(JobsTable).focus()
         if self._poll_enabled:
             self._poller = self._poll()
-        self.set_interval(1.0, self._check_stale)
+        self.set_interval(0.5, self._check_stale)
 
     def on_unmount(self) -> None:
         self.stop_polling()
@@ -223,14 +229,18 @@ class MainScreen(Screen[None]):
         selection = self.selection()
         host = self._labels.get(selection.host or "", selection.host or "")
         self.query_one(DetailPane).show(host, selection.domain, selection.disk, selection.job)
-        self.refresh_bindings()
+        # The footer recomposes on refresh_bindings: do it only when what applies has changed.
+        applicable = tuple(self.check_action(action, ()) for action in sorted(CHECKED))
+        if applicable != self._applicable:
+            self._applicable = applicable
+            self.refresh_bindings()
 
     def _check_stale(self) -> None:
         # A step that does not come back means a host stopped answering: say so instead of
         # silently showing old numbers.
         waited = time.monotonic() - self._last_snapshot
         bar = self.query_one(HostsBar)
-        if waited > max(3.0, 4 * self.session.poll_interval):
+        if waited > max(self.STALE_AFTER, 4 * self.session.poll_interval):
             bar.show_waiting(waited)
         else:
             bar.show_waiting(None)
@@ -282,7 +292,7 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Enable only what applies to the selection; None shows a key as disabled."""
-        if action not in MUTATIONS and action != "clear_finished":
+        if action not in CHECKED:
             return True
         if action == "clear_finished":
             return True if any(job.state.is_final for job in self._jobs.values()) else None

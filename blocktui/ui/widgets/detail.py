@@ -57,7 +57,8 @@ def describe(host: str, domain: Domain | None, disk: Disk | None, job: JobView |
         text.append(f"{format_size(job.cur)} of {total} ({job.fraction * 100:.1f}%), ")
         text.append(f"{format_size(job.remaining)} left\n")
         text.append(f"rate {format_rate(job.rate)}  limit {format_bandwidth(job.bandwidth)}  ")
-        text.append(f"ETA {format_duration(job.eta)}  elapsed {format_duration(job.elapsed)}\n")
+        eta = format_duration(job.eta) if job.end > 0 and not job.state.is_final else "—"
+        text.append(f"ETA {eta}  elapsed {format_duration(job.elapsed)}\n")
         if job.error:
             text.append("error: ", style="bold red")
             text.append_text(safe(job.error, "red"))

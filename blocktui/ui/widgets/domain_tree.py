@@ -86,6 +86,16 @@ class DomainTree(Tree[Place]):
         node = self.cursor_node
         return None if node is None else node.data
 
+    def select_place(self, place: Place) -> bool:
+        """Move the cursor to the node for this place; False when it is not shown."""
+        _ = self.last_line  # number the lines, as in ``show``
+        for line in range(self.last_line + 1):
+            node = self.get_node_at_line(line)
+            if node is not None and node.data == place:
+                self.move_cursor(node)
+                return True
+        return False
+
     def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[Place]) -> None:
         if event.node.data is not None:
             self._collapsed.add(event.node.data)
@@ -132,6 +142,8 @@ class DomainTree(Tree[Place]):
                     cursor = domain_node
             if host_node.data == keep:
                 cursor = host_node
+        if cursor is None and self.cursor_line < 0 and self.root.children:
+            cursor = self.root.children[0]  # start on the first host, not on nothing
         if cursor is not None:
             # Lines are numbered lazily; reading last_line numbers them so the node knows its line.
             _ = self.last_line

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import RowKey
+from textual.widgets.data_table import CellDoesNotExist, RowKey
 
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.views import JobView
@@ -25,7 +25,11 @@ BAR_WIDTH = 8
 
 
 class Column(NamedTuple):
-    """One column: its key, header and fixed width (fixed so updates never re-measure)."""
+    """One column: its key, header and fixed width (fixed so updates never re-measure).
+
+    Widths include one leading blank: the table has no cell padding, which would cost two cells a
+    column and leave no room for the reason at 120 columns.
+    """
 
     key: str
     label: str
@@ -34,19 +38,20 @@ class Column(NamedTuple):
 
 
 COLUMNS = (
-    Column("host", "host", 7),
-    Column("domain", "domain", 12),
-    Column("disk", "disk", 5),
-    Column("kind", "kind", 4),
-    Column("state", "state", 9),
-    Column("bar", "progress", BAR_WIDTH),
-    Column("percent", "%", 4, right=True),
-    Column("done", "done/total", 11, right=True),
-    Column("remaining", "left", 5, right=True),
-    Column("rate", "rate", 7, right=True),
-    Column("limit", "limit", 7, right=True),
-    Column("eta", "ETA", 5, right=True),
-    Column("elapsed", "time", 5, right=True),
+    Column("host", "host", 8),
+    Column("domain", "domain", 13),
+    Column("disk", "disk", 6),
+    Column("kind", "kind", 5),
+    Column("state", "state", 10),
+    Column("bar", "progress", BAR_WIDTH + 1),
+    Column("percent", "%", 5, right=True),
+    Column("done", "done/total", 12, right=True),
+    Column("remaining", "left", 6, right=True),
+    Column("rate", "rate", 8, right=True),
+    Column("limit", "limit", 8, right=True),
+    Column("eta", "ETA", 6, right=True),
+    Column("elapsed", "time", 6, right=True),
+    Column("why", "reason / note", 14),
 )
 
 
@@ -74,13 +79,20 @@ def job_cells(job: JobView, host: str) -> tuple[Text, ...]:
         "remaining": Text(compact_size(job.remaining) if known_total else "—"),
         "rate": Text("—" if final else compact_rate(job.rate)),
         "limit": Text(compact_limit(job.bandwidth)),
-        "eta": Text("—" if final else format_duration(job.eta)),
+        "eta": Text("—" if final or not known_total else format_duration(job.eta)),
         "elapsed": Text(format_duration(job.elapsed)),
+        "why": safe(job.error or job.note, "red" if job.error else "dim"),
     }
-    return tuple(
-        cell if not column.right else Text(cell.plain, style=cell.style, justify="right")
-        for column, cell in ((column, cells[column.key]) for column in COLUMNS)
-    )
+    return tuple(_pad(cells[column.key], column) for column in COLUMNS)
+
+
+def _pad(cell: Text, column: Column) -> Text:
+    """Right-align numbers; give left-aligned text the leading blank that separates columns."""
+    if column.right:
+        return Text(cell.plain, style=cell.style, justify="right", no_wrap=True, overflow="ellipsis")
+    padded = Text(" ", no_wrap=True, overflow="ellipsis")
+    padded.append_text(cell)
+    return padded
 
 
 def _same(a: Text, b: Text) -> bool:
@@ -91,14 +103,14 @@ class JobsTable(DataTable[Text]):
     """Every job on every host; rows are added and removed by key, cells updated only on change."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=0)
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._keys: dict[str, JobKey] = {}
 
     def on_mount(self) -> None:
         for column in COLUMNS:
             self.add_column(
-                Text(column.label, justify="right" if column.right else "left"),
+                Text(column.label, justify="right") if column.right else Text(f" {column.label}"),
                 width=column.width,
                 key=column.key,
             )
@@ -110,7 +122,7 @@ class JobsTable(DataTable[Text]):
             return None
         try:
             key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except LookupError:  # the cursor sits beyond a row just removed
+        except CellDoesNotExist:  # the cursor sits beyond a row just removed
             return None
         return self._keys.get(key.value or "")
 

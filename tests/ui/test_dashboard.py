@@ -1,0 +1,275 @@
+"""The dashboard driven like a person would, on the deterministic fake backend behind a real Session.
+
+The fake proves what the screen does with what a host reports; it proves nothing about streaming.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Button, Static
+from textual.widgets.data_table import CellDoesNotExist
+from ui_support import Scenario, make_scenario, settle, still_app
+
+from blocktui.backends.fake import CLICK_DOMAIN, HOSTILE_DISK_SOURCE, HOSTILE_DOMAIN, MiB
+from blocktui.core.model import JobKey, JobState
+from blocktui.ui.app import BlocktuiApp
+from blocktui.ui.screens.confirm import ConfirmScreen
+from blocktui.ui.screens.help import HelpScreen
+from blocktui.ui.screens.main import MainScreen
+from blocktui.ui.screens.stream_dialog import StreamDialog
+from blocktui.ui.widgets.domain_tree import DomainTree, Place
+from blocktui.ui.widgets.hosts_bar import HostsBar
+from blocktui.ui.widgets.jobs_table import JobsTable, row_key
+
+SIZE = (120, 40)
+
+
+def live_app(scenario: Scenario) -> BlocktuiApp:
+    """An app whose poll worker runs, as in real use."""
+    return BlocktuiApp(scenario.session)
+
+
+async def wait_for(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the app run until ``condition`` holds (workers run in threads, so this takes real time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the dashboard")
+        await pilot.pause(0.02)
+
+
+def screen_text(app: BlocktuiApp) -> list[str]:
+    """Every character the screen would send to the terminal, line by line."""
+    return ["".join(segment.text for segment in strip) for strip in app.screen._compositor.render_strips()]
+
+
+def job_state(app: BlocktuiApp, key: JobKey) -> str | None:
+    """The state cell of a job's row, as drawn."""
+    table = app.main.query_one(JobsTable)
+    try:
+        return str(table.get_cell(row_key(key), "state")).strip()
+    except CellDoesNotExist:
+        return None
+
+
+def select_disk(app: BlocktuiApp, host: str, domain: str, disk: str) -> None:
+    tree = app.main.query_one(DomainTree)
+    tree.focus()
+    assert tree.select_place(Place(host, domain, disk))
+
+
+async def test_bad_bandwidth_is_refused_with_a_reason(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        select_disk(app, scenario.alpha.uri, "web01", "vdb")
+        await pilot.press("s")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, StreamDialog)
+        await pilot.press(*"12q")
+        await pilot.pause()
+        error = str(dialog.query_one("#bandwidth-error", Static).render())
+        assert "not understood" in error
+        assert dialog.query_one("#start", Button).disabled
+        await pilot.press("enter")  # Enter in the field must not start anything either
+        await pilot.pause()
+        assert app.screen is dialog
+        assert "start_stream" not in scenario.alpha.calls
+        # Fixing the value enables Start again.
+        await pilot.press("backspace", "M")
+        await pilot.pause()
+        assert not dialog.query_one("#start", Button).disabled
+        assert str(dialog.query_one("#bandwidth-error", Static).render()) == ""
+
+
+async def test_read_only_session_refuses_every_change() -> None:
+    scenario = make_scenario(readonly=True)
+    for backend in scenario.backends:
+        backend.calls.clear()  # the scenario's own scripted abort happened before the app
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.main
+        for action in ("abort", "faster", "slower", "limit", "stream", "stream_domain", "pause"):
+            assert screen.check_action(action, ()) is None, action
+        await pilot.press("a", "s", "S", "plus", "minus", "l", "p")
+        await pilot.pause()
+        assert app.screen is screen  # no dialog opened
+        assert "read-only" in str(screen.query_one(HostsBar).render())
+        # Clearing finished rows changes nothing on a host, so it stays allowed.
+        assert screen.check_action("clear_finished", ()) is True
+    mutations = {"start_stream", "set_speed", "abort", "pause", "resume"}
+    assert not mutations & {call for backend in scenario.backends for call in backend.calls}
+
+
+async def test_hostile_names_render_as_inert_text(scenario: Scenario) -> None:
+    beta = scenario.beta
+    scenario.session.start_stream(beta.uri, HOSTILE_DOMAIN, "vd\x1bz")
+    scenario.session.start_stream(beta.uri, CLICK_DOMAIN, "vda")
+    scenario.session.step()
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.main.query_one(JobsTable)
+        table.select(JobKey(beta.uri, HOSTILE_DOMAIN, "vd\x1bz"))
+        await pilot.pause()
+        text = "\n".join(screen_text(app))
+        for raw in ("\x1b", "\x9b", "\u202e"):
+            assert raw not in text, repr(raw)
+        assert "evil\\e[31mred\\x9b2J\\u202eexe.[/]" in text  # the detail pane, in full
+        assert HOSTILE_DISK_SOURCE in text  # a markup-like path, shown literally
+
+        # A name that is an action link in markup must be plain text: clicking it does nothing.
+        table.select(JobKey(beta.uri, CLICK_DOMAIN, "vda"))
+        await pilot.pause()
+        lines = screen_text(app)
+        row = next(i for i, line in enumerate(lines) if "[@click=app.quit]click-me[/]" in line)
+        column = lines[row].index("[@click=app.quit]")
+        await pilot.click(offset=(column + 3, row))
+        await pilot.pause()
+        assert app.is_running
+        assert app.return_code is None
+
+
+async def test_stream_from_the_dialog_adds_a_row(scenario: Scenario) -> None:
+    beta = scenario.beta
+    key = JobKey(beta.uri, CLICK_DOMAIN, "vda")
+    app = live_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.main.query_one(JobsTable).row_count > 0)
+        assert job_state(app, key) is None
+        select_disk(app, beta.uri, CLICK_DOMAIN, "vda")
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, StreamDialog)
+        await pilot.press(*"50M", "enter")
+        await wait_for(pilot, lambda: job_state(app, key) == "active")
+        job = beta.job(CLICK_DOMAIN, "vda")
+        assert job is not None and job.bandwidth == 50 * MiB
+
+
+async def test_abort_asks_then_cancels(scenario: Scenario) -> None:
+    alpha = scenario.alpha
+    key = JobKey(alpha.uri, "web01", "vda")
+    app = live_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: job_state(app, key) == "active")
+        app.main.query_one(JobsTable).select(key)
+        await pilot.press("a")
+        await pilot.pause()
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        question = str(confirm.query_one("#question", Static).render())
+        assert "web01" in question and "vda" in question
+        await pilot.press("y")
+        await wait_for(pilot, lambda: job_state(app, key) == "cancelled")
+        assert alpha.job("web01", "vda") is None
+
+
+async def test_abort_can_be_declined(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("enter")  # focus starts on "No"
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+    assert "abort" not in scenario.alpha.calls
+
+
+async def test_limit_keys_double_and_halve(scenario: Scenario) -> None:
+    alpha = scenario.alpha
+    key = JobKey(alpha.uri, "web01", "vda")
+    app = live_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: job_state(app, key) == "active")
+        app.main.query_one(JobsTable).select(key)
+        job = alpha.job("web01", "vda")
+        assert job is not None and job.bandwidth == 100 * MiB
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: job.bandwidth == 200 * MiB)
+        await pilot.press("minus")
+        await wait_for(pilot, lambda: job.bandwidth == 100 * MiB)
+
+
+async def test_pause_only_where_the_backend_can(scenario: Scenario) -> None:
+    app = live_app(scenario)
+    alpha_key = JobKey(scenario.alpha.uri, "web01", "vda")
+    beta_key = JobKey(scenario.beta.uri, "cache", "vda")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: job_state(app, beta_key) == "active")
+        table = app.main.query_one(JobsTable)
+        table.select(alpha_key)
+        assert app.main.check_action("pause", ()) is None
+        table.select(beta_key)
+        assert app.main.check_action("pause", ()) is True
+        await pilot.press("p")
+        await wait_for(pilot, lambda: job_state(app, beta_key) == "paused")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: job_state(app, beta_key) == "active")
+
+
+async def test_clear_removes_finished_rows(scenario: Scenario) -> None:
+    app = live_app(scenario)
+    failed = JobKey(scenario.alpha.uri, "web01", "vdb")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: job_state(app, failed) == "failed")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: job_state(app, failed) is None)
+        states = {job.state for job in scenario.session.snapshot().jobs}
+        assert states == {JobState.ACTIVE}
+
+
+async def test_a_hung_host_does_not_freeze_the_screen(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(MainScreen, "STALE_AFTER", 0.3)
+    alpha = scenario.alpha
+    app = live_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.main.query_one(JobsTable).row_count > 0)
+        alpha.hang()
+        # The poll worker is now stuck in a call to alpha; the screen must still answer keys.
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")  # the abort worker blocks on alpha too
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "not answering" in str(app.main.query_one(HostsBar).render()))
+        alpha.unhang()
+        key = JobKey(alpha.uri, "web01", "vda")
+        await wait_for(pilot, lambda: job_state(app, key) == "cancelled")
+        await wait_for(pilot, lambda: "not answering" not in str(app.main.query_one(HostsBar).render()))
+
+
+async def test_command_palette_offers_actions_that_apply(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Abort")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+
+
+async def test_quit_says_jobs_keep_running(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+    printed = capsys.readouterr()
+    assert "2 running jobs continue on the hosts" in printed.out + printed.err
