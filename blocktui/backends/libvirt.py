@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 # libvirt_events must be imported before libvirt: it routes libvirt's log output away from stderr.
 from blocktui.backends.libvirt_events import ensure_event_loop  # isort: skip
@@ -379,10 +379,13 @@ class LibvirtBackend(Backend):
             try:
                 conn = self._open()
             except BlocktuiError as exc:
-                with self._lock:
-                    self._message = f"{exc}; retrying in {min(delay * 2, RECONNECT_MAX_DELAY):.0f} s"
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                with self._lock:
+                    self._message = f"{exc}; retrying in {delay:.0f} s"
                 continue
+            if self._closing.is_set():  # closed while the open was in flight
+                _release(conn, [])
+                return
             try:
                 self._adopt(conn)
             except libvirt.libvirtError as exc:
@@ -674,8 +677,8 @@ def _non_interactive(uri: str) -> str:
     parts = urlsplit(uri)
     if "+ssh" not in parts.scheme and "+libssh" not in parts.scheme:
         return uri
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(key == "no_tty" for key, _ in query):
+    if any(key == "no_tty" for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
         return uri
-    query.append(("no_tty", "1"))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    # Appended to the query as written, so the user's own parameters keep their exact spelling.
+    query = f"{parts.query}&no_tty=1" if parts.query else "no_tty=1"
+    return urlunsplit(parts._replace(query=query))
