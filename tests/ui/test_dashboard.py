@@ -273,3 +273,64 @@ async def test_quit_says_jobs_keep_running(scenario: Scenario, capsys: pytest.Ca
     assert app.return_code == 0
     printed = capsys.readouterr()
     assert "2 running jobs continue on the hosts" in printed.out + printed.err
+
+
+async def test_filter_narrows_both_lists(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"cache")
+        await pilot.pause()
+        table = app.main.query_one(JobsTable)
+        assert table.row_count == 1
+        tree = app.main.query_one(DomainTree)
+        domains = [node.data.domain for node in tree.root.children[1].children if node.data is not None]
+        assert domains == ["cache"]
+        assert len(tree.root.children[0].children) == 0  # alpha has nothing called "cache"
+        await pilot.press("enter")  # back to the table, filter kept
+        assert app.focused is table and table.row_count == 1
+        await pilot.press("escape")  # no-op on the table: the filter field is still shown
+        await pilot.press("slash", "escape")  # escape in the field clears it
+        await pilot.pause()
+        assert table.row_count == 5
+
+
+async def test_enter_enlarges_the_detail_pane(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        assert app.main.maximized is app.main.query_one("#detail")
+        await pilot.press("escape")
+        assert app.main.maximized is None
+
+
+async def test_stream_all_disks_of_a_domain(scenario: Scenario) -> None:
+    beta = scenario.beta
+    app = live_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.main.query_one(JobsTable).row_count > 0)
+        tree = app.main.query_one(DomainTree)
+        tree.focus()
+        assert tree.select_place(Place(beta.uri, CLICK_DOMAIN))
+        await pilot.press("S")
+        await pilot.pause()
+        assert isinstance(app.screen, StreamDialog)
+        await pilot.press("enter")
+        key = JobKey(beta.uri, CLICK_DOMAIN, "vda")
+        await wait_for(pilot, lambda: job_state(app, key) == "active")
+
+
+async def test_exact_limit_from_the_limit_dialog(scenario: Scenario) -> None:
+    beta = scenario.beta
+    key = JobKey(beta.uri, "cache", "vda")
+    app = live_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: job_state(app, key) == "active")
+        app.main.query_one(JobsTable).select(key)
+        await pilot.press("l")
+        await pilot.pause()
+        await pilot.press(*"1.5G", "enter")
+        job = beta.job("cache", "vda")
+        assert job is not None
+        await wait_for(pilot, lambda: job.bandwidth == 1536 * MiB)

@@ -73,6 +73,8 @@ def describe(host: str, domain: Domain | None, disk: Disk | None, job: JobView |
 class DetailPane(VerticalScroll):
     """Text about the selection above a sparkline of the job's smoothed rate."""
 
+    ALLOW_MAXIMIZE = True  # enter shows it full-screen, for long chains and error messages
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._shown: tuple[str, object] | None = None
