@@ -245,17 +245,23 @@ class LibvirtBackend(Backend):
             HostError: the host cannot be reached (or the embedded root is held by another process).
         """
         ensure_event_loop()
-        self._closing.clear()
         with self._lock:
+            if self._conn is not None:
+                return
             self._state = ConnectionState.CONNECTING
+        self._closing.clear()
         try:
             conn = self._open()
+            try:
+                self._adopt(conn)
+            except libvirt.libvirtError as exc:
+                _release(conn, [])
+                raise map_error(exc, f"cannot subscribe to events on {self.uri}") from exc
         except BlocktuiError as exc:
             with self._lock:
                 self._state = ConnectionState.DISCONNECTED
                 self._message = str(exc)
             raise
-        self._adopt(conn)
 
     def _open(self) -> libvirt.virConnect:
         uri = _non_interactive(self.uri)
@@ -267,6 +273,11 @@ class LibvirtBackend(Backend):
                 error = HostError(
                     f"cannot connect to {self.uri}: another process holds this embedded root "
                     "(only one process may open it at a time)"
+                )
+            elif "Failed to parse user" in str(exc):
+                error = HostError(
+                    f"cannot connect to {self.uri}: {exc}; the QEMU driver needs the user and groups "
+                    "that Debian's libvirt-daemon-system creates (libvirt-qemu, kvm)"
                 )
             raise error from exc
         if conn is None:  # older bindings returned None instead of raising
@@ -354,9 +365,8 @@ class LibvirtBackend(Backend):
         with self._lock:
             old, self._conn = self._conn, None
             ids, self._callback_ids = self._callback_ids, []
-            self._state = (
-                ConnectionState.RECONNECTING if self._reconnect_enabled else ConnectionState.DISCONNECTED
-            )
+            state = ConnectionState.RECONNECTING if self._reconnect_enabled else ConnectionState.DISCONNECTED
+            self._state = state
             self._message = why
             start = self._reconnect_enabled and (
                 self._reconnect_thread is None or not self._reconnect_thread.is_alive()
@@ -365,7 +375,7 @@ class LibvirtBackend(Backend):
                 self._reconnect_thread = threading.Thread(
                     target=self._reconnect_loop, args=(old, ids), name="libvirt-reconnect", daemon=True
                 )
-        self._safe_emit(ConnectionEvent(self.host, self._state, why))
+        self._safe_emit(ConnectionEvent(self.host, state, why))
         if start and self._reconnect_thread is not None:
             self._reconnect_thread.start()
 
