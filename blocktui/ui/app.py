@@ -57,5 +57,5 @@ class BlocktuiApp(App[int]):
         if running:
             message = f"blocktui: {running} running job{'s' if running != 1 else ''} continue on the hosts."
         else:
-            message = "blocktui: no jobs were running."
+            message = "blocktui: no running jobs seen; any on the hosts keep running."
         self.exit(0, message=message)

@@ -135,6 +135,11 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # Name the hosts at once (a plain attribute, no host call); the first poll fills in the rest.
+        connecting = tuple(HostInfo(uri, ConnectionState.CONNECTING) for uri in self.session.hosts)
+        self.query_one(HostsBar).show(
+            connecting, host_labels(list(self.session.hosts)), self.session.readonly
+        )
         self.query_one("#filter", Input).display = False
         self.query_one(JobsTable).focus()
         if self._poll_enabled:

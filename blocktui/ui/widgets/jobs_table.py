@@ -39,7 +39,7 @@ class Column(NamedTuple):
 
 COLUMNS = (
     Column("host", "host", 8),
-    Column("domain", "domain", 13),
+    Column("domain", "domain", 12),
     Column("disk", "disk", 6),
     Column("kind", "kind", 5),
     Column("state", "state", 10),
@@ -49,9 +49,9 @@ COLUMNS = (
     Column("remaining", "left", 6, right=True),
     Column("rate", "rate", 8, right=True),
     Column("limit", "limit", 8, right=True),
-    Column("eta", "ETA", 6, right=True),
-    Column("elapsed", "time", 6, right=True),
-    Column("why", "reason / note", 14),
+    Column("eta", "ETA", 7, right=True),
+    Column("elapsed", "time", 7, right=True),
+    Column("why", "reason", 13),
 )
 
 
@@ -89,7 +89,8 @@ def job_cells(job: JobView, host: str) -> tuple[Text, ...]:
 def _pad(cell: Text, column: Column) -> Text:
     """Right-align numbers; give left-aligned text the leading blank that separates columns."""
     if column.right:
-        return Text(cell.plain, style=cell.style, justify="right", no_wrap=True, overflow="ellipsis")
+        # The blank stays even when the value fills the column, so neighbours never touch.
+        return Text(f" {cell.plain}", style=cell.style, justify="right", no_wrap=True, overflow="ellipsis")
     padded = Text(" ", no_wrap=True, overflow="ellipsis")
     padded.append_text(cell)
     return padded
@@ -106,6 +107,7 @@ class JobsTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=0)
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._keys: dict[str, JobKey] = {}
+        self._views: dict[str, tuple[JobView, str]] = {}
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -146,9 +148,14 @@ class JobsTable(DataTable[Text]):
                 self.remove_row(value)
                 del self._cells[value]
                 del self._keys[value]
+                self._views.pop(value, None)
                 changed_rows = True
             for value, job in wanted.items():
-                cells = job_cells(job, hosts.get(job.key.host, job.key.host))
+                host = hosts.get(job.key.host, job.key.host)
+                if self._views.get(value) == (job, host):
+                    continue  # finished and idle jobs: nothing to rebuild or compare
+                self._views[value] = (job, host)
+                cells = job_cells(job, host)
                 old = self._cells.get(value)
                 if old is None:
                     self.add_row(*cells, key=value)
