@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -266,7 +268,11 @@ class LibvirtBackend(Backend):
     def _open(self) -> libvirt.virConnect:
         uri = _non_interactive(self.uri)
         try:
-            conn = libvirt.openReadOnly(uri) if self.readonly else libvirt.open(uri)
+            if urlsplit(uri).path.startswith("/embed"):
+                with steady_cpu():
+                    conn = libvirt.openReadOnly(uri) if self.readonly else libvirt.open(uri)
+            else:
+                conn = libvirt.openReadOnly(uri) if self.readonly else libvirt.open(uri)
         except libvirt.libvirtError as exc:
             error = map_error(exc, f"cannot connect to {self.uri}")
             if "driver.pid" in str(exc):
@@ -680,6 +686,28 @@ def _release(conn: libvirt.virConnect, callback_ids: list[int]) -> None:
         conn.close()
     except libvirt.libvirtError as exc:
         log.debug("closing a dead connection failed: %s", exc)
+
+
+@contextmanager
+def steady_cpu() -> Iterator[None]:
+    """Run the block with the calling thread on one CPU, then restore its affinity.
+
+    The embedded QEMU driver checks its capabilities cache against the CPUID of whichever CPU the
+    thread happens to run on. In VMs whose vCPUs report different CPUID data (seen here), a different
+    CPU means "host cpuid changed" and a 4 s re-probe of QEMU on every open; one fixed CPU keeps the
+    cache valid. QEMU itself is not pinned: libvirt gives it every host CPU.
+    """
+    try:
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(allowed)})
+    except (AttributeError, OSError, ValueError):
+        # No affinity control here (another OS, a restricted container): run unpinned.
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def _non_interactive(uri: str) -> str:

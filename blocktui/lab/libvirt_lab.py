@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from blocktui.backends.libvirt import LibvirtBackend, map_error
+from blocktui.backends.libvirt import LibvirtBackend, map_error, steady_cpu
 from blocktui.core.errors import Conflict, HostError, NotFound
 from blocktui.lab import MIB, DiskSpec, Lab, LabDisk, default_specs, lab_root
 from blocktui.lab.images import create_chain, image_info
@@ -162,8 +162,9 @@ class LibvirtLab(Lab):
             created.append(LabDisk(name, spec.target, chain.top, chain.backing, spec.size))
         xml = _domain_xml(name, self.virt_type, [(disk.target, disk.top) for disk in created])
         try:
-            dom = self._conn.defineXML(xml)
-            dom.create()
+            with steady_cpu():
+                dom = self._conn.defineXML(xml)
+                dom.create()
         except libvirt.libvirtError as exc:
             raise map_error(exc, f"lab: cannot start domain {name!r}") from exc
         return created
@@ -177,7 +178,8 @@ class LibvirtLab(Lab):
                 self.create_domain(name, default_specs(index, disks, size))
             elif not dom.isActive():
                 try:
-                    dom.create()
+                    with steady_cpu():
+                        dom.create()
                 except libvirt.libvirtError as exc:
                     raise map_error(exc, f"lab: cannot start domain {name!r}") from exc
         return self.status()
