@@ -15,6 +15,8 @@ import platformdirs
 
 #: Where libvirt's own log lines (warnings and errors) go instead of stderr.
 LOG_FILE = Path(platformdirs.user_log_dir("blocktui")) / "libvirt.log"
+#: Size past which the log is rotated when a process starts.
+MAX_LOG_BYTES = 4 * 1024 * 1024
 
 
 def _route_log_output() -> None:
@@ -23,6 +25,9 @@ def _route_log_output() -> None:
         return
     try:
         LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+        # One old generation is kept; a dashboard left polling a failing host must not fill the disk.
+        if LOG_FILE.exists() and LOG_FILE.stat().st_size > MAX_LOG_BYTES:
+            LOG_FILE.replace(LOG_FILE.with_suffix(".log.1"))
     except OSError:
         # No writable log dir: still keep the terminal clean; the lines are lost, the errors are not
         # (every call's error comes back as an exception).
