@@ -22,14 +22,15 @@ from xml.sax.saxutils import escape, quoteattr
 
 from blocktui.backends.libvirt import LibvirtBackend, map_error, steady_cpu
 from blocktui.core.errors import Conflict, HostError, NotFound
-from blocktui.lab import MIB, DiskSpec, Lab, LabDisk, default_specs, lab_root
+from blocktui.lab import LAB_DIR_ENV, MIB, DiskSpec, Lab, LabDisk, default_specs, lab_root
 from blocktui.lab.images import create_chain, image_info
 
 import libvirt  # isort: skip - after blocktui.backends.libvirt, which keeps libvirt's log off stderr
 
-#: UNIX socket paths are limited to 108 bytes; libvirt puts monitor sockets up to about 55 bytes below
-#: the root (``lib/qemu/domain-ID-NAME/monitor.sock``, NAME cut to 20 characters).
-MAX_ROOT_LENGTH = 50
+#: UNIX socket paths hold at most 107 bytes. The deepest socket is the QEMU monitor,
+#: ``ROOT/lib/qemu/domain-ID-NAME/monitor.sock`` with NAME cut to 20 characters: 56 bytes below the root
+#: for IDs up to 99999.
+MAX_ROOT_LENGTH = 107 - len("/lib/qemu/domain-99999-") - 20 - len("/monitor.sock")
 
 #: Lab domains need no guest: a little RAM for the firmware, which then halts for want of a boot disk.
 MEMORY_MIB = 64
@@ -116,10 +117,11 @@ class LibvirtLab(Lab):
 
     def __init__(self, root: Path | None = None) -> None:
         root = (root if root is not None else lab_root() / self.kind).absolute()
-        if len(str(root)) > MAX_ROOT_LENGTH:
+        length = len(os.fsencode(root))
+        if length > MAX_ROOT_LENGTH:
             raise HostError(
-                f"lab root {root} is too long ({len(str(root))} characters; at most {MAX_ROOT_LENGTH}): "
-                "QEMU's sockets live under it; set BLOCKTUI_LAB_DIR to a short path such as /tmp/btl"
+                f"lab root {root} is too long ({length} bytes; at most {MAX_ROOT_LENGTH}): QEMU's sockets "
+                f"live under it; set {LAB_DIR_ENV} to a short directory of yours, such as ~/btl"
             )
         super().__init__(root)
         self.uri = lab_uri(root)
