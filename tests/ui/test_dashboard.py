@@ -116,6 +116,8 @@ async def test_hostile_names_render_as_inert_text(scenario: Scenario) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         table = app.main.query_one(JobsTable)
+        table.focus()
+        await pilot.pause()
         table.select(JobKey(beta.uri, HOSTILE_DOMAIN, "vd\x1bz"))
         await pilot.pause()
         text = "\n".join(screen_text(app))
@@ -125,6 +127,8 @@ async def test_hostile_names_render_as_inert_text(scenario: Scenario) -> None:
         assert HOSTILE_DISK_SOURCE in text  # a markup-like path, shown literally
 
         # A name that is an action link in markup must be plain text: clicking it does nothing.
+        table.focus()
+        await pilot.pause()
         table.select(JobKey(beta.uri, CLICK_DOMAIN, "vda"))
         await pilot.pause()
         lines = screen_text(app)
@@ -159,6 +163,8 @@ async def test_abort_asks_then_cancels(scenario: Scenario) -> None:
     app = live_app(scenario)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: job_state(app, key) == "active")
+        app.main.query_one(JobsTable).focus()
+        await pilot.pause()
         app.main.query_one(JobsTable).select(key)
         await pilot.press("a")
         await pilot.pause()
@@ -190,6 +196,8 @@ async def test_limit_keys_double_and_halve(scenario: Scenario) -> None:
     app = live_app(scenario)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: job_state(app, key) == "active")
+        app.main.query_one(JobsTable).focus()
+        await pilot.pause()
         app.main.query_one(JobsTable).select(key)
         job = alpha.job("web01", "vda")
         assert job is not None and job.bandwidth == 100 * MiB
@@ -206,8 +214,12 @@ async def test_pause_only_where_the_backend_can(scenario: Scenario) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: job_state(app, beta_key) == "active")
         table = app.main.query_one(JobsTable)
+        table.focus()
+        await pilot.pause()
         table.select(alpha_key)
         assert app.main.check_action("pause", ()) is None
+        table.focus()
+        await pilot.pause()
         table.select(beta_key)
         assert app.main.check_action("pause", ()) is True
         await pilot.press("p")
@@ -327,6 +339,8 @@ async def test_exact_limit_from_the_limit_dialog(scenario: Scenario) -> None:
     app = live_app(scenario)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: job_state(app, key) == "active")
+        app.main.query_one(JobsTable).focus()
+        await pilot.pause()
         app.main.query_one(JobsTable).select(key)
         await pilot.press("l")
         await pilot.pause()

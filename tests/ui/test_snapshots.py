@@ -62,6 +62,7 @@ def test_hostile_names(snap_compare: SnapCompare, scenario: Scenario) -> None:
 
     async def select(pilot: Pilot[int]) -> None:
         await settle(pilot)
+        pilot.app.screen.query_one(JobsTable).focus()
         pilot.app.screen.query_one(JobsTable).select(key)
         await settle(pilot)
 

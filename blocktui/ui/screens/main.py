@@ -120,7 +120,7 @@ class MainScreen(Screen[None]):
         self._domains: dict[tuple[str, str], Domain] = {}
         self._hosts: dict[str, HostInfo] = {}
         self._needle = ""
-        self._pane = "jobs"
+        self._pane = "tree"
         self._last_snapshot = time.monotonic()
         self._poller: Worker[None] | None = None
         self._applicable: tuple[bool | None, ...] = ()
@@ -141,7 +141,7 @@ class MainScreen(Screen[None]):
             connecting, host_labels(list(self.session.hosts)), self.session.readonly
         )
         self.query_one("#filter", Input).display = False
-        self.query_one(JobsTable).focus()
+        self.query_one(DomainTree).focus()
         if self._poll_enabled:
             self._poller = self._poll()
         self.set_interval(0.5, self._check_stale)

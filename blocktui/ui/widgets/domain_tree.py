@@ -142,12 +142,24 @@ class DomainTree(Tree[Place]):
                     cursor = domain_node
             if host_node.data == keep:
                 cursor = host_node
-        if cursor is None and self.cursor_line < 0 and self.root.children:
-            cursor = self.root.children[0]  # start on the first host, not on nothing
+        if cursor is None and self.cursor_line < 0:
+            # Start where work starts: the first disk with something to stream, else the first host.
+            cursor = self._first_streamable(domains) or next(iter(self.root.children), None)
         if cursor is not None:
             # Lines are numbered lazily; reading last_line numbers them so the node knows its line.
             _ = self.last_line
             self.move_cursor(cursor)
+
+    def _first_streamable(self, domains: Sequence[Domain]) -> TreeNode[Place] | None:
+        wanted = {
+            Place(d.host, d.name, disk.target) for d in domains for disk in d.disks if disk.has_backing
+        }
+        for host_node in self.root.children:
+            for domain_node in host_node.children:
+                for node in domain_node.children:
+                    if node.data in wanted:
+                        return node
+        return None
 
     def _branch(self, parent: TreeNode[Place], label: Text, place: Place) -> TreeNode[Place]:
         return parent.add(label, data=place, expand=place not in self._collapsed)
