@@ -333,6 +333,11 @@ class Session:
         self._writable(key.host).abort(key.domain, key.disk)
         self.wake()
 
+    def expect_stop(self, key: JobKey, state: JobState, note: str) -> None:
+        """The next cancellation of ``key``'s job is deliberate: record it as ``state`` (a checkpoint)."""
+        with self._lock:
+            self._tracker.expect_stop(key, state, note)
+
     def pause(self, key: JobKey) -> None:
         """Hold a job in place (backends that support it)."""
         backend = self._writable(key.host)

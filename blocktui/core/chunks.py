@@ -58,7 +58,7 @@ class ChunkPlan:
         return self.index_of(cur) + 1, self.count
 
 
-def approach_speed(distance: int, limit: int, *, lead: float = 1.0, floor: int = 2 * 1024**2) -> int:
+def approach_speed(distance: int, limit: int, *, lead: float = 1.0, floor: int = 4 * 1024**2) -> int:
     """The speed to use ``distance`` bytes before a boundary so the stream stops close to it.
 
     The speed tapers with the distance (it would reach the boundary in ``lead`` seconds) down to

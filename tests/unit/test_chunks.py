@@ -55,6 +55,6 @@ def test_invalid_plans_are_refused(size: int, chunk: int) -> None:
 def test_approach_speed_tapers_to_the_floor_and_respects_the_limit() -> None:
     assert approach_speed(64 * MIB, 0) == 64 * MIB
     assert approach_speed(64 * MIB, 10 * MIB) == 10 * MIB
-    assert approach_speed(1, 0) == 2 * MIB
-    assert approach_speed(-5, 0) == 2 * MIB
+    assert approach_speed(1, 0) == 4 * MIB
+    assert approach_speed(-5, 0) == 4 * MIB
     assert approach_speed(MIB, MIB // 2) == MIB // 2

@@ -1,0 +1,832 @@
+"""Plans on top of a session: chunked streams, pause as checkpoint, a per-host queue and budget, the guard.
+
+The planner owns the speed of every stream it runs: the speed set on the host is the smallest of
+the stream's own limit, its share of the host budget, the taper before a chunk boundary, and the
+guard's cap (or the guard's hold marker). Every plan lives in the journal, so a restarted
+blocktui (or one that lost its connection) re-attaches to running jobs and carries the plans on.
+
+Stopping at a boundary: QMP hosts pause the job there (``supports_pause``); libvirt cannot, so
+the job is held at the boundary (marker speed), its offset read, then aborted as a checkpoint
+(what it copied stays) and, after the gap, a new pull passes over what is present. Only the last
+chunk lets the job complete and drop the backing file.
+
+Like the session, one thread drives ``step``; the action methods may be called from others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from blocktui.core.chunks import ChunkPlan, approach_speed
+from blocktui.core.errors import BlocktuiError, Conflict, HostError, NoJob, NotFound
+from blocktui.core.guard import HOLD_SPEED, DomainJob, GuardRule, Verdict, decide, guard_needed
+from blocktui.core.model import ConnectionState, Disk, JobKey, JobKind, JobState
+from blocktui.core.scheduler import HostPolicy, admit, divide_budget
+from blocktui.core.views import JobView, Snapshot
+from blocktui.journal import Entry, Journal
+from blocktui.session import Session
+
+#: Environment switch for the guard: ``off`` disables it on every host.
+GUARD_ENV = "BLOCKTUI_GUARD"
+
+#: Poll interval while a stream is close to a boundary: each progress step is caught quickly.
+FAST_POLL = 0.05
+
+#: How far (in seconds at the current speed) before a boundary the fast polling starts.
+APPROACH_LEAD = 1.0
+
+
+class PlanStatus(StrEnum):
+    """Where a plan is; journal rows carry the same words."""
+
+    QUEUED = "queued"
+    ACTIVE = "active"
+    STOPPING = "stopping"  # held or paused at a boundary, checkpoint not yet recorded
+    GAP = "gap"  # between chunks
+    PAUSED = "paused"  # the user paused it (a checkpoint on libvirt)
+    DONE = "done"
+
+
+@dataclass
+class Plan:
+    """One stream the planner drives.
+
+    Attributes:
+        limit: the stream's own limit in bytes/s (0 = unlimited).
+        chunk: the chunk size, 0 for a plain stream.
+        boundary: where the current run stops (None: it runs to completion).
+        applied: the speed last set on the host (None before the job exists).
+        going: the guard let the job end; it is not held again.
+    """
+
+    entry_id: int
+    key: JobKey
+    limit: int
+    base: str | None
+    chunk: int
+    gap: float
+    chain_before: tuple[str, ...]
+    status: PlanStatus = PlanStatus.QUEUED
+    size: int = 0
+    boundary: int | None = None
+    applied: int | None = None
+    pause_requested: bool = False
+    stop_reason: str = ""
+    resume_at: float = 0.0
+    held_since: float | None = None
+    going: bool = False
+    abort_sent: bool = False
+    last_cur: int = 0
+    note: str = ""
+    overshoots: list[int] = field(default_factory=list)
+
+    def chunks(self) -> ChunkPlan | None:
+        """The chunk plan, once the disk size is known."""
+        if self.chunk <= 0 or self.size <= 0:
+            return None
+        return ChunkPlan(self.size, self.chunk)
+
+    @property
+    def running(self) -> bool:
+        """A job exists on the host for this plan (or is being stopped)."""
+        return self.status in (PlanStatus.ACTIVE, PlanStatus.STOPPING)
+
+
+def guard_disabled_by_env() -> bool:
+    """``BLOCKTUI_GUARD=off`` (or 0/no/false) turns the guard off."""
+    return os.environ.get(GUARD_ENV, "").strip().lower() in {"off", "0", "no", "false"}
+
+
+class Planner:
+    """Runs plans over a ``Session``; call ``step`` in a loop (``run_until_idle`` does)."""
+
+    def __init__(
+        self,
+        session: Session,
+        journal: Journal,
+        *,
+        policy: HostPolicy | None = None,
+        guard: bool | None = None,
+        rule: GuardRule | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Create a planner.
+
+        Args:
+            policy: the queue and budget for every host (changeable with ``set_policy``).
+            guard: force the guard on or off; None applies it where the QEMU version is affected
+                (unless ``BLOCKTUI_GUARD=off``).
+        """
+        self.session = session
+        self.journal = journal
+        self.rule = rule or GuardRule()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._default_policy = policy or HostPolicy()
+        self._policies: dict[str, HostPolicy] = {}
+        self._guard_forced = False if guard is None and guard_disabled_by_env() else guard
+        self._plans: dict[JobKey, Plan] = {}
+        self._seen_entries: dict[JobKey, int] = {}
+        self._domain_jobs: dict[tuple[str, str], set[str]] = {}
+        self._fresh: dict[tuple[str, str], set[str]] = {}
+        self._last_end: dict[tuple[str, str], float] = {}
+        self._started = clock()
+        self._pid = os.getpid()
+        self._last_sync = float("-inf")
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def policy(self, host: str) -> HostPolicy:
+        """The queue and budget of ``host``."""
+        return self._policies.get(host, self._default_policy)
+
+    def set_policy(self, policy: HostPolicy, host: str | None = None) -> None:
+        """Change max-active and budget for one host (or all); speeds are re-divided at the next step."""
+        with self._lock:
+            if host is None:
+                self._default_policy = policy
+                self._policies.clear()
+            else:
+                self._policies[host] = policy
+        self.session.wake()
+
+    def guarded(self, host: str) -> bool:
+        """Whether the safe-completion guard applies to ``host``."""
+        if self._guard_forced is not None:
+            return self._guard_forced
+        info = next((h for h in self.session.snapshot().hosts if h.uri == host), None)
+        return info is None or guard_needed(info.hypervisor)
+
+    # -- plans ------------------------------------------------------------------------------
+
+    def plans(self) -> list[Plan]:
+        """Every plan, in queue order."""
+        with self._lock:
+            return list(self._plans.values())
+
+    def plan(self, key: JobKey) -> Plan | None:
+        """The plan on one disk."""
+        with self._lock:
+            return self._plans.get(key)
+
+    def add_stream(
+        self,
+        key: JobKey,
+        *,
+        bandwidth: int = 0,
+        base: str | None = None,
+        chunk: int = 0,
+        gap: float = 0.0,
+    ) -> Plan:
+        """Queue a stream of ``key``; it starts at the next step when the host's queue allows.
+
+        Raises:
+            Conflict: the disk already has a plan or a job, or nothing to stream.
+            NotFound: no such domain or disk.
+        """
+        disk = self._disk(key)
+        if not disk.has_backing:
+            raise Conflict(f"{key.domain}/{key.disk} has no backing file: there is nothing to stream")
+        with self._lock:
+            current = self._plans.get(key)
+            if current is not None and current.status is not PlanStatus.DONE:
+                raise Conflict(f"{key.domain}/{key.disk} already has a plan ({current.status.value})")
+            if self.session.backend(key.host).job_info(key.domain, key.disk) is not None:
+                raise Conflict(f"{key.domain}/{key.disk} already has a block job")
+            chain = tuple(layer.path for layer in disk.chain)
+            entry_id = self.journal.record_job(
+                host=key.host,
+                domain=key.domain,
+                disk=key.disk,
+                kind=JobKind.PULL.value,
+                origin="planned",
+                chain_before=chain,
+                status=PlanStatus.QUEUED.value,
+                base=base,
+                bandwidth=bandwidth,
+                chunk=chunk,
+                gap=gap,
+                owner=self._pid,
+            )
+            plan = Plan(entry_id, key, bandwidth, base, chunk, gap, chain)
+            self._plans[key] = plan
+        self.session.wake()
+        return plan
+
+    def stream_domains(self, host: str, domains: Iterable[str], **options: int | float) -> list[Plan]:
+        """Queue a stream of every disk with a backing file in each domain, in disk order."""
+        plans: list[Plan] = []
+        wanted = set(domains)
+        for domain in self.session.domains():
+            if domain.host != host or domain.name not in wanted:
+                continue
+            for disk in domain.disks:
+                key = JobKey(host, domain.name, disk.target)
+                if disk.has_backing and self.plan(key) is None:
+                    plans.append(self.add_stream(key, **options))  # type: ignore[arg-type]
+        return plans
+
+    def set_limit(self, key: JobKey, bandwidth: int) -> None:
+        """Change a planned stream's own limit; the budget is re-divided at the next step."""
+        with self._lock:
+            plan = self._require(key)
+            plan.limit = bandwidth
+            self.journal.update(plan.entry_id, bandwidth=bandwidth)
+        self.session.wake()
+
+    def pause(self, key: JobKey) -> None:
+        """Pause a stream: QMP holds the job in place; libvirt stops it at a checkpoint now."""
+        with self._lock:
+            plan = self._plans.get(key) or self.adopt(key)
+            plan.pause_requested = True
+            self.journal.update(plan.entry_id, pause_requested=1)
+            if plan.status in (PlanStatus.QUEUED, PlanStatus.GAP):
+                self._set_status(plan, PlanStatus.PAUSED)
+        self.session.wake()
+
+    def resume(self, key: JobKey) -> None:
+        """Carry a paused stream on (a new pull over what is present on libvirt)."""
+        with self._lock:
+            plan = self._require(key)
+            plan.pause_requested = False
+            self.journal.update(plan.entry_id, pause_requested=0)
+            if plan.status is PlanStatus.PAUSED:
+                plan.resume_at = self._clock()
+                self._set_status(plan, PlanStatus.GAP)
+        self.session.wake()
+
+    def cancel(self, key: JobKey) -> None:
+        """Drop a plan; a running job is aborted (a pull keeps what it copied)."""
+        with self._lock:
+            plan = self._require(key)
+            if plan.running:
+                with contextlib.suppress(NoJob):
+                    self.session.abort(key)
+            self._finish(plan, JobState.CANCELLED, note="cancelled by the user")
+        self.session.wake()
+
+    def adopt(self, key: JobKey) -> Plan:
+        """Take charge of a job started elsewhere (so it can be paused, queued under the budget)."""
+        with self._lock:
+            existing = self._plans.get(key)
+            if existing is not None and existing.status is not PlanStatus.DONE:
+                return existing
+            job = self.session.backend(key.host).job_info(key.domain, key.disk)
+            if job is None:
+                raise NoJob(f"{key.domain}/{key.disk} has no block job to take charge of")
+            disk = self._disk(key)
+            chain = tuple(layer.path for layer in disk.chain)
+            entry_id = self.journal.record_job(
+                host=key.host,
+                domain=key.domain,
+                disk=key.disk,
+                kind=job.kind.value,
+                origin="planned",
+                chain_before=chain,
+                status=PlanStatus.ACTIVE.value,
+                bandwidth=job.bandwidth,
+                size=job.end,
+                owner=self._pid,
+            )
+            plan = Plan(entry_id, key, job.bandwidth, None, 0, 0.0, chain, status=PlanStatus.ACTIVE)
+            plan.size = job.end
+            plan.applied = job.bandwidth
+            self._plans[key] = plan
+            return plan
+
+    def reattach(self) -> list[Plan]:
+        """Carry on the journal's open plans whose process is gone; return those taken over."""
+        taken: list[Plan] = []
+        for entry in self.journal.open_entries():
+            key = JobKey(entry.host, entry.domain, entry.disk)
+            if entry.host not in self.session.hosts:
+                continue
+            if entry.origin != "planned":
+                # A job only watched: the session's scan finds it again if it still runs.
+                continue
+            with self._lock:
+                if key in self._plans or not self.journal.claim(entry.id, self._pid):
+                    continue
+                plan = self._plan_from(entry)
+                self._plans[key] = plan
+            taken.append(plan)
+        self.session.wake()
+        return taken
+
+    def _plan_from(self, entry: Entry) -> Plan:
+        key = JobKey(entry.host, entry.domain, entry.disk)
+        plan = Plan(
+            entry.id,
+            key,
+            entry.bandwidth,
+            entry.base,
+            entry.chunk,
+            entry.gap,
+            entry.chain_before,
+            size=entry.size,
+            pause_requested=entry.pause_requested,
+            overshoots=[c.overshoot for c in entry.checkpoints],
+        )
+        job = None
+        try:
+            job = self.session.backend(key.host).job_info(key.domain, key.disk)
+        except BlocktuiError:
+            job = None
+        if job is not None and not job.state.is_final:
+            plan.status = PlanStatus.ACTIVE
+            plan.size = job.end or plan.size
+            plan.applied = job.bandwidth
+            plan.held_since = self._clock() if job.bandwidth == HOLD_SPEED else None
+            chunks = plan.chunks()
+            plan.boundary = chunks.stop_at(job.cur) if chunks else None
+            if job.state is JobState.PAUSED and plan.pause_requested:
+                plan.status = PlanStatus.PAUSED
+            elif job.state is JobState.PAUSED and entry.status == PlanStatus.GAP.value:
+                # Paused at a boundary whose checkpoint is recorded: the next chunk follows.
+                plan.status = PlanStatus.GAP
+                plan.resume_at = self._clock()
+            elif job.state is JobState.PAUSED and chunks is not None:
+                # Paused at a boundary before its checkpoint was written: write it now.
+                plan.status = PlanStatus.STOPPING
+                plan.stop_reason = "checkpoint"
+                plan.boundary = chunks.index_of(job.cur) * plan.chunk or None
+                plan.last_cur = job.cur
+            return plan
+        if entry.status == PlanStatus.QUEUED.value:
+            plan.status = PlanStatus.QUEUED
+        elif entry.pause_requested or entry.status == PlanStatus.PAUSED.value:
+            plan.status = PlanStatus.PAUSED
+        else:
+            # The job is gone: it ended while nobody watched, or it stopped at a checkpoint.
+            disk = self._disk_or_none(key)
+            if disk is not None and len(disk.chain) < len(entry.chain_before):
+                plan.status = PlanStatus.DONE
+                self.journal.finish(
+                    entry.id, "completed", bytes_done=entry.size, note="ended while blocktui was away"
+                )
+            else:
+                plan.status = PlanStatus.GAP
+                plan.resume_at = self._clock()
+        return plan
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def step(self) -> Snapshot:
+        """Poll the hosts, then move every plan on; return the snapshot with chunk labels."""
+        snapshot = self.session.step()
+        now = self._clock()
+        self._note_ends(snapshot, now)
+        self._sync_requests(now)
+        with self._lock:
+            for host in self.session.hosts:
+                if self._host_connected(snapshot, host):
+                    self._step_host(host, snapshot, now)
+        return self.snapshot(snapshot)
+
+    def snapshot(self, snapshot: Snapshot | None = None) -> Snapshot:
+        """The session's snapshot with ``chunk`` (k, n) on planned jobs."""
+        base = snapshot or self.session.snapshot()
+        jobs: list[JobView] = []
+        with self._lock:
+            for view in base.jobs:
+                plan = self._plans.get(view.key)
+                chunks = plan.chunks() if plan is not None else None
+                if plan is not None and chunks is not None and not view.state.is_final:
+                    jobs.append(replace(view, chunk=chunks.label(view.cur)))
+                else:
+                    jobs.append(view)
+        return Snapshot(hosts=base.hosts, domains=base.domains, jobs=tuple(jobs))
+
+    def poll_interval(self) -> float:
+        """How long to wait before the next step: short near boundaries and guarded ends."""
+        interval = self.session.poll_interval
+        with self._lock:
+            for plan in self._plans.values():
+                if plan.status is PlanStatus.STOPPING:
+                    return FAST_POLL
+                if plan.status is PlanStatus.ACTIVE:
+                    view = self.session.job(plan.key)
+                    if view is None:
+                        continue
+                    if plan.boundary is not None:
+                        speed = plan.applied or view.rate or 0
+                        if plan.boundary - view.cur <= max(speed * APPROACH_LEAD, 4 * 1024**2):
+                            return FAST_POLL
+                    if self.guarded(plan.key.host) and self.rule.approaching(_domain_job(view)):
+                        interval = min(interval, self.rule.poll)
+                elif plan.status is PlanStatus.GAP:
+                    interval = min(interval, max(FAST_POLL, plan.resume_at - self._clock()))
+        return interval
+
+    def idle(self) -> bool:
+        """No plan is left to drive (all done, or paused by the user)."""
+        with self._lock:
+            return all(p.status in (PlanStatus.DONE, PlanStatus.PAUSED) for p in self._plans.values())
+
+    def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> None:
+        """Step until ``done()`` is true (or ``timeout`` seconds pass: then raise HostError)."""
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            self.step()
+            if done():
+                return
+            if deadline is not None and self._clock() > deadline:
+                raise HostError(f"plans still running after {timeout} s")
+            self.session.wait(self.poll_interval())
+
+    def close(self) -> None:
+        """Leave the plans to whoever starts next; running jobs keep running (guard holds are lifted)."""
+        with self._lock:
+            for plan in self._plans.values():
+                if plan.status is PlanStatus.ACTIVE and plan.applied == HOLD_SPEED:
+                    # A held job must not stay at the marker with nobody to release it.
+                    with contextlib.suppress(BlocktuiError):
+                        self.session.set_speed(plan.key, plan.limit)
+                if plan.status is not PlanStatus.DONE:
+                    self.journal.update(plan.entry_id, owner=None)
+
+    # -- internals: one host ----------------------------------------------------------------
+
+    def _step_host(self, host: str, snapshot: Snapshot, now: float) -> None:
+        plans = [p for p in self._plans.values() if p.key.host == host]
+        views = {v.key: v for v in snapshot.jobs if v.key.host == host}
+        for plan in plans:
+            if plan.running:
+                self._follow(plan, views.get(plan.key), snapshot, now)
+        policy = self.policy(host)
+        # A plan between chunks keeps its place: it is part-way, and the queue must not starve it.
+        busy = [p for p in plans if p.running or p.status is PlanStatus.GAP]
+        for plan in plans:
+            if plan.status is PlanStatus.GAP and plan.resume_at <= now and not plan.pause_requested:
+                self._launch(plan, now)
+        queued = [p for p in plans if p.status is PlanStatus.QUEUED]
+        for plan in admit(queued, len(busy), policy.max_active):
+            self._launch(plan, now)
+        self._apply_speeds(host, snapshot, now)
+
+    def _follow(self, plan: Plan, view: JobView | None, snapshot: Snapshot, now: float) -> None:
+        if view is None:
+            return
+        if view.end > 0 and plan.size != view.end:
+            first = plan.size == 0
+            plan.size = view.end
+            self.journal.update(plan.entry_id, size=view.end)
+            chunks = plan.chunks()
+            if first and chunks is not None and plan.status is PlanStatus.ACTIVE:
+                plan.boundary = chunks.stop_at(view.cur)
+        state = view.state
+        if state is JobState.COMPLETED:
+            self._finish(plan, JobState.COMPLETED, bytes_done=view.end)
+            return
+        if state is JobState.PAUSED and plan.status is PlanStatus.STOPPING:
+            # QMP paused at the boundary, or libvirt's abort recorded as a checkpoint.
+            self._checkpoint(plan, max(view.cur, plan.last_cur), now)
+            return
+        if state.is_final:
+            self._finish(
+                plan, state, bytes_done=max(view.cur, plan.last_cur), error=view.error, note=view.note
+            )
+            return
+        if state is JobState.PAUSED and plan.status is PlanStatus.ACTIVE and not plan.pause_requested:
+            return  # paused by someone else: leave it
+        plan.last_cur = view.cur
+        if plan.status is PlanStatus.STOPPING:
+            self._stop_libvirt(plan, view, snapshot, now)
+            return
+        stop_here = plan.pause_requested or (plan.boundary is not None and view.cur >= plan.boundary)
+        if stop_here:
+            plan.stop_reason = "pause" if plan.pause_requested else "checkpoint"
+            self._set_status(plan, PlanStatus.STOPPING)
+            backend = self.session.backend(plan.key.host)
+            if backend.supports_pause:
+                self.session.pause(plan.key)
+            else:
+                # Hold first: the offset then stops moving, so the checkpoint records where it is.
+                self._speed(plan, HOLD_SPEED)
+                plan.held_since = now
+
+    def _stop_libvirt(self, plan: Plan, view: JobView, snapshot: Snapshot, now: float) -> None:
+        """At a boundary on libvirt: abort (as a checkpoint) once the guard allows an end."""
+        if plan.abort_sent:
+            return
+        if plan.applied != HOLD_SPEED:
+            self._speed(plan, HOLD_SPEED)
+            plan.held_since = now
+            return
+        if self.guarded(plan.key.host):
+            own, others = self._domain_now(plan.key, view, now)
+            decision = decide(
+                own,
+                others,
+                rule=self.rule,
+                wants_end=True,
+                held_for=None if plan.held_since is None else now - plan.held_since,
+                since_end=self._since_end(plan.key, now),
+            )
+            plan.note = decision.reason
+            if decision.verdict is not Verdict.GO:
+                return
+        # The tracker reads the cancellation as this checkpoint, not as a cancelled job.
+        fresh = self.session.backend(plan.key.host).job_info(plan.key.domain, plan.key.disk)
+        if fresh is not None:
+            plan.last_cur = fresh.cur
+        self.session.expect_stop(plan.key, JobState.PAUSED, plan.stop_reason)
+        with contextlib.suppress(NoJob):
+            self.session.abort(plan.key)
+        plan.abort_sent = True
+        self._mark_end(plan.key, now)
+
+    def _checkpoint(self, plan: Plan, offset: int, now: float) -> None:
+        chunks = plan.chunks()
+        boundary = plan.boundary if plan.boundary is not None else offset
+        if plan.stop_reason == "checkpoint" or (chunks is not None and plan.boundary is not None):
+            point = self.journal.add_checkpoint(plan.entry_id, boundary=boundary, offset=offset)
+            plan.overshoots.append(point.overshoot)
+        else:
+            self.journal.update(plan.entry_id, bytes_done=offset)
+        plan.held_since = None
+        plan.going = False
+        plan.applied = None if not self.session.backend(plan.key.host).supports_pause else plan.applied
+        if plan.pause_requested:
+            plan.note = "paused (checkpoint: the next pull passes over what is copied)"
+            self._set_status(plan, PlanStatus.PAUSED)
+        else:
+            plan.resume_at = now + plan.gap
+            self._set_status(plan, PlanStatus.GAP)
+
+    def _launch(self, plan: Plan, now: float) -> None:
+        """Start (or restart, or resume) the plan's job."""
+        backend = self.session.backend(plan.key.host)
+        try:
+            job = backend.job_info(plan.key.domain, plan.key.disk)
+            if job is not None and job.state is JobState.PAUSED and backend.supports_pause:
+                cur = job.cur
+                self._begin_run(plan, cur)
+                self.session.resume(plan.key)
+            elif job is not None:
+                self._begin_run(plan, job.cur)  # already running (adopted): just follow it
+            else:
+                self._make_room(plan, now)
+                start_speed = self._start_speed(plan)
+                self.session.start_stream(
+                    plan.key.host, plan.key.domain, plan.key.disk, bandwidth=start_speed, base=plan.base
+                )
+                plan.applied = start_speed
+                fresh = backend.job_info(plan.key.domain, plan.key.disk)
+                if fresh is not None and fresh.end:
+                    plan.size = fresh.end
+                    self.journal.update(plan.entry_id, size=fresh.end)
+                self._begin_run(plan, fresh.cur if fresh else plan.last_cur)
+        except BlocktuiError as exc:
+            if isinstance(exc, NotFound | Conflict):
+                self._finish(plan, JobState.FAILED, bytes_done=plan.last_cur, error=str(exc))
+            else:
+                plan.note = str(exc)  # a host error: try again at the next step
+                plan.resume_at = now + 1.0
+
+    def _begin_run(self, plan: Plan, cur: int) -> None:
+        chunks = plan.chunks()
+        plan.boundary = chunks.stop_at(cur) if chunks else None
+        plan.last_cur = cur
+        plan.going = False
+        plan.abort_sent = False
+        plan.held_since = None
+        plan.note = ""
+        self._set_status(plan, PlanStatus.ACTIVE)
+
+    def _start_speed(self, plan: Plan) -> int:
+        """A safe first speed: its budget share, tapered to the first boundary when there is one."""
+        share = self._shares(plan.key.host, joining=plan.key).get(plan.key, plan.limit)
+        chunks = plan.chunks()
+        if chunks is None and plan.chunk > 0:
+            # Size not known yet: assume the first boundary is one chunk away.
+            return approach_speed(plan.chunk - plan.last_cur, share)
+        boundary = chunks.stop_at(plan.last_cur) if chunks else None
+        if boundary is not None:
+            return approach_speed(boundary - plan.last_cur, share)
+        return share
+
+    def _shares(self, host: str, joining: JobKey | None = None) -> dict[JobKey, int]:
+        """Each active plan's share of the host budget (with ``joining`` counted as active)."""
+        limits = {
+            p.key: p.limit
+            for p in self._plans.values()
+            if p.key.host == host and (p.status is PlanStatus.ACTIVE or p.key == joining)
+        }
+        return divide_budget(limits, self.policy(host).budget)
+
+    def _make_room(self, plan: Plan, now: float) -> None:
+        """Lower the running streams to their shares with ``plan`` counted, before it starts."""
+        shares = self._shares(plan.key.host, joining=plan.key)
+        for other in self._plans.values():
+            if other is plan or other.status is not PlanStatus.ACTIVE or other.applied in (None, HOLD_SPEED):
+                continue
+            share = shares.get(other.key, other.limit)
+            if _faster(other.applied or 0, share):
+                self._speed(other, share)
+
+    def _apply_speeds(self, host: str, snapshot: Snapshot, now: float) -> None:
+        shares = self._shares(host)
+        guarded = self.guarded(host)
+        wanted: list[tuple[Plan, int]] = []
+        for plan in [p for p in self._plans.values() if p.key.host == host]:
+            if plan.status is not PlanStatus.ACTIVE:
+                continue
+            view = next((v for v in snapshot.jobs if v.key == plan.key), None)
+            if view is None or view.state is not JobState.ACTIVE:
+                continue
+            speed = shares.get(plan.key, plan.limit)
+            if plan.boundary is not None:
+                speed = approach_speed(plan.boundary - view.cur, speed)
+            if guarded and plan.boundary is None:
+                speed = self._guarded_speed(plan, view, snapshot, speed, now)
+            wanted.append((plan, speed))
+        # Slow down before speeding up, so the sum on the host never passes the budget on the way.
+        for plan, speed in sorted(wanted, key=lambda item: not _faster(item[0].applied or 0, item[1])):
+            self._speed(plan, speed)
+
+    def _guarded_speed(self, plan: Plan, view: JobView, snapshot: Snapshot, speed: int, now: float) -> int:
+        own = _domain_job(view)
+        if plan.applied == HOLD_SPEED and plan.held_since is None:
+            plan.held_since = now
+        others = self._others(snapshot, plan.key)
+        if others and (plan.going or self.rule.approaching(own)):
+            # Decisions near an end read the domain's jobs fresh from the host: the session only
+            # rescans jobs it does not run once a second, too stale for the rule's timing.
+            own, others = self._domain_now(plan.key, view, now)
+        decision = decide(
+            own,
+            others,
+            rule=self.rule,
+            going=plan.going,
+            held_for=None if plan.held_since is None else now - plan.held_since,
+            since_end=self._since_end(plan.key, now),
+        )
+        plan.note = decision.reason
+        if decision.verdict is Verdict.HOLD:
+            if plan.applied != HOLD_SPEED:
+                plan.held_since = now
+            return HOLD_SPEED
+        plan.held_since = None
+        if decision.verdict is Verdict.GO:
+            plan.going = plan.going or self.rule.in_zone(own)
+        if decision.verdict is Verdict.SLOW:
+            return decision.cap if speed <= 0 else min(speed, decision.cap)
+        return speed
+
+    def _speed(self, plan: Plan, speed: int) -> None:
+        if plan.applied == speed:
+            return
+        try:
+            self.session.set_speed(plan.key, speed)
+        except NoJob:
+            return
+        except BlocktuiError as exc:
+            plan.note = str(exc)
+            return
+        plan.applied = speed
+
+    # -- internals: bookkeeping -------------------------------------------------------------
+
+    def _others(self, snapshot: Snapshot, key: JobKey) -> list[DomainJob]:
+        return [
+            _domain_job(v)
+            for v in snapshot.jobs
+            if v.key.host == key.host and v.key.domain == key.domain and v.key != key and not v.state.is_final
+        ]
+
+    def _domain_now(self, key: JobKey, view: JobView, now: float) -> tuple[DomainJob, list[DomainJob]]:
+        """Every job of ``key``'s domain read from the host now (own job first); notes ends seen."""
+        backend = self.session.backend(key.host)
+        domain = next(
+            (d for d in self.session.domains() if d.host == key.host and d.name == key.domain), None
+        )
+        targets = [d.target for d in domain.disks] if domain is not None else []
+        own = _domain_job(view)
+        others: list[DomainJob] = []
+        present: set[str] = set()
+        for target in targets:
+            try:
+                job = backend.job_info(key.domain, target)
+            except BlocktuiError:
+                continue
+            if job is None or job.state.is_final:
+                continue
+            present.add(target)
+            observed = DomainJob(target, job.state, job.remaining, job.bandwidth)
+            if target == key.disk:
+                own = observed
+            else:
+                others.append(observed)
+        seen_before = self._fresh.get((key.host, key.domain))
+        if seen_before is not None and seen_before - present - {key.disk}:
+            self._last_end[(key.host, key.domain)] = now
+        self._fresh[(key.host, key.domain)] = present
+        return own, others
+
+    def _note_ends(self, snapshot: Snapshot, now: float) -> None:
+        """Remember when a job of each domain was last seen ending (for the guard's settle time)."""
+        current: dict[tuple[str, str], set[str]] = {}
+        for view in snapshot.jobs:
+            if view.state in (JobState.ACTIVE, JobState.READY, JobState.PAUSED):
+                current.setdefault((view.key.host, view.key.domain), set()).add(view.key.disk)
+        for domain, disks in self._domain_jobs.items():
+            if disks - current.get(domain, set()):
+                self._last_end[domain] = now
+        self._domain_jobs = current
+
+    def _mark_end(self, key: JobKey, now: float) -> None:
+        self._last_end[(key.host, key.domain)] = now
+
+    def _since_end(self, key: JobKey, now: float) -> float:
+        # Before this process saw anything, a job may have just ended: count from our start.
+        last = self._last_end.get((key.host, key.domain), self._started)
+        return now - last
+
+    def _sync_requests(self, now: float) -> None:
+        """Pick up pause/resume asked by another blocktui process through the journal."""
+        if now - self._last_sync < 0.5:
+            return
+        self._last_sync = now
+        with self._lock:
+            for plan in self._plans.values():
+                if plan.status is PlanStatus.DONE:
+                    continue
+                entry = self.journal.get(plan.entry_id)
+                if entry is None:
+                    continue
+                if entry.ended_at is not None:
+                    plan.status = PlanStatus.DONE
+                elif entry.pause_requested and not plan.pause_requested:
+                    plan.pause_requested = True
+                    if plan.status in (PlanStatus.QUEUED, PlanStatus.GAP):
+                        self._set_status(plan, PlanStatus.PAUSED)
+                elif not entry.pause_requested and plan.pause_requested:
+                    plan.pause_requested = False
+                    if plan.status is PlanStatus.PAUSED:
+                        plan.resume_at = now
+                        self._set_status(plan, PlanStatus.GAP)
+
+    def _set_status(self, plan: Plan, status: PlanStatus) -> None:
+        if plan.status is status:
+            return
+        plan.status = status
+        self.journal.update(plan.entry_id, status=status.value, note=plan.note)
+
+    def _finish(
+        self,
+        plan: Plan,
+        state: JobState,
+        *,
+        bytes_done: int | None = None,
+        error: str | None = None,
+        note: str = "",
+    ) -> None:
+        plan.status = PlanStatus.DONE
+        done = bytes_done if bytes_done is not None else plan.last_cur
+        if state is JobState.COMPLETED and plan.chunk > 0 and plan.size > 0:
+            # The end of the last chunk is the plan's last checkpoint.
+            self.journal.add_checkpoint(plan.entry_id, boundary=plan.size, offset=plan.size)
+        self.journal.finish(plan.entry_id, state.value, bytes_done=done, error=error, note=note)
+        self._mark_end(plan.key, self._clock())
+
+    def _require(self, key: JobKey) -> Plan:
+        plan = self._plans.get(key)
+        if plan is None or plan.status is PlanStatus.DONE:
+            raise NoJob(f"{key.domain}/{key.disk} has no stream plan")
+        return plan
+
+    def _disk(self, key: JobKey) -> Disk:
+        disk = self.session.backend(key.host).get_domain(key.domain).disk(key.disk)
+        if disk is None:
+            raise NotFound(f"domain {key.domain!r} has no disk {key.disk!r}")
+        return disk
+
+    def _disk_or_none(self, key: JobKey) -> Disk | None:
+        try:
+            return self._disk(key)
+        except (NotFound, HostError):
+            return None
+
+    @staticmethod
+    def _host_connected(snapshot: Snapshot, host: str) -> bool:
+        return any(h.uri == host and h.state is ConnectionState.CONNECTED for h in snapshot.hosts)
+
+
+def _faster(current: int, wanted: int) -> bool:
+    """Whether ``current`` is faster than ``wanted`` (0 means unlimited, the fastest)."""
+    if current == wanted:
+        return False
+    if current <= 0:
+        return True
+    return wanted > 0 and current > wanted
+
+
+def _domain_job(view: JobView) -> DomainJob:
+    return DomainJob(disk=view.key.disk, state=view.state, remaining=view.remaining, bandwidth=view.bandwidth)
