@@ -30,6 +30,9 @@ from blocktui.core.units import (
 from blocktui.core.views import JobView
 from blocktui.session import Session
 
+# Imported last: the planned commands reuse this module's helpers.
+from blocktui import cli_plans  # noqa: E402
+
 EXIT_INTERRUPTED = 130
 
 DESCRIPTION = """\
@@ -102,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--qmp-dir", metavar="DIR", action="append", default=[], help="a folder of QMP sockets"
     )
     hosts.add_argument("--readonly", action="store_true", help="never change anything; refuse every mutation")
+    cli_plans.add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ls = commands.add_parser("ls", help="list domains, disks and backing chains")
@@ -124,10 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.add_argument("--wait", action="store_true", help="wait until the job ends")
     stream.add_argument("--json", action="store_true", help="print the job record as JSON")
+    cli_plans.add_stream_options(stream)
 
     jobs = commands.add_parser("jobs", help="list every block job on the hosts")
     jobs.add_argument("--json", action="store_true", help="machine-readable output")
     jobs.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    cli_plans.add_history_command(commands)
 
     speed = commands.add_parser("speed", help="change a running job's bandwidth limit")
     speed.add_argument("domain", metavar="DOMAIN")
@@ -168,8 +174,12 @@ def _default_uri() -> str:
 
 
 @contextmanager
-def open_session(args: argparse.Namespace) -> Iterator[Session]:
-    """Connect every host the options name; close them (and any lab) on exit."""
+def open_session(args: argparse.Namespace, *, connect: bool = True) -> Iterator[Session]:
+    """Build a session for the hosts the options name; close them (and any lab) on exit.
+
+    Args:
+        connect: open the connections now; the dashboard opens them itself, in a worker.
+    """
     with ExitStack() as stack:
         backends: list[Backend] = []
         if args.lab:
@@ -193,6 +203,9 @@ def open_session(args: argparse.Namespace) -> Iterator[Session]:
 
             backends.extend(LibvirtBackend(uri, readonly=args.readonly) for uri in uris)
         session = Session(backends, readonly=args.readonly)
+        if not connect:
+            yield session
+            return
         stack.callback(session.close)
         session.open()
         for info in session.snapshot().hosts:
@@ -377,6 +390,8 @@ def cmd_ls(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_stream(session: Session, args: argparse.Namespace) -> int:
     """Start a stream; with --wait, follow it to its end."""
+    if args.wait or args.chunk:
+        return cli_plans.cmd_stream_planned(session, args)
     key = find_disk_key(session, args.domain, args.disk)
     session.start_stream(key.host, key.domain, key.disk, bandwidth=args.bandwidth, base=args.base)
     if not args.wait:
@@ -444,14 +459,8 @@ def cmd_abort(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_pause(session: Session, args: argparse.Namespace) -> int:
-    """Pause or resume a job."""
-    key = find_disk_key(session, args.domain, args.disk)
-    if args.command == "pause":
-        session.pause(key)
-    else:
-        session.resume(key)
-    print(f"{visible(key.domain)}/{visible(key.disk)}: {args.command}d")
-    return 0
+    """Pause or resume a stream (a checkpoint on libvirt, a true pause on QMP)."""
+    return cli_plans.cmd_pause_planned(session, args)
 
 
 def cmd_dashboard(session: Session, args: argparse.Namespace) -> int:
@@ -505,8 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "lab":
             return cmd_lab(args)
-        with open_session(args) as session:
-            command = COMMANDS.get(args.command, cmd_dashboard)
+        if args.command == "history":
+            return cli_plans.cmd_history(args)
+        command = COMMANDS.get(args.command, cmd_dashboard)
+        with open_session(args, connect=command is not cmd_dashboard) as session:
             return command(session, args)
     except BlocktuiError as exc:
         # One line, whatever the host's message held.

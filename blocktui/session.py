@@ -86,6 +86,10 @@ class Session:
         self._domains: dict[str, tuple[Domain, ...]] = {uri: () for uri in self._backends}
         self._stale_hosts: set[str] = set(self._backends)
         self._last_scan: dict[str, float] = {}
+        # Set while no poll of that host is in flight.
+        self._polls: dict[str, threading.Event] = {uri: threading.Event() for uri in self._backends}
+        for done in self._polls.values():
+            done.set()
 
     # -- connections ------------------------------------------------------------------------
 
@@ -148,17 +152,45 @@ class Session:
         self._wake.set()
 
     def step(self) -> Snapshot:
-        """Apply queued events, poll progress, settle vanished jobs; return what to show."""
+        """Apply queued events, poll progress, settle vanished jobs; return what to show.
+
+        Each host is polled in its own thread, so a host that stops answering delays only its
+        own rows: its poll stays in flight and the others carry on at their pace.
+        """
         with self._lock:
             self._drain_events()
-        for uri in self._stale_hosts.copy():
-            self._refresh_host(uri)
-        for uri in self._backends:
-            if self._hosts[uri].state is ConnectionState.CONNECTED:
-                self._poll_host(uri)
+        started = [uri for uri in self._backends if self._start_poll(uri)]
+        deadline = self._clock() + max(2 * self.poll_interval, 1.0)
+        for uri in started:
+            self._polls[uri].wait(max(0.0, deadline - self._clock()))
         with self._lock:
             self._drain_events()
             return self.snapshot()
+
+    def _start_poll(self, uri: str) -> bool:
+        """Start polling ``uri`` in a daemon thread unless its last poll is still running."""
+        if not self._polls[uri].is_set():
+            return False
+        self._polls[uri].clear()
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    stale = uri in self._stale_hosts
+                if stale:
+                    self._refresh_host(uri)
+                if self._hosts[uri].state is ConnectionState.CONNECTED:
+                    self._poll_host(uri)
+            finally:
+                self._polls[uri].set()
+
+        # Daemon: a host call that never returns must not keep the process alive at exit.
+        threading.Thread(target=run, name=f"blocktui-poll-{uri}", daemon=True).start()
+        return True
+
+    def unresponsive_hosts(self) -> list[str]:
+        """Hosts whose last poll has not returned yet."""
+        return [uri for uri, done in self._polls.items() if not done.is_set()]
 
     def snapshot(self) -> Snapshot:
         """What the tracker and domain cache hold now, without contacting any host."""
@@ -224,14 +256,15 @@ class Session:
             self._refresh_host(uri)
 
     def _refresh_host(self, uri: str) -> None:
-        self._stale_hosts.discard(uri)
+        with self._lock:
+            self._stale_hosts.discard(uri)
         if self._hosts[uri].state is not ConnectionState.CONNECTED:
             return
         try:
             domains = tuple(self._backends[uri].list_domains())
         except HostError as exc:
-            self._stale_hosts.add(uri)
             with self._lock:
+                self._stale_hosts.add(uri)
                 self._set_host(uri, ConnectionState.RECONNECTING, str(exc))
             return
         with self._lock:
@@ -358,6 +391,7 @@ class Session:
         """Drop every finished job from the table."""
         with self._lock:
             self._tracker.clear_finished()
+        self.wake()
 
     def domains(self) -> list[Domain]:
         """The cached domains of every host."""

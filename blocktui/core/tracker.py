@@ -81,7 +81,7 @@ class JobRecord:
     @property
     def eta(self) -> float | None:
         """Seconds left at the current rate, or None when unknown or not running."""
-        if self.state is not JobState.ACTIVE:
+        if self.state is not JobState.ACTIVE or self.end <= 0:
             return None
         return self.meter.eta(self.remaining)
 

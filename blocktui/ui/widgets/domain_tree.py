@@ -151,9 +151,7 @@ class DomainTree(Tree[Place]):
             self.move_cursor(cursor)
 
     def _first_streamable(self, domains: Sequence[Domain]) -> TreeNode[Place] | None:
-        wanted = {
-            Place(d.host, d.name, disk.target) for d in domains for disk in d.disks if disk.has_backing
-        }
+        wanted = {Place(d.host, d.name, disk.target) for d in domains for disk in d.disks if disk.has_backing}
         for host_node in self.root.children:
             for domain_node in host_node.children:
                 for node in domain_node.children:
