@@ -13,7 +13,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from blocktui import __version__
+# cli_plans reads this module's helpers at call time, so the import cycle is harmless.
+from blocktui import __version__, cli_plans
 from blocktui.backends.base import Backend
 from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, Conflict, HostError, NotFound
 from blocktui.core.model import BlockJob, ConnectionState, Domain, JobKey, JobState
@@ -29,9 +30,6 @@ from blocktui.core.units import (
 )
 from blocktui.core.views import JobView
 from blocktui.session import Session
-
-# Imported last: the planned commands reuse this module's helpers.
-from blocktui import cli_plans  # noqa: E402
 
 EXIT_INTERRUPTED = 130
 

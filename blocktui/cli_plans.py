@@ -1,0 +1,196 @@
+"""The CLI's planned commands: chunked and guarded ``stream --wait``, pause/resume as plans, ``history``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+# The CLI module imports this one while it loads: its helpers are looked up at call time.
+from blocktui import cli as base
+from blocktui.core.errors import InvalidInput, NoJob
+from blocktui.core.model import JobKey, JobState
+from blocktui.core.scheduler import HostPolicy
+from blocktui.core.text import visible
+from blocktui.core.units import format_bandwidth, format_size
+from blocktui.journal import Entry, Journal, pid_alive
+from blocktui.planner import GUARD_ENV, Planner, PlanStatus
+from blocktui.session import Session
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-active``, ``--budget``, ``--no-guard``: how plans run on every host."""
+    plans = parser.add_argument_group("plans (streams blocktui drives: stream --wait/--chunk, the dashboard)")
+    plans.add_argument(
+        "--max-active",
+        type=base._positive_int,
+        metavar="N",
+        help="run at most N streams per host; others queue",
+    )
+    plans.add_argument(
+        "--budget", type=base._bandwidth, default=0, metavar="BW", help="cap the sum of stream rates per host"
+    )
+    plans.add_argument(
+        "--no-guard",
+        action="store_true",
+        help=f"do not hold back streams of one domain ending together (guard is on for QEMU < 10.2; "
+        f"also {GUARD_ENV}=off)",
+    )
+
+
+def add_stream_options(stream: argparse.ArgumentParser) -> None:
+    """``--chunk`` and ``--gap`` for ``stream``."""
+    stream.add_argument(
+        "--chunk",
+        type=base._size,
+        default=0,
+        metavar="SIZE",
+        help="stop at every SIZE boundary (implies --wait)",
+    )
+    stream.add_argument(
+        "--gap", type=float, default=0.0, metavar="SECONDS", help="pause between chunks (default 0)"
+    )
+
+
+def add_history_command(commands: Any) -> None:
+    """The ``history`` subcommand."""
+    history = commands.add_parser("history", help="jobs blocktui started or saw, from its journal")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    history.add_argument(
+        "--limit", type=base._positive_int, default=50, metavar="N", help="newest N (default 50)"
+    )
+
+
+@contextmanager
+def open_planner(session: Session, args: argparse.Namespace) -> Iterator[Planner]:
+    """A planner over ``session`` with the global plan options; its plans are left to the next run."""
+    journal = Journal()
+    policy = HostPolicy(max_active=args.max_active, budget=args.budget)
+    planner = Planner(session, journal, policy=policy, guard=False if args.no_guard else None)
+    try:
+        yield planner
+    finally:
+        planner.close()
+        journal.close()
+
+
+def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
+    """``stream --wait`` / ``--chunk``: the planner drives the stream (chunks, budget, guard) to its end."""
+    if args.gap < 0:
+        raise InvalidInput("--gap cannot be negative")
+    key = base.find_disk_key(session, args.domain, args.disk)
+    with open_planner(session, args) as planner:
+        plan = planner.add_stream(
+            key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap
+        )
+        show = None if args.json else base._progress_line
+        while plan.status is not PlanStatus.DONE:
+            snapshot = planner.step()
+            view = next((v for v in snapshot.jobs if v.key == key), None)
+            if show is not None and view is not None and not view.state.is_final:
+                show(view)
+            session.wait(planner.poll_interval())
+        entry = planner.journal.get(plan.entry_id)
+    if sys.stderr.isatty() and not args.json:
+        sys.stderr.write("\n")
+    view = session.job(key)
+    completed = entry is not None and entry.status == JobState.COMPLETED.value
+    if args.json:
+        record = base.job_json(view) if view is not None else {}
+        if entry is not None:
+            record["plan"] = entry.as_json()
+        json.dump(record, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif view is not None:
+        print(base.describe_end(view))
+        if entry is not None and entry.checkpoints:
+            points = ", ".join(f"{format_size(c.boundary)} (+{c.overshoot} B)" for c in entry.checkpoints)
+            print(f"checkpoints: {points}")
+    return 0 if completed else 1
+
+
+def _open_plan(journal: Journal, key: JobKey) -> Entry | None:
+    return next(
+        (
+            e
+            for e in journal.open_entries(key.host)
+            if e.domain == key.domain and e.disk == key.disk and e.origin == "planned"
+        ),
+        None,
+    )
+
+
+def cmd_pause_planned(session: Session, args: argparse.Namespace) -> int:
+    """Pause or resume through the plans: QMP holds the job; libvirt stops it at a checkpoint."""
+    key = base.find_disk_key(session, args.domain, args.disk)
+    where = f"{visible(key.domain)}/{visible(key.disk)}"
+    pausing = args.command == "pause"
+    with open_planner(session, args) as planner:
+        entry = _open_plan(planner.journal, key)
+        if entry is not None and entry.owner not in (None, os.getpid()) and pid_alive(entry.owner):
+            # Another blocktui drives this plan: ask it through the journal.
+            planner.journal.update(entry.id, pause_requested=1 if pausing else 0)
+            print(f"{where}: {args.command} requested from the blocktui process {entry.owner} driving it")
+            return 0
+        session.step()
+        if entry is not None:
+            planner.reattach()
+        if pausing:
+            planner.pause(key)
+            planner.run_until(lambda: _settled_paused(planner, key), timeout=120)
+            how = "held in place" if session.backend(key.host).supports_pause else "stopped at a checkpoint"
+            print(f"{where}: paused ({how}; 'blocktui resume' carries it on)")
+            return 0
+        if planner.plan(key) is None:
+            raise NoJob(f"{where} has no paused stream")
+        planner.resume(key)
+        planner.run_until(lambda: _running(planner, key), timeout=60)
+        print(f"{where}: resumed")
+    return 0
+
+
+def _settled_paused(planner: Planner, key: JobKey) -> bool:
+    plan = planner.plan(key)
+    return plan is None or plan.status in (PlanStatus.PAUSED, PlanStatus.DONE)
+
+
+def _running(planner: Planner, key: JobKey) -> bool:
+    plan = planner.plan(key)
+    return plan is None or plan.status in (PlanStatus.ACTIVE, PlanStatus.DONE)
+
+
+def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Print the journal."""
+    journal = Journal()
+    try:
+        entries = journal.history(args.limit)
+    finally:
+        journal.close()
+    if args.json:
+        json.dump([e.as_json() for e in entries], out, indent=2)
+        out.write("\n")
+        return 0
+    if not entries:
+        out.write(f"no jobs in the journal ({journal.path})\n")
+        return 0
+    for entry in entries:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.started_at))
+        took = "" if entry.ended_at is None else f" in {entry.ended_at - entry.started_at:.1f}s"
+        chunks = f", chunks of {format_size(entry.chunk)}" if entry.chunk else ""
+        out.write(
+            f"{started}  {visible(entry.domain)}/{visible(entry.disk)}  {entry.kind}  {entry.status}{took}  "
+            f"{format_size(entry.bytes_done)}  limit {format_bandwidth(entry.bandwidth)}{chunks}"
+            f"  ({entry.origin}, {visible(entry.host)})\n"
+        )
+        for point in entry.checkpoints:
+            out.write(
+                f"    checkpoint {point.seq}: {format_size(point.boundary)}, overshoot {point.overshoot} B\n"
+            )
+        if entry.error or entry.note:
+            out.write(f"    {visible(entry.error or entry.note)}\n")
+    return 0
