@@ -85,6 +85,7 @@ class Session:
         }
         self._domains: dict[str, tuple[Domain, ...]] = {uri: () for uri in self._backends}
         self._stale_hosts: set[str] = set(self._backends)
+        self._opened = False
         self._last_scan: dict[str, float] = {}
         # Set while no poll of that host is in flight.
         self._polls: dict[str, threading.Event] = {uri: threading.Event() for uri in self._backends}
@@ -115,7 +116,14 @@ class Session:
             raise NotFound(f"host {host!r} is not connected in this session") from None
 
     def open(self) -> None:
-        """Connect every host; a host that fails is shown as disconnected, not raised."""
+        """Connect every host; a host that fails is shown as disconnected, not raised.
+
+        Opening an open session does nothing, so a caller may open early (to stage work) and
+        hand the session to the dashboard, which opens it too.
+        """
+        if self._opened:
+            return
+        self._opened = True
         for uri, backend in self._backends.items():
             backend.set_listener(self._on_event)
             try:
@@ -128,6 +136,7 @@ class Session:
 
     def close(self) -> None:
         """Close every connection; jobs keep running on their hosts."""
+        self._opened = False
         for backend in self._backends.values():
             backend.set_listener(None)
             try:
