@@ -164,8 +164,9 @@ def _running(planner: Planner, key: JobKey) -> bool:
     return plan is None or plan.status in (PlanStatus.ACTIVE, PlanStatus.DONE)
 
 
-def cmd_history(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_history(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print the journal."""
+    out = out or sys.stdout
     journal = Journal()
     try:
         entries = journal.history(args.limit)
