@@ -39,6 +39,12 @@ MEMORY_MIB = 64
 PREFIX = "lab-"
 
 
+#: Errors that mean a domain is already stopped or removed (what ``destroy_domain`` wants anyway).
+_ALREADY_GONE = frozenset(
+    {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_INVALID_DOMAIN}
+)
+
+
 def lab_uri(root: Path) -> str:
     """The embedded-driver URI for a lab root."""
     return f"qemu:///embed?root={root}"
@@ -190,14 +196,14 @@ class LibvirtLab(Lab):
         """Stop and undefine ``name`` and delete its images (only under the lab root)."""
         dom = self._domain(name)
         if dom is not None:
-            try:
-                if dom.isActive():
-                    dom.destroy()
-                if dom.isPersistent():
-                    dom.undefine()
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                    raise map_error(exc, f"lab: cannot remove domain {name!r}") from exc
+            # Undefine first: a running domain then becomes transient and vanishes when it stops, so
+            # a domain that stops on its own in between is not an error.
+            for step in (dom.undefine, dom.destroy):
+                try:
+                    step()
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() not in _ALREADY_GONE:
+                        raise map_error(exc, f"lab: cannot remove domain {name!r}") from exc
         directory = self._image_dir(name)
         if directory.exists():
             shutil.rmtree(directory)
