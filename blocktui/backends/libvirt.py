@@ -211,6 +211,26 @@ class _Seen:
     ready: bool = False
 
 
+# libvirt's embedded driver serves one root per process lifetime: a second root is refused even after
+# the first is closed, and a failed first open (root locked by another process) leaves the driver dead.
+_embedded_lock = threading.Lock()
+_embedded: dict[str, str] = {"root": "", "failed": ""}
+
+
+def _embed_root(uri: str) -> str | None:
+    """The ``root`` of a ``qemu:///embed?root=DIR`` URI, or None for any other URI."""
+    parts = urlsplit(uri)
+    if parts.netloc or not parts.path.startswith("/embed"):
+        return None
+    return dict(parse_qsl(parts.query)).get("root", "")
+
+
+def embedded_root() -> str | None:
+    """The embedded root this process has opened, if any (there can be only one)."""
+    with _embedded_lock:
+        return _embedded["root"] or None
+
+
 class LibvirtBackend(Backend):
     """Block jobs over libvirt-python, for any URI (system, session, ssh, embedded).
 
@@ -269,12 +289,35 @@ class LibvirtBackend(Backend):
 
     def _open(self) -> libvirt.virConnect:
         uri = _non_interactive(self.uri)
-        try:
-            if urlsplit(uri).path.startswith("/embed"):
+        root = _embed_root(uri)
+        if root is None:
+            return self._open_uri(uri)
+        with _embedded_lock:
+            if _embedded["failed"]:
+                raise HostError(
+                    f"cannot connect to {self.uri}: the embedded driver failed earlier in this process "
+                    f"({_embedded['failed']}); libvirt cannot restart it, so start blocktui again"
+                )
+            held = _embedded["root"]
+            if held and held != root:
+                raise HostError(
+                    f"cannot connect to {self.uri}: this process already opened the embedded root {held}, "
+                    "and libvirt allows one embedded root per process"
+                )
+            try:
                 with steady_cpu():
-                    conn = libvirt.openReadOnly(uri) if self.readonly else libvirt.open(uri)
-            else:
-                conn = libvirt.openReadOnly(uri) if self.readonly else libvirt.open(uri)
+                    conn = self._open_uri(uri)
+            except HostError as exc:
+                if not held:
+                    # A failed first open leaves libvirt's embedded driver dead until the process exits.
+                    _embedded["failed"] = str(exc)
+                raise
+            _embedded["root"] = root
+            return conn
+
+    def _open_uri(self, uri: str) -> libvirt.virConnect:
+        try:
+            conn = libvirt.openReadOnly(uri) if self.readonly else libvirt.open(uri)
         except libvirt.libvirtError as exc:
             error = map_error(exc, f"cannot connect to {self.uri}")
             if "driver.pid" in str(exc):

@@ -13,6 +13,7 @@ So a test run uses one lab root for the whole session, and tests create their ow
 
 from __future__ import annotations
 
+import fcntl
 import grp
 import os
 import pwd
@@ -20,7 +21,7 @@ import shutil
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from blocktui.backends.libvirt import LibvirtBackend, map_error, steady_cpu
+from blocktui.backends.libvirt import LibvirtBackend, embedded_root, map_error, steady_cpu
 from blocktui.core.errors import Conflict, HostError, NotFound
 from blocktui.lab import LAB_DIR_ENV, MIB, DiskSpec, Lab, LabDisk, default_specs, lab_root
 from blocktui.lab.images import create_chain, image_info
@@ -48,6 +49,34 @@ _ALREADY_GONE = frozenset(
 def lab_uri(root: Path) -> str:
     """The embedded-driver URI for a lab root."""
     return f"qemu:///embed?root={root}"
+
+
+def can_open(root: Path) -> bool:
+    """Whether this process could open the lab at ``root`` now.
+
+    False when this process already holds another embedded root, or another process holds this one
+    (libvirt keeps a write lock on byte 0 of ``run/qemu/driver.pid``). Choose a root with this *before*
+    opening: a failed open leaves libvirt's embedded driver unusable for the rest of the process.
+    """
+    held = embedded_root()
+    if held is not None:
+        return held == str(root.absolute())
+    pid_file = root / "run" / "qemu" / "driver.pid"
+    try:
+        fd = os.open(pid_file, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        # Safe to close afterwards only because this process holds no lock on the file (checked above):
+        # closing any descriptor drops every fcntl lock the process has on it.
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _qemu_conf() -> str:

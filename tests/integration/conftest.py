@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,17 +38,36 @@ def _lab_base() -> Path:
     return Path(f"/tmp/btl-{os.getuid()}")
 
 
+def _free_root(kind: str, root: Path) -> Path | None:
+    """``root`` if this run may use it, else None (another run holds that embedded libvirt root)."""
+    if kind != "libvirt" or os.environ.get(LAB_DIR_ENV):
+        return root  # an explicit directory is used as given; a clash then fails with a clear message
+    from blocktui.lab.libvirt_lab import can_open
+
+    return root if can_open(root) else None
+
+
 @pytest.fixture(scope="session", params=LAB_KINDS)
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """The session's lab of one kind; domains left over from an interrupted run are removed first."""
+    """The session's lab of one kind; domains left over from an interrupted run are removed first.
+
+    When another test run holds the usual libvirt root, this run takes a fresh short one (slower:
+    libvirt probes QEMU again there).
+    """
     kind: str = request.param
-    opened = open_lab(kind, _lab_base() / kind)
+    root = _free_root(kind, _lab_base() / kind)
+    fresh = root is None
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="btl-", dir="/tmp")) / kind
+    opened = open_lab(kind, root)
     opened.down()
     try:
         yield opened
     finally:
         opened.down()
         opened.close()
+        if fresh:
+            shutil.rmtree(root.parent, ignore_errors=True)
 
 
 _names = itertools.count(1)
