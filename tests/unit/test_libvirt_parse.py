@@ -5,7 +5,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from blocktui.backends.libvirt import _non_interactive, map_error, parse_disks
+from blocktui.backends.libvirt import _embed_root, _non_interactive, map_error, parse_disks
 from blocktui.core.errors import (
     BlocktuiError,
     Conflict,
@@ -103,3 +103,9 @@ def test_ssh_uris_never_prompt_on_the_terminal() -> None:
     assert _non_interactive("qemu+ssh://h/system?keyfile=/k") == "qemu+ssh://h/system?keyfile=/k&no_tty=1"
     assert _non_interactive("qemu+ssh://h/system?no_tty=0") == "qemu+ssh://h/system?no_tty=0"
     assert _non_interactive("qemu:///embed?root=/tmp/l") == "qemu:///embed?root=/tmp/l"
+
+
+def test_only_embed_uris_name_an_embedded_root() -> None:
+    assert _embed_root("qemu:///embed?root=/tmp/btl/libvirt") == "/tmp/btl/libvirt"
+    assert _embed_root("qemu:///system") is None
+    assert _embed_root("qemu+ssh://h/embed?root=/x") is None
