@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from blocktui.backends.base import Backend
 from blocktui.core.errors import (
     BlocktuiError,
+    Conflict,
     HostError,
     InvalidInput,
     NotFound,
@@ -32,6 +33,7 @@ from blocktui.core.model import (
     Disk,
     Domain,
     DomainsChanged,
+    DomainState,
     HostInfo,
     JobEvent,
     JobKey,
@@ -190,6 +192,11 @@ class Session:
                     self._refresh_host(uri)
                 if self._hosts[uri].state is ConnectionState.CONNECTED:
                     self._poll_host(uri)
+            except BlocktuiError as exc:
+                # A failure the host explained: show it beside the host and poll again next time.
+                with self._lock:
+                    current = self._hosts[uri]
+                    self._set_host(uri, current.state, str(exc))
             finally:
                 self._polls[uri].set()
 
@@ -302,7 +309,7 @@ class Session:
                 self._last_scan[uri] = now
                 scope = None
             else:
-                jobs = [j for key in running if (j := backend.job_info(key.domain, key.disk))]
+                jobs = [j for key in running if (j := self._job_info(backend, key))]
                 scope = set(running)
         except HostError as exc:
             with self._lock:
@@ -319,17 +326,30 @@ class Session:
         for key in vanished:
             self._settle(key)
 
+    @staticmethod
+    def _job_info(backend: Backend, key: JobKey) -> BlockJob | None:
+        """One disk's job; a domain that stopped or vanished simply has none (settling explains)."""
+        try:
+            return backend.job_info(key.domain, key.disk)
+        except (NotFound, Conflict):
+            return None
+
     def _settle(self, key: JobKey) -> None:
         backend = self._backends[key.host]
         disk: Disk | None
+        note = ""
         try:
-            disk = backend.get_domain(key.domain).disk(key.disk)
+            domain = backend.get_domain(key.domain)
         except NotFound:
             disk = None
         except HostError:
             return  # try again on the next poll
+        else:
+            disk = domain.disk(key.disk)
+            if domain.state is not DomainState.RUNNING and domain.state is not DomainState.PAUSED:
+                note = f"the domain is {domain.state.value}"
         with self._lock:
-            self._tracker.settle(key, disk)
+            self._tracker.settle(key, disk, note=note)
             self._stale_hosts.add(key.host)
 
     # -- actions ----------------------------------------------------------------------------
