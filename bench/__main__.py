@@ -1,0 +1,114 @@
+"""``make bench``: run every benchmark, print one table, write it (and JSON) beside this package.
+
+The run starts (or reuses) a system libvirtd, creates paused TCG domains named ``btbench-*`` over
+qcow2 chains in a private directory, and removes all of them at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from bench import latency, monitor, planner, scale, throughput
+from bench.agent import ui_available
+from bench.common import Settings, log
+from bench.host import clean_dir, destroy_domains, system_daemon
+from bench.observer import Observer
+from bench.report import Figure, machine, render, render_markdown, write_json
+
+SECTIONS = ("monitor", "latency", "throughput", "throttle", "planner", "scale")
+T = TypeVar("T")
+failures: list[Figure] = []
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def guarded(section: str, measure: Callable[[], T], empty: T) -> T:
+    """Run one section; a failure becomes a "not measured" row instead of ending the whole run."""
+    try:
+        return measure()
+    except Exception as exc:  # any failure of one section must not lose the others' figures
+        log(f"{section} failed: {type(exc).__name__}: {exc}")
+        failures.append(Figure(section, "not measured", f"{type(exc).__name__}", note=str(exc)[-300:]))
+        return empty
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks named (default: all) and print the table."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="smaller N and fewer repetitions")
+    parser.add_argument("--session-loop", action="store_true", help="measure the Session loop, not the app")
+    parser.add_argument("--work", type=Path, default=Path(os.environ.get("BLOCKTUI_LAB_DIR", "/tmp/btb")))
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: run as root (it starts a system libvirtd and QEMU domains)", file=sys.stderr)
+        return 2
+    app = ui_available() and not args.session_loop
+    started = time.monotonic()
+    figures: list[Figure] = []
+    work: Path = args.work / "run"
+    clean_dir(work)
+    work.mkdir(parents=True)
+    try:
+        figures_scale: list[Figure] = []
+        if "scale" in args.only:
+            # No daemon needed: the libvirt test driver reads a generated XML file.
+            figures_scale = guarded("6 scale", lambda: scale.run(work, app=app, quick=args.quick), [])
+        with system_daemon() as daemon:
+            settings = Settings(work=work, app=app, daemon_pid=daemon.pid, quick=args.quick)
+            observer = Observer()
+            try:
+                background: list[tuple[str, str]] = []
+                if "monitor" in args.only:
+                    found, background = monitor.run(settings, observer)
+                    figures += found
+                if "latency" in args.only and background:
+                    figures += latency.run(settings, observer, len(background))
+                destroy_domains()
+                if "latency" in args.only:
+                    figures += latency.run(settings, observer, 0)
+                if "throughput" in args.only:
+                    figures += throughput.run_neutrality(settings, observer)
+                if "throttle" in args.only:
+                    figures += throughput.run_throttle(settings, observer)
+                if "planner" in args.only:
+                    figures += planner.run(settings, observer)
+            finally:
+                destroy_domains()
+                observer.close()
+        figures += figures_scale + failures
+    finally:
+        clean_dir(work)
+    elapsed = time.monotonic() - started
+    meta = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "mode": "headless dashboard (App.run_test)" if app else "Session poll loop",
+        "quick": args.quick,
+        "sections": args.only,
+        "runtime_s": round(elapsed),
+        "command": "make bench" + ("" if not args.quick else "  (python -m bench --quick)"),
+    }
+    table = render(figures)
+    header = (
+        f"blocktui benchmarks, {meta['date']}, {meta['runtime_s']} s, measuring the {meta['mode']}\n"
+        f"machine: {', '.join(f'{k} {v}' for k, v in meta['machine'].items())}\n"
+    )
+    print(header + "\n" + table)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "latest.txt").write_text(header + "\n" + table)
+    (args.results / "latest.md").write_text(render_markdown(figures))
+    write_json(args.results / "latest.json", figures, meta)
+    log(f"wrote {args.results / 'latest.txt'} and latest.json in {elapsed:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
