@@ -104,6 +104,10 @@ _UNSUPPORTED_ERRORS = frozenset(
 )
 
 
+#: Phrases libvirt uses (with varying codes) for a disk or base image that does not exist.
+_NOT_FOUND_WORDS = ("could not find image", "not found in chain", "not found in domain")
+
+
 def map_error(exc: libvirt.libvirtError, action: str) -> BlocktuiError:
     """Translate a libvirt error into our tree; ``action`` says what was being done, for the message.
 
@@ -126,7 +130,9 @@ def map_error(exc: libvirt.libvirtError, action: str) -> BlocktuiError:
         if "not running" in lowered or "inactive" in lowered:
             return Conflict(f"{full} (start the domain first: virsh start NAME)")
         return Conflict(full)
-    if "could not find image" in lowered or "not found in chain" in lowered:
+    if any(
+        words in lowered for words in ("could not find image", "not found in chain", "not found in domain")
+    ):
         return NotFound(full)
     if code == libvirt.VIR_ERR_INVALID_ARG:
         return InvalidInput(full)
@@ -595,22 +601,32 @@ class LibvirtBackend(Backend):
         if base is not None and base not in {layer.path for layer in target.chain}:
             chain = ", ".join(layer.path for layer in target.chain)
             raise NotFound(f"{action}: {base!r} is not in the backing chain of {disk} ({chain})")
+        if base is not None and base == target.chain[0].path:
+            raise NothingToStream(
+                f"{action}: {base} is already {disk}'s backing file, so there is nothing above it to pull"
+            )
         if self._job_info(dom, domain, disk) is not None:
             raise JobBusy(f"{action}: {disk} already has a block job; wait for it or abort it first")
-        if base is None:
-            self._call(
-                action,
-                lambda: dom.blockPull(disk, bandwidth, libvirt.VIR_DOMAIN_BLOCK_PULL_BANDWIDTH_BYTES),
-            )
-        else:
-            self._call(
-                action,
-                lambda: dom.blockRebase(
-                    disk, base, bandwidth, libvirt.VIR_DOMAIN_BLOCK_REBASE_BANDWIDTH_BYTES
-                ),
-            )
+        # Recorded before the call: a short pull can end, and its event arrive, before the call returns.
         with self._lock:
             self._seen[(domain, disk)] = _Seen(JobKind.PULL, 0, 0)
+        try:
+            if base is None:
+                self._call(
+                    action,
+                    lambda: dom.blockPull(disk, bandwidth, libvirt.VIR_DOMAIN_BLOCK_PULL_BANDWIDTH_BYTES),
+                )
+            else:
+                self._call(
+                    action,
+                    lambda: dom.blockRebase(
+                        disk, base, bandwidth, libvirt.VIR_DOMAIN_BLOCK_REBASE_BANDWIDTH_BYTES
+                    ),
+                )
+        except BlocktuiError:
+            with self._lock:
+                self._seen.pop((domain, disk), None)
+            raise
 
     def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
         """Change a running job's limit (bytes/s, 0 = unlimited)."""

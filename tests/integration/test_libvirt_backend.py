@@ -10,7 +10,7 @@ import pytest
 
 from blocktui.backends.base import Backend
 from blocktui.backends.libvirt import LibvirtBackend
-from blocktui.core.errors import Conflict
+from blocktui.core.errors import Conflict, NotFound, NothingToStream
 from blocktui.core.model import BlockJob, DomainState, JobKind, JobState
 from blocktui.lab import DiskSpec, Lab, LabDisk
 from blocktui.lab.images import backing_file, check
@@ -127,3 +127,15 @@ def test_lab_up_builds_staggered_chains_and_a_standalone_disk(lab: Lab) -> None:
         lab.destroy_domain("lab-2")
     assert not any(disk.domain in {"lab-1", "lab-2"} for disk in lab.status())
     assert not any(disk.top.exists() or any(path.exists() for path in disk.backing) for disk in disks)
+
+
+def test_pull_down_to_the_nearest_layer_and_unknown_disks_are_refused(
+    libvirt_backend: LibvirtBackend, make_domain: DomainFactory
+) -> None:
+    (disk,) = make_domain([DiskSpec("vda", 16 * MIB, 3)])
+
+    with pytest.raises(NothingToStream):
+        libvirt_backend.start_stream(disk.domain, disk.target, base=str(disk.backing[0]))
+    with pytest.raises(NotFound):
+        libvirt_backend.job_info(disk.domain, "vdz")
+    assert backing_file(disk.top) == str(disk.backing[0])

@@ -83,6 +83,7 @@ def _error(code: int, message: str) -> libvirt.libvirtError:
         (libvirt.VIR_ERR_OPERATION_DENIED, "read only access prevents virDomainBlockPull", ReadOnly),
         (libvirt.VIR_ERR_INVALID_ARG, "invalid argument: bandwidth must be less than ...", InvalidInput),
         (libvirt.VIR_ERR_INVALID_ARG, "could not find image '/x' in chain for '/top'", NotFound),
+        (libvirt.VIR_ERR_INVALID_ARG, "invalid argument: disk 'vdz' not found in domain", NotFound),
         (libvirt.VIR_ERR_NO_SUPPORT, "this function is not supported by the connection driver", Unsupported),
         (libvirt.VIR_ERR_SYSTEM_ERROR, "Cannot recv data: Connection reset by peer", HostError),
         (libvirt.VIR_ERR_INTERNAL_ERROR, "unable to execute QEMU command", HostError),
