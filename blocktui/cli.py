@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 # cli_plans reads this module's helpers at call time, so the import cycle is harmless.
 from blocktui import __version__, cli_plans
@@ -82,9 +82,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other blocktui error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to render --help in the README)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="blocktui",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -231,13 +238,19 @@ def find_domain(session: Session, name: str) -> Domain:
     return matches[0]
 
 
-def find_disk_key(session: Session, domain: str, disk: str) -> JobKey:
-    """The job key for ``domain``/``disk``, checking both exist."""
+def find_disk_key(session: Session, domain: str, disk: str, *, job: bool = False) -> JobKey:
+    """The job key for ``domain``/``disk``, checking both exist.
+
+    Args:
+        job: the command steers a running job; a disk the host does not list (a QMP host reads no
+            chains while a job may be finishing) is accepted when it has a job.
+    """
     found = find_domain(session, domain)
-    if found.disk(disk) is None:
-        targets = ", ".join(d.target for d in found.disks) or "none"
+    key = JobKey(found.host, found.name, disk)
+    if found.disk(disk) is None and not (job and session.backend(found.host).job_info(domain, disk)):
+        targets = ", ".join(visible(d.target) for d in found.disks) or "none listed"
         raise NotFound(f"domain {visible(domain)!r} has no disk {visible(disk)!r} (disks: {targets})")
-    return JobKey(found.host, found.name, disk)
+    return key
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -437,7 +450,7 @@ def cmd_jobs(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_speed(session: Session, args: argparse.Namespace) -> int:
     """Change a job's limit."""
-    key = find_disk_key(session, args.domain, args.disk)
+    key = find_disk_key(session, args.domain, args.disk, job=True)
     session.set_speed(key, args.bandwidth)
     print(f"{visible(key.domain)}/{visible(key.disk)}: limit now {format_bandwidth(args.bandwidth)}")
     return 0
@@ -445,7 +458,7 @@ def cmd_speed(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_abort(session: Session, args: argparse.Namespace) -> int:
     """Abort a job; with --wait, until it is gone."""
-    key = find_disk_key(session, args.domain, args.disk)
+    key = find_disk_key(session, args.domain, args.disk, job=True)
     session.step()
     session.abort(key)
     if not args.wait:

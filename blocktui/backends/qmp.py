@@ -712,7 +712,13 @@ class QmpBackend(Backend):
         async with qemu.lock:
             jobs = await self._refresh_jobs(qemu)
             if any(not job.state.is_final for job in jobs):
-                return  # a job may be finishing: keep the cached chains
+                # A job may be finishing: keep the cached chains. With none cached yet (we
+                # connected mid-job), the graph alone names the disks and the shape of their
+                # chains; file names wait until no job runs.
+                if qemu.disks is None:
+                    graph = _dict(await self._execute(qemu, "x-debug-query-block-graph"))
+                    qemu.disks, qemu.chain_nodes = _disks_from(graph, [], [])
+                return
             graph = _dict(await self._execute(qemu, "x-debug-query-block-graph"))
             named = _list(await self._execute(qemu, "query-named-block-nodes", {"flat": True}))
             blocks = _list(await self._execute(qemu, "query-block"))
@@ -951,8 +957,18 @@ def _disks_from(
         if node_name and label:
             devices[str(node_name)] = label
 
+    def filter_shaped(node_id: int) -> bool:
+        # Without node details: a filter's only child is "file", and that child is a format node
+        # (it has children of its own), where a format node's "file" is a bare protocol node.
+        own = children.get(node_id, {})
+        return set(own) == {"file"} and bool(children.get(own["file"]))
+
+    def is_filter(node_id: int) -> bool:
+        info = by_name.get(nodes[node_id]["name"])
+        return str(info.get("drv")) in _FILTER_DRIVERS if info else filter_shaped(node_id)
+
     def below_filters(node_id: int) -> int:
-        while str(by_name.get(nodes[node_id]["name"], {}).get("drv")) in _FILTER_DRIVERS:
+        while is_filter(node_id):
             # copy-on-read and throttle filter through "file", mirror_top/commit_top through "backing".
             child = children.get(node_id, {}).get("file", children.get(node_id, {}).get("backing"))
             if child is None:
