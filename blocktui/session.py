@@ -57,7 +57,7 @@ class Session:
         *,
         readonly: bool = False,
         poll_interval: float = 0.5,
-        scan_interval: float = 1.0,
+        scan_interval: float = 0.9,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Create a session; nothing is contacted until ``open``.
@@ -66,7 +66,8 @@ class Session:
             readonly: refuse every change, whatever the connections allow.
             poll_interval: seconds between progress polls of running jobs.
             scan_interval: seconds between scans of every disk, which find jobs started by
-                other clients (libvirt sends no event when a job starts).
+                other clients (libvirt sends no event when a job starts). Just under a second,
+                so a scan falls on every other poll and such a job shows within a second.
         """
         self._backends: dict[str, Backend] = {}
         for backend in backends:
