@@ -56,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work: Path = args.work / "run"
     clean_dir(work)
     work.mkdir(parents=True)
+    # The planner's journal (the dashboard opens one) stays in the private directory.
+    os.environ["BLOCKTUI_STATE_DIR"] = str(work / "state")
     try:
         figures_scale: list[Figure] = []
         if "scale" in args.only:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 T_PROCESS = time.monotonic()
 
@@ -25,6 +25,9 @@ from blocktui.backends.libvirt import LibvirtBackend  # noqa: E402
 from blocktui.core.model import JobKey, JobState  # noqa: E402
 from blocktui.core.views import JobView, Snapshot  # noqa: E402
 from blocktui.session import Session  # noqa: E402
+
+if TYPE_CHECKING:
+    from blocktui.ui.app import BlocktuiApp
 
 T_IMPORTED = time.monotonic()
 
@@ -66,6 +69,22 @@ class StampedBackend(LibvirtBackend):
         super()._on_block_job(conn, dom, disk, job_type, status, opaque)
 
 
+class StampedSession(Session):
+    """The session, noting when a step first returns each job in a final state (benchmark only)."""
+
+    def __init__(self, backends: Sequence[LibvirtBackend]) -> None:
+        super().__init__(backends)
+        self.stepped: dict[tuple[str, str], float] = {}
+
+    def step(self) -> Snapshot:
+        snapshot = super().step()
+        now = time.monotonic()
+        for job in snapshot.jobs:
+            if job.state.is_final:
+                self.stepped.setdefault((job.key.domain, job.key.disk), now)
+        return snapshot
+
+
 def poll_loop(session: Session, stop: threading.Event, on_snapshot: Callable[[Snapshot], None]) -> None:
     """The dashboard's poll worker: step, hand the snapshot on, wait for an event or the interval."""
     while not stop.is_set():
@@ -83,6 +102,7 @@ class TableProbe:
         self.syncs = 0
         self.rows = 0
         self.shown: dict[tuple[str, str], float] = {}
+        self.synced: dict[tuple[str, str], float] = {}
         self.watch: set[tuple[str, str]] = set()
 
     def stamp(self, where: tuple[str, str]) -> None:
@@ -95,18 +115,32 @@ class TableProbe:
         original = JobsTable.sync
         probe = self
 
-        def sync(table: JobsTable, jobs: Sequence[JobView], hosts: dict[str, str]) -> bool:
-            changed = original(table, jobs, hosts)
+        def sync(table: JobsTable, jobs: Sequence[JobView], *rest: Any, **options: Any) -> bool:
+            # Whatever else the table takes is passed through untouched.
+            changed = original(table, jobs, *rest, **options)
             probe.syncs += 1
             probe.rows = len(jobs)
             for job in jobs:
                 where = (job.key.domain, job.key.disk)
                 if job.state.is_final and where in probe.watch:
                     probe.watch.discard(where)
+                    probe.synced[where] = time.monotonic()
                     table.call_after_refresh(probe.stamp, where)
             return changed
 
         JobsTable.sync = sync  # type: ignore[method-assign,assignment]
+
+
+def dashboard(session: Session) -> BlocktuiApp:
+    """The app as ``run_dashboard`` builds it: a planner with default policies over the session.
+
+    The journal goes where ``$BLOCKTUI_STATE_DIR`` says (the benchmark's private directory).
+    """
+    from blocktui.journal import Journal
+    from blocktui.planner import Planner
+    from blocktui.ui.app import BlocktuiApp
+
+    return BlocktuiApp(Planner(session, Journal()))
 
 
 # -- monitoring cost ----------------------------------------------------------------------------
@@ -161,11 +195,10 @@ def _monitor_session(session: Session, args: argparse.Namespace) -> dict[str, An
 
 
 async def _monitor_app(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-    from blocktui.ui.app import BlocktuiApp
 
     probe = TableProbe()
     probe.install()
-    app = BlocktuiApp(session)
+    app = dashboard(session)
     async with app.run_test(headless=True, size=(160, 50)):
         await asyncio.sleep(args.warmup)
         before = probe.syncs
@@ -183,14 +216,25 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
     """Start streams one at a time; for each, time libvirt's completion event to the table showing it."""
     ensure_event_loop()
     backend = StampedBackend(args.uri)
-    session = Session([backend])
+    session = StampedSession([backend])
     disks = [tuple(item.split(":", 1)) for item in args.disks.split(",")]
+    probe = TableProbe()
     if args.app:
-        samples, mode = asyncio.run(_latency_app(session, backend, disks)), "app"
+        shown = asyncio.run(_latency_app(session, disks, probe))
+        mode = "app"
     else:
-        samples, mode = _latency_session(session, backend, disks), "session"
+        shown = _latency_session(session, disks)
+        mode = "session"
     session.close()
-    ms = sorted(1000 * s for s in samples)
+    ms = sorted(1000 * (shown[w] - backend.delivered[w]) for w in shown if w in backend.delivered)
+    phases = {
+        # libvirt's event to the session's step returning it final (drain, re-read chains, poll).
+        "session_ms": [session.stepped[w] - backend.delivered[w] for w in shown if w in session.stepped],
+        # that step to the table being given it (message to the UI thread, tree rebuild).
+        "to_table_ms": [probe.synced[w] - session.stepped[w] for w in probe.synced if w in session.stepped],
+        # the table given it to the screen refreshed.
+        "paint_ms": [shown[w] - probe.synced[w] for w in probe.synced if w in shown],
+    }
     return {
         "mode": mode,
         "count": len(ms),
@@ -198,6 +242,7 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms": _percentile(ms, 0.99),
         "max_ms": ms[-1] if ms else None,
         "samples_ms": ms,
+        **{name: 1000 * statistics.median(v) if v else None for name, v in phases.items()},
     }
 
 
@@ -211,25 +256,20 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 def _run_sequence(
     session: Session,
-    backend: StampedBackend,
     disks: list[tuple[str, ...]],
-    shown: Callable[[tuple[str, str]], float | None],
+    shown: dict[tuple[str, str], float],
     watch: Callable[[tuple[str, str]], None],
-) -> list[float]:
-    """Start each disk's stream after the previous one was shown ended; collect the latencies."""
-    samples: list[float] = []
+) -> dict[tuple[str, str], float]:
+    """Start each disk's stream after the previous one was shown ended; return when each was shown."""
     for domain, disk in disks:
         where = (domain, disk)
         watch(where)
         session.start_stream(args_uri(session), domain, disk)
         deadline = time.monotonic() + 60
-        while (seen := shown(where)) is None and time.monotonic() < deadline:
+        while where not in shown and time.monotonic() < deadline:
             time.sleep(0.005)
-        delivered = backend.delivered.get(where)
-        if seen is not None and delivered is not None:
-            samples.append(seen - delivered)
         time.sleep(0.05)  # let libvirt finish with this domain before its next job starts
-    return samples
+    return shown
 
 
 def args_uri(session: Session) -> str:
@@ -237,7 +277,7 @@ def args_uri(session: Session) -> str:
     return session.hosts[0]
 
 
-def _latency_session(session: Session, backend: StampedBackend, disks: list[tuple[str, ...]]) -> list[float]:
+def _latency_session(session: Session, disks: list[tuple[str, ...]]) -> dict[tuple[str, str], float]:
     session.open()
     shown_at: dict[tuple[str, str], float] = {}
     watching: set[tuple[str, str]] = set()
@@ -254,7 +294,7 @@ def _latency_session(session: Session, backend: StampedBackend, disks: list[tupl
     thread = threading.Thread(target=poll_loop, args=(session, stop, on_snapshot), daemon=True)
     thread.start()
     try:
-        return _run_sequence(session, backend, disks, shown_at.get, watching.add)
+        return _run_sequence(session, disks, shown_at, watching.add)
     finally:
         stop.set()
         session.wake()
@@ -262,18 +302,14 @@ def _latency_session(session: Session, backend: StampedBackend, disks: list[tupl
 
 
 async def _latency_app(
-    session: Session, backend: StampedBackend, disks: list[tuple[str, ...]]
-) -> list[float]:
-    from blocktui.ui.app import BlocktuiApp
+    session: Session, disks: list[tuple[str, ...]], probe: TableProbe
+) -> dict[tuple[str, str], float]:
 
-    probe = TableProbe()
     probe.install()
-    app = BlocktuiApp(session)
+    app = dashboard(session)
     async with app.run_test(headless=True, size=(160, 50)):
         await _until(lambda: probe.syncs > 0, 60)
-        samples = await asyncio.to_thread(
-            _run_sequence, session, backend, disks, probe.shown.get, probe.watch.add
-        )
+        samples = await asyncio.to_thread(_run_sequence, session, disks, probe.shown, probe.watch.add)
         app.main.stop_polling()
     return samples
 
@@ -403,14 +439,14 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
 async def _scale_app(uri: str) -> dict[str, Any]:
     """From here to the first screen with the tree and the jobs table filled."""
     t_import = time.monotonic()
-    from blocktui.ui.app import BlocktuiApp
+    import blocktui.ui.app  # noqa: F401 - timed here: the dashboard's import cost
     from blocktui.ui.widgets.domain_tree import DomainTree
 
     t0 = time.monotonic()
     probe = TableProbe()
     probe.install()
     session = Session([LibvirtBackend(uri)])
-    app = BlocktuiApp(session)
+    app = dashboard(session)
     async with app.run_test(headless=True, size=(160, 50)) as pilot:
         await _until(lambda: probe.syncs > 0, 60)
         await pilot.pause()

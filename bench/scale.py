@@ -65,7 +65,7 @@ def run(work: Path, *, app: bool, quick: bool) -> list[Figure]:
         rss = shown["maxrss_mib"]
         note = (
             f"process start to the dashboard's tree ({shown['tree_nodes']} nodes) and jobs table filled, "
-            f"headless: interpreter and blocktui imports {shown['imports_s']:.2f} s, Textual and the "
+            f"headless: blocktui core imports {shown['imports_s']:.2f} s, Textual and the "
             f"dashboard {shown['ui_import_s']:.2f} s, app start to complete screen {shown['ui_s']:.2f} s"
         )
     else:
