@@ -256,7 +256,10 @@ class Planner:
             plan = self._require(key)
             plan.pause_requested = False
             self.journal.update(plan.entry_id, pause_requested=0)
-            if plan.status is PlanStatus.PAUSED:
+            if plan.status is PlanStatus.PAUSED and plan.size == 0 and plan.last_cur == 0:
+                # Paused before it ever ran: back to its place in the queue, not ahead of it.
+                self._set_status(plan, PlanStatus.QUEUED)
+            elif plan.status is PlanStatus.PAUSED:
                 plan.resume_at = self._clock()
                 self._set_status(plan, PlanStatus.GAP)
         self.session.wake()
@@ -265,9 +268,15 @@ class Planner:
         """Drop a plan; a running job is aborted (a pull keeps what it copied)."""
         with self._lock:
             plan = self._require(key)
-            if plan.running:
+            paused_in_place = (
+                plan.status is not PlanStatus.QUEUED and self.session.backend(key.host).supports_pause
+            )
+            if plan.running or paused_in_place:
                 with contextlib.suppress(NoJob):
                     self.session.abort(key)
+            elif plan.status is not PlanStatus.QUEUED:
+                # Stopped at a checkpoint (libvirt): no job is left to abort, the row ends here.
+                self.session.end_checkpoint(key, "cancelled at a checkpoint")
             self._finish(plan, JobState.CANCELLED, note="cancelled by the user")
         self.session.wake()
 

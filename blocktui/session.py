@@ -401,6 +401,12 @@ class Session:
         with self._lock:
             self._tracker.expect_stop(key, state, note)
 
+    def end_checkpoint(self, key: JobKey, note: str) -> None:
+        """A job stopped at a checkpoint will not be carried on: show it as cancelled (``note`` says why)."""
+        with self._lock:
+            self._tracker.end_checkpoint(key, note)
+        self.wake()
+
     def pause(self, key: JobKey) -> None:
         """Hold a job in place (backends that support it)."""
         backend = self._writable(key.host)

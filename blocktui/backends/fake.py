@@ -98,6 +98,8 @@ class FakeBackend(Backend):
         self.calls: list[str] = []
         self._domains: dict[str, Domain] = {d.name: replace(d, host=uri) for d in domains or []}
         self._jobs: dict[tuple[str, str], FakeJob] = {}
+        # What aborted pulls copied, per disk: a new pull passes over it, as QEMU's does.
+        self._copied: dict[tuple[str, str], tuple[int, int]] = {}  # (cur, end)
         self._lock = threading.RLock()
         self._gate = threading.Event()
         self._gate.set()
@@ -191,8 +193,10 @@ class FakeBackend(Backend):
                 raise NotFound(f"{domain}/{disk}: {base!r} is not in the backing chain")
             if (domain, disk) in self._jobs:
                 raise JobBusy(f"{domain}/{disk} already has a block job")
-            size = 10 * GiB
-            self._jobs[(domain, disk)] = FakeJob(domain, disk, end=size, bandwidth=bandwidth, base=base)
+            copied, size = self._copied.pop((domain, disk), (0, 10 * GiB))
+            self._jobs[(domain, disk)] = FakeJob(
+                domain, disk, end=size, cur=copied, bandwidth=bandwidth, base=base
+            )
 
     def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
         self._enter("set_speed")
@@ -205,6 +209,8 @@ class FakeBackend(Backend):
         self._writable()
         with self._lock:
             job = self._running(domain, disk)
+            if job.kind is JobKind.PULL:
+                self._copied[(domain, disk)] = (job.cur, job.end)
             self._finish(job, JobState.CANCELLED, None)
 
     def pause(self, domain: str, disk: str) -> None:

@@ -261,6 +261,17 @@ class JobTracker:
             record.note = note or "the job vanished and the backing chain is unchanged"
         return record
 
+    def end_checkpoint(self, key: JobKey, note: str) -> JobRecord | None:
+        """A job stopped at a checkpoint will not be carried on: it ends as cancelled there."""
+        record = self._records.get(key)
+        if record is None or not record.checkpointed:
+            return record
+        record.checkpointed = False
+        record.state = JobState.CANCELLED
+        record.note = note
+        record.ended = record.updated = self._clock()
+        return record
+
     def clear_finished(self) -> list[JobKey]:
         """Forget every record that ended; return their keys."""
         gone = [key for key, record in self._records.items() if record.state.is_final]
