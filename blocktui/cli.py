@@ -475,10 +475,15 @@ def cmd_pause(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(session: Session, args: argparse.Namespace) -> int:
-    """Run the dashboard."""
+    """Run the dashboard: its streams are plans under --max-active, --budget and the guard."""
+    from blocktui.core.scheduler import HostPolicy  # noqa: PLC0415 - only the dashboard plans here
+    from blocktui.journal import Journal  # noqa: PLC0415
+    from blocktui.planner import Planner  # noqa: PLC0415
     from blocktui.ui import run_dashboard  # noqa: PLC0415 - Textual loads only for the dashboard
 
-    return run_dashboard(session)
+    policy = HostPolicy(max_active=args.max_active, budget=args.budget)
+    planner = Planner(session, Journal(), policy=policy, guard=False if args.no_guard else None)
+    return run_dashboard(session, planner)  # closes the planner, its journal and the session
 
 
 def cmd_lab(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The Textual dashboard: ``run_dashboard(session)`` shows every block job of a session live."""
+"""The Textual dashboard: ``run_dashboard(session, planner)`` shows every block job and plan live."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
+from blocktui.journal import Journal
+from blocktui.planner import Planner
 from blocktui.session import Session
 
 #: How long quitting waits for hosts to close before leaving them behind.
@@ -41,25 +44,41 @@ class _DaemonExecutor(ThreadPoolExecutor):
         return None
 
 
-def run_dashboard(session: Session) -> int:
+def run_dashboard(session: Session, planner: Planner | None = None) -> int:
     """Run the dashboard on a session that is not yet open; return the exit code.
 
-    The app opens the session in a worker (so the screen shows at once) and this function closes it
-    afterwards; jobs keep running on their hosts.
+    The app opens the session in a worker (so the screen shows at once). Afterwards this function
+    closes the planner (its open plans are left to the next blocktui, guard holds are lifted), its
+    journal and the session, in a thread it waits for at most ``CLOSE_TIMEOUT``; jobs keep running
+    on their hosts.
+
+    Args:
+        planner: the planner over ``session`` with the queue, budget and guard the caller chose;
+            without one, a planner with default policies on the default journal.
     """
     from blocktui.ui.app import BlocktuiApp  # noqa: PLC0415 - keep `import blocktui.ui` light
 
-    app = BlocktuiApp(session)
+    if planner is None:
+        planner = Planner(session, Journal())
+    app = BlocktuiApp(planner)
     loop = asyncio.new_event_loop()
     loop.set_default_executor(_DaemonExecutor())
     try:
         app.run(loop=loop)
     finally:
         loop.close()
-        closer = threading.Thread(target=session.close, name="blocktui-close", daemon=True)
+        closer = threading.Thread(target=partial(_close, planner), name="blocktui-close", daemon=True)
         closer.start()
         closer.join(CLOSE_TIMEOUT)
     return app.return_code or 0
+
+
+def _close(planner: Planner) -> None:
+    try:
+        planner.close()
+    finally:
+        planner.journal.close()
+        planner.session.close()
 
 
 __all__ = ["run_dashboard"]

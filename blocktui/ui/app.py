@@ -1,4 +1,4 @@
-"""The dashboard application: a session, one main screen, global keys and the command palette."""
+"""The dashboard application: a planner over a session, one main screen, global keys and the palette."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from blocktui.journal import Journal
+from blocktui.planner import Planner
 from blocktui.session import Session
 from blocktui.ui.commands import DashboardCommands
 from blocktui.ui.screens.help import HelpScreen, keys_text
@@ -14,7 +16,7 @@ from blocktui.ui.screens.main import MainScreen
 
 
 class BlocktuiApp(App[int]):
-    """Live block jobs on every host of a session; jobs keep running on the hosts after quitting."""
+    """Live block jobs and plans on every host; jobs keep running on the hosts after quitting."""
 
     CSS_PATH = "app.tcss"
     TITLE = "blocktui"
@@ -26,15 +28,24 @@ class BlocktuiApp(App[int]):
         ),
     ]
 
-    def __init__(self, session: Session, *, poll: bool = True) -> None:
+    def __init__(self, planner: Planner | Session, *, poll: bool = True) -> None:
         """Create the app.
 
         Args:
-            poll: run the poll worker (tests that step the session by hand turn it off).
+            planner: the planner the dashboard drives; a bare session gets a planner with default
+                policies on the default journal (left open for the process's life).
+            poll: run the poll worker (tests that step the planner by hand turn it off).
         """
         super().__init__()
-        self.session = session
-        self.main = MainScreen(session, poll=poll)
+        if isinstance(planner, Session):
+            planner = Planner(planner, Journal())
+        self.planner = planner
+        self.main = MainScreen(planner, poll=poll)
+
+    @property
+    def session(self) -> Session:
+        """The planner's session."""
+        return self.planner.session
 
     def on_mount(self) -> None:
         self.push_screen(self.main)

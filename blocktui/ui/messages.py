@@ -6,15 +6,16 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from blocktui.core.views import Snapshot
+from blocktui.journal import Entry
+from blocktui.ui.board import Board
 
 
 @dataclass
 class SnapshotReady(Message):
-    """The poll worker finished one ``Session.step``."""
+    """The poll worker finished one ``Planner.step``."""
 
-    snapshot: Snapshot
-    """Everything to show, frozen at the end of the poll."""
+    board: Board
+    """Everything to show (jobs, queued plans, host policies), frozen at the end of the poll."""
 
     def can_replace(self, message: Message) -> bool:
         # A newer snapshot makes an older, still-queued one worthless: coalesce floods.
@@ -37,3 +38,11 @@ class ActionFailed(Message):
     """What was asked, in words, already safe to show."""
     reason: str
     """The error's one-line message, already made visible (no control characters)."""
+
+
+@dataclass
+class HistoryLoaded(Message):
+    """The history worker read the journal."""
+
+    entries: list[Entry]
+    """The newest rows first; host strings still raw (the view escapes them)."""

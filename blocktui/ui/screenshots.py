@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from blocktui.core.model import JobKey, JobState
+from blocktui.journal import Journal
 from blocktui.lab import MIB, DiskSpec, open_lab
+from blocktui.planner import Planner
 from blocktui.session import Session
 from blocktui.ui.app import BlocktuiApp
 
@@ -56,9 +59,9 @@ def stage(session: Session, host: str) -> None:
         session.wait(0.25)
 
 
-async def capture(session: Session, directory: Path) -> list[Path]:
+async def capture(planner: Planner, directory: Path) -> list[Path]:
     """Run the app headless and save the screens."""
-    app = BlocktuiApp(session)
+    app = BlocktuiApp(planner)
     written: list[Path] = []
 
     async with app.run_test(size=SIZE) as pilot:
@@ -101,10 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             backend = lab.backend()
             session = Session([backend])
             session.open()
+            # A journal of its own: the screenshots' streams stay out of the user's history.
+            journal = Journal(Path(tempfile.mkdtemp(prefix="blocktui-shots-")) / "journal.sqlite3")
+            planner = Planner(session, journal)
             try:
                 stage(session, backend.uri)
-                written = asyncio.run(capture(session, directory))
+                written = asyncio.run(capture(planner, directory))
             finally:
+                planner.close()
+                journal.close()
                 for view in session.snapshot().jobs:
                     if not view.state.is_final:
                         session.abort(view.key)

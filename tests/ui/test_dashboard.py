@@ -5,61 +5,30 @@ The fake proves what the screen does with what a host reports; it proves nothing
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import Button, Static
-from textual.widgets.data_table import CellDoesNotExist
-from ui_support import Scenario, make_scenario, settle, still_app
+from ui_support import (
+    SIZE,
+    Scenario,
+    job_state,
+    live_app,
+    make_scenario,
+    screen_text,
+    select_disk,
+    settle,
+    still_app,
+    wait_for,
+)
 
 from blocktui.backends.fake import CLICK_DOMAIN, HOSTILE_DISK_SOURCE, HOSTILE_DOMAIN, MiB
 from blocktui.core.model import JobKey, JobState
-from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.screens.confirm import ConfirmScreen
 from blocktui.ui.screens.help import HelpScreen
 from blocktui.ui.screens.main import MainScreen
 from blocktui.ui.screens.stream_dialog import StreamDialog
 from blocktui.ui.widgets.domain_tree import DomainTree, Place
 from blocktui.ui.widgets.hosts_bar import HostsBar
-from blocktui.ui.widgets.jobs_table import JobsTable, row_key
-
-SIZE = (120, 40)
-
-
-def live_app(scenario: Scenario) -> BlocktuiApp:
-    """An app whose poll worker runs, as in real use."""
-    return BlocktuiApp(scenario.session)
-
-
-async def wait_for(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Let the app run until ``condition`` holds (workers run in threads, so this takes real time)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the dashboard")
-        await pilot.pause(0.02)
-
-
-def screen_text(app: BlocktuiApp) -> list[str]:
-    """Every character the screen would send to the terminal, line by line."""
-    return ["".join(segment.text for segment in strip) for strip in app.screen._compositor.render_strips()]
-
-
-def job_state(app: BlocktuiApp, key: JobKey) -> str | None:
-    """The state cell of a job's row, as drawn."""
-    table = app.main.query_one(JobsTable)
-    try:
-        return str(table.get_cell(row_key(key), "state")).strip()
-    except CellDoesNotExist:
-        return None
-
-
-def select_disk(app: BlocktuiApp, host: str, domain: str, disk: str) -> None:
-    tree = app.main.query_one(DomainTree)
-    tree.focus()
-    assert tree.select_place(Place(host, domain, disk))
+from blocktui.ui.widgets.jobs_table import JobsTable
 
 
 async def test_bad_bandwidth_is_refused_with_a_reason(scenario: Scenario) -> None:
@@ -95,14 +64,26 @@ async def test_read_only_session_refuses_every_change() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         screen = app.main
-        for action in ("abort", "faster", "slower", "limit", "stream", "stream_domain", "pause"):
+        mutating = (
+            "abort",
+            "faster",
+            "slower",
+            "limit",
+            "stream",
+            "stream_domain",
+            "pause",
+            "max_active",
+            "budget",
+        )
+        for action in mutating:
             assert screen.check_action(action, ()) is None, action
-        await pilot.press("a", "s", "S", "plus", "minus", "l", "p")
+        await pilot.press("a", "s", "S", "plus", "minus", "l", "p", "m", "b")
         await pilot.pause()
         assert app.screen is screen  # no dialog opened
         assert "read-only" in str(screen.query_one(HostsBar).render())
-        # Clearing finished rows changes nothing on a host, so it stays allowed.
+        # Clearing finished rows and reading the history change nothing on a host: still allowed.
         assert screen.check_action("clear_finished", ()) is True
+        assert screen.check_action("history", ()) is True
     mutations = {"start_stream", "set_speed", "abort", "pause", "resume"}
     assert not mutations & {call for backend in scenario.backends for call in backend.calls}
 
@@ -207,7 +188,7 @@ async def test_limit_keys_double_and_halve(scenario: Scenario) -> None:
         await wait_for(pilot, lambda: job.bandwidth == 100 * MiB)
 
 
-async def test_pause_only_where_the_backend_can(scenario: Scenario) -> None:
+async def test_pause_holds_in_place_where_the_backend_can(scenario: Scenario) -> None:
     app = live_app(scenario)
     alpha_key = JobKey(scenario.alpha.uri, "web01", "vda")
     beta_key = JobKey(scenario.beta.uri, "cache", "vda")
@@ -217,13 +198,13 @@ async def test_pause_only_where_the_backend_can(scenario: Scenario) -> None:
         table.focus()
         await pilot.pause()
         table.select(alpha_key)
-        assert app.main.check_action("pause", ()) is None
-        table.focus()
-        await pilot.pause()
+        assert app.main.check_action("pause", ()) is True  # a checkpoint there (tests in test_plans)
         table.select(beta_key)
         assert app.main.check_action("pause", ()) is True
         await pilot.press("p")
         await wait_for(pilot, lambda: job_state(app, beta_key) == "paused")
+        job = scenario.beta.job("cache", "vda")
+        assert job is not None and job.state is JobState.PAUSED  # held in place, not aborted
         await pilot.press("p")
         await wait_for(pilot, lambda: job_state(app, beta_key) == "active")
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from textual.pilot import Pilot
-from ui_support import Scenario, settle, still_app
+from ui_support import SIZE, Scenario, close_scenario, make_scenario, select_disk, settle, still_app
 
-from blocktui.backends.fake import HOSTILE_DOMAIN
+from blocktui.backends.fake import CLICK_DOMAIN, HOSTILE_DOMAIN, GiB, MiB
 from blocktui.core.model import JobKey
+from blocktui.core.scheduler import HostPolicy
+from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.widgets.jobs_table import JobsTable
-
-SIZE = (120, 40)
 
 SnapCompare = Callable[..., bool]
 
@@ -23,19 +24,22 @@ def test_main_screen(snap_compare: SnapCompare, scenario: Scenario) -> None:
 def test_stream_dialog(snap_compare: SnapCompare, scenario: Scenario) -> None:
     async def open_dialog(pilot: Pilot[int]) -> None:
         await settle(pilot)
-        await pilot.press("tab")  # the tree: its cursor starts on the first host
-        await pilot.press("down", "down", "down")  # alpha → web01 → vda → vdb (its job failed)
+        assert isinstance(pilot.app, BlocktuiApp)
+        select_disk(pilot.app, scenario.alpha.uri, "web01", "vdb")  # its job failed: streamable
         await pilot.press("s")
+        await pilot.press("tab", *"2G", "tab", "5")  # chunks of 2 GiB, 5 s apart
         await settle(pilot)
 
     assert snap_compare(still_app(scenario), terminal_size=SIZE, run_before=open_dialog)
 
 
-def test_stream_dialog_rejects_bad_bandwidth(snap_compare: SnapCompare, scenario: Scenario) -> None:
+def test_stream_dialog_rejects_bad_input(snap_compare: SnapCompare, scenario: Scenario) -> None:
     async def type_bad(pilot: Pilot[int]) -> None:
         await settle(pilot)
-        await pilot.press("tab", "down", "down", "down", "s")
-        await pilot.press(*"12q")
+        assert isinstance(pilot.app, BlocktuiApp)
+        select_disk(pilot.app, scenario.alpha.uri, "web01", "vdb")
+        await pilot.press("s")
+        await pilot.press(*"12q", "tab", *"4X")
         await settle(pilot)
 
     assert snap_compare(still_app(scenario), terminal_size=SIZE, run_before=type_bad)
@@ -67,3 +71,43 @@ def test_hostile_names(snap_compare: SnapCompare, scenario: Scenario) -> None:
         await settle(pilot)
 
     assert snap_compare(still_app(scenario), terminal_size=SIZE, run_before=select)
+
+
+def test_plans_queued_chunked_and_paused(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    """Max-active 1 on beta: a chunked stream runs (chunk 2 of 4), one waits queued; alpha's job is
+    paused at a checkpoint; the header shows both hosts' policies (guard off: no timing here)."""
+    scenario = make_scenario(journal_dir=tmp_path, guard=False)
+    beta, planner = scenario.beta, scenario.planner
+    planner.set_policy(HostPolicy(max_active=1, budget=300 * MiB), beta.uri)
+    planner.add_stream(JobKey(beta.uri, "mail", "sda"), chunk=512 * MiB, bandwidth=50 * MiB)
+    planner.add_stream(JobKey(beta.uri, CLICK_DOMAIN, "vda"))
+    planner.pause(JobKey(scenario.alpha.uri, "web01", "vda"))
+    for _ in range(4):  # start, hold, stop at the checkpoint, record it
+        planner.step()
+
+    async def select(pilot: Pilot[int]) -> None:
+        await settle(pilot)
+        assert isinstance(pilot.app, BlocktuiApp)
+        pilot.app.main.query_one(JobsTable).focus()
+        pilot.app.main.query_one(JobsTable).select(JobKey(beta.uri, "mail", "sda"))
+        await settle(pilot)
+
+    try:
+        assert snap_compare(still_app(scenario), terminal_size=SIZE, run_before=select)
+    finally:
+        close_scenario(scenario)
+
+
+def test_history_screen(snap_compare: SnapCompare, scenario: Scenario) -> None:
+    planner = scenario.planner
+    planner.add_stream(JobKey(scenario.beta.uri, "mail", "sda"), chunk=GiB)
+    planner.step()
+    planner.cancel(JobKey(scenario.beta.uri, "mail", "sda"))
+
+    async def open_history(pilot: Pilot[int]) -> None:
+        await settle(pilot)
+        await pilot.press("h")
+        await pilot.pause(0.3)  # the journal is read in a worker
+        await settle(pilot)
+
+    assert snap_compare(still_app(scenario), terminal_size=SIZE, run_before=open_history)

@@ -1,15 +1,33 @@
-"""Helpers for dashboard tests: the fake scenario behind a real Session, on a clock only tests move."""
+"""Helpers for dashboard tests: fake hosts behind a real Session and Planner, on a clock tests move."""
 
 from __future__ import annotations
 
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import Input
+from textual.widgets.data_table import CellDoesNotExist
 
 from blocktui.backends.fake import FakeBackend, demo_backends, demo_jobs, demo_outcomes
+from blocktui.core.model import JobKey
+from blocktui.core.scheduler import HostPolicy
+from blocktui.journal import Journal
+from blocktui.planner import Planner
 from blocktui.session import Session
 from blocktui.ui.app import BlocktuiApp
+from blocktui.ui.board import read_board
+from blocktui.ui.widgets.domain_tree import DomainTree, Place
+from blocktui.ui.widgets.jobs_table import JobsTable, row_key
+
+#: The journal's wall-clock time when the test clock reads 0 (2024-05-01 10:00 UTC).
+WALL_CLOCK_START = 1_714_557_600.0
+
+#: The terminal every dashboard test uses.
+SIZE = (120, 40)
 
 
 @dataclass
@@ -24,10 +42,11 @@ class ManualClock:
 
 @dataclass
 class Scenario:
-    """The fake hosts, the real session over them, and its clock."""
+    """The fake hosts, the real session and planner over them (journal in a private folder), the clock."""
 
     backends: list[FakeBackend]
     session: Session
+    planner: Planner
     clock: ManualClock = field(default_factory=ManualClock)
 
     @property
@@ -39,8 +58,20 @@ class Scenario:
         return self.backends[1]
 
 
-def make_scenario(*, readonly: bool = False, outcomes: bool = True) -> Scenario:
-    """Open a session on the demo hosts, with running jobs and (optionally) three finished ones."""
+def make_scenario(
+    *,
+    readonly: bool = False,
+    outcomes: bool = True,
+    journal_dir: Path | None = None,
+    guard: bool | None = None,
+    policy: HostPolicy | None = None,
+) -> Scenario:
+    """Open a session on the demo hosts, with running jobs and (optionally) three finished ones.
+
+    Args:
+        journal_dir: where the planner's journal lives (default: a new temporary folder).
+        guard: the planner's guard (None: where the host's QEMU needs it, which is every fake host).
+    """
     clock = ManualClock()
     backends = demo_backends()
     session = Session(backends, readonly=readonly, poll_interval=0.05, clock=clock)
@@ -51,12 +82,25 @@ def make_scenario(*, readonly: bool = False, outcomes: bool = True) -> Scenario:
         clock.now += 2.0
         demo_outcomes(backends)
         session.step()
-    return Scenario(backends, session, clock)
+    folder = journal_dir or Path(tempfile.mkdtemp(prefix="blocktui-ui-"))
+    # The journal's wall clock follows the test clock, so history rows show fixed times.
+    journal = Journal(folder / "journal.sqlite3", clock=lambda: WALL_CLOCK_START + clock.now)
+    planner = Planner(session, journal, policy=policy, guard=guard, clock=clock)
+    return Scenario(backends, session, planner, clock)
+
+
+def close_scenario(scenario: Scenario) -> None:
+    """Let hung calls go, then close the planner, its journal and the session."""
+    for backend in scenario.backends:
+        backend.unhang()
+    scenario.planner.close()
+    scenario.planner.journal.close()
+    scenario.session.close()
 
 
 def still_app(scenario: Scenario) -> BlocktuiApp:
-    """An app that never polls: the test shows the session's snapshot itself, so frames are fixed."""
-    return BlocktuiApp(scenario.session, poll=False)
+    """An app that never polls: the test shows the planner's snapshot itself, so frames are fixed."""
+    return BlocktuiApp(scenario.planner, poll=False)
 
 
 async def settle(pilot: Pilot[int]) -> None:
@@ -64,8 +108,42 @@ async def settle(pilot: Pilot[int]) -> None:
     app = pilot.app
     assert isinstance(app, BlocktuiApp)
     await pilot.pause()
-    app.main.show(app.session.snapshot())
+    app.main.show(read_board(app.planner, app.planner.snapshot()))
     await pilot.pause()
     for field_ in app.screen.query(Input):
         field_.cursor_blink = False
     await pilot.pause()
+
+
+def live_app(scenario: Scenario) -> BlocktuiApp:
+    """An app whose poll worker runs, as in real use."""
+    return BlocktuiApp(scenario.planner)
+
+
+async def wait_for(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the app run until ``condition`` holds (workers run in threads, so this takes real time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the dashboard")
+        await pilot.pause(0.02)
+
+
+def screen_text(app: BlocktuiApp) -> list[str]:
+    """Every character the screen would send to the terminal, line by line."""
+    return ["".join(segment.text for segment in strip) for strip in app.screen._compositor.render_strips()]
+
+
+def job_state(app: BlocktuiApp, key: JobKey) -> str | None:
+    """The state cell of a job's row, as drawn."""
+    table = app.main.query_one(JobsTable)
+    try:
+        return str(table.get_cell(row_key(key), "state")).strip()
+    except CellDoesNotExist:
+        return None
+
+
+def select_disk(app: BlocktuiApp, host: str, domain: str, disk: str) -> None:
+    tree = app.main.query_one(DomainTree)
+    tree.focus()
+    assert tree.select_place(Place(host, domain, disk))

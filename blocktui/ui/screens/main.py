@@ -1,6 +1,8 @@
-"""The main screen: hosts, the domain tree, every job, and details of what is selected.
+"""The main screen: hosts, the domain tree, every job and plan, and details of what is selected.
 
-All host calls run in thread workers; the UI thread only renders snapshots and opens dialogs.
+Every stream goes through the planner (chunks, pause as checkpoint, the host's queue and budget,
+the guard). All host and journal calls run in thread workers; the UI thread only renders boards
+and opens dialogs.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from blocktui.core.errors import BlocktuiError
 from blocktui.core.model import ConnectionState, Disk, Domain, HostInfo, JobKey, JobState
+from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.views import JobView, Snapshot
-from blocktui.session import Session
+from blocktui.planner import Planner, PlanStatus
+from blocktui.ui.board import Board, HostPlan, PlanInfo, host_plans, read_board
 from blocktui.ui.format import format_bandwidth, host_labels, safe
 from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
 from blocktui.ui.screens.confirm import ConfirmScreen
+from blocktui.ui.screens.history import HistoryScreen
 from blocktui.ui.screens.limit import LimitDialog
+from blocktui.ui.screens.policy import Field, PolicyDialog
 from blocktui.ui.screens.stream_dialog import StreamDialog, StreamRequest
 from blocktui.ui.widgets.detail import DetailPane
 from blocktui.ui.widgets.domain_tree import DomainTree, matches
@@ -44,7 +50,9 @@ DEFAULT_STEP = 64 * MiB
 MIN_LIMIT = MiB
 
 #: Actions that change something on a host: all disabled in read-only mode.
-MUTATIONS = frozenset({"stream", "stream_domain", "abort", "faster", "slower", "limit", "pause"})
+MUTATIONS = frozenset(
+    {"stream", "stream_domain", "abort", "faster", "slower", "limit", "pause", "max_active", "budget"}
+)
 #: Actions whose availability depends on the selection or the snapshot.
 CHECKED = MUTATIONS | {"clear_finished"}
 
@@ -57,6 +65,7 @@ class Selection:
     domain: Domain | None = None
     disk: Disk | None = None
     job: JobView | None = None
+    plan: PlanInfo | None = None
 
 
 class MainScreen(Screen[None]):
@@ -84,7 +93,30 @@ class MainScreen(Screen[None]):
             show=False,
             tooltip="Type an exact limit for the selected job",
         ),
-        Binding("p", "pause", "Pause", id="pause", tooltip="Hold or continue the selected job"),
+        Binding(
+            "p",
+            "pause",
+            "Pause",
+            id="pause",
+            tooltip="Pause or resume the selected stream (a checkpoint where the host cannot hold a job)",
+        ),
+        Binding(
+            "m",
+            "max_active",
+            "Max active",
+            id="max_active",
+            show=False,
+            tooltip="How many streams may run at once on the selected host (the rest queue)",
+        ),
+        Binding(
+            "b",
+            "budget",
+            "Budget",
+            id="budget",
+            show=False,
+            tooltip="The bandwidth budget the selected host's streams share",
+        ),
+        Binding("h", "history", "History", id="history", tooltip="Every job from the journal"),
         Binding("slash", "filter", "Filter", id="filter", tooltip="Show only rows that match some text"),
         Binding(
             "enter",
@@ -105,16 +137,20 @@ class MainScreen(Screen[None]):
     #: Seconds without a finished poll before the header says hosts are not answering.
     STALE_AFTER = 3.0
 
-    def __init__(self, session: Session, *, poll: bool = True) -> None:
+    def __init__(self, planner: Planner, *, poll: bool = True) -> None:
         """Create the screen.
 
         Args:
-            poll: start the poll worker on mount (tests that drive ``Session`` by hand turn it off).
+            poll: start the poll worker on mount (tests that step the planner by hand turn it off).
         """
         super().__init__()
-        self.session = session
+        self.planner = planner
+        self.session = planner.session
         self._poll_enabled = poll
         self._snapshot = Snapshot(hosts=(), domains=(), jobs=())
+        self._plans: dict[JobKey, PlanInfo] = {}
+        # The options given at start, until the first poll says whether the guard applies.
+        self._policies: dict[str, HostPlan] = host_plans(planner, guard=False)
         self._labels: dict[str, str] = {}
         self._jobs: dict[JobKey, JobView] = {}
         self._domains: dict[tuple[str, str], Domain] = {}
@@ -138,7 +174,7 @@ class MainScreen(Screen[None]):
         # Name the hosts at once (a plain attribute, no host call); the first poll fills in the rest.
         connecting = tuple(HostInfo(uri, ConnectionState.CONNECTING) for uri in self.session.hosts)
         self.query_one(HostsBar).show(
-            connecting, host_labels(list(self.session.hosts)), self.session.readonly
+            connecting, host_labels(list(self.session.hosts)), self.session.readonly, self._policies
         )
         self.query_one("#filter", Input).display = False
         self.query_one(DomainTree).focus()
@@ -159,13 +195,17 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll(self) -> None:
-        """Open the session, then step, post, wait; one loop, so polls never overlap."""
+        """Open the session and take over orphaned plans, then step, post, wait; polls never overlap."""
         worker = get_current_worker()
         self.session.open()
+        try:
+            self.planner.reattach()
+        except BlocktuiError as exc:
+            self.post_message(ActionFailed("carry on earlier plans", visible(str(exc))))
         last_error = ""
         while not worker.is_cancelled:
             try:
-                snapshot = self.session.step()
+                board = read_board(self.planner, self.planner.step())
             except BlocktuiError as exc:
                 # Say it once, not twice a second, while the same problem lasts.
                 if str(exc) != last_error:
@@ -173,10 +213,10 @@ class MainScreen(Screen[None]):
                     self.post_message(ActionFailed("poll", visible(last_error)))
             else:
                 last_error = ""
-                self.post_message(SnapshotReady(snapshot))
+                self.post_message(SnapshotReady(board))
             if worker.is_cancelled:
                 break
-            self.session.wait(self.session.poll_interval)
+            self.session.wait(self.planner.poll_interval())
 
     @work(thread=True, exit_on_error=False, group="actions")
     def _act(self, what: str, call: Callable[[], object]) -> None:
@@ -202,17 +242,20 @@ class MainScreen(Screen[None]):
 
     @on(SnapshotReady)
     def _on_snapshot(self, message: SnapshotReady) -> None:
-        self.show(message.snapshot)
+        self.show(message.board)
 
-    def show(self, snapshot: Snapshot) -> None:
-        """Render a snapshot: only what changed is repainted."""
+    def show(self, board: Board) -> None:
+        """Render a board: only what changed is repainted."""
+        snapshot = board.snapshot
         self._last_snapshot = time.monotonic()
         self._snapshot = snapshot
+        self._plans = dict(board.plans)
+        self._policies = dict(board.policies) or self._policies
         self._labels = host_labels([h.uri for h in snapshot.hosts])
         self._hosts = {h.uri: h for h in snapshot.hosts}
         self._jobs = {job.key: job for job in snapshot.jobs}
         self._domains = {(d.host, d.name): d for d in snapshot.domains}
-        self.query_one(HostsBar).show(snapshot.hosts, self._labels, self.session.readonly)
+        self.query_one(HostsBar).show(snapshot.hosts, self._labels, self.session.readonly, self._policies)
         self._render_lists()
 
     def _render_lists(self) -> None:
@@ -227,13 +270,13 @@ class MainScreen(Screen[None]):
             if not needle
             or matches(needle, self._labels.get(job.key.host), *job.key, job.state.value, job.kind.value)
         ]
-        self.query_one(JobsTable).sync(jobs, self._labels)
+        self.query_one(JobsTable).sync(jobs, self._labels, self._plans)
         self._render_detail()
 
     def _render_detail(self) -> None:
         selection = self.selection()
         host = self._labels.get(selection.host or "", selection.host or "")
-        self.query_one(DetailPane).show(host, selection.domain, selection.disk, selection.job)
+        self.query_one(DetailPane).show(host, selection.domain, selection.disk, selection.job, selection.plan)
         # The footer recomposes on refresh_bindings: do it only when what applies has changed.
         applicable = tuple(self.check_action(action, ()) for action in sorted(CHECKED))
         if applicable != self._applicable:
@@ -260,14 +303,14 @@ class MainScreen(Screen[None]):
                 return Selection()
             domain = self._domains.get((place.host, place.domain or ""))
             disk = domain.disk(place.disk) if domain is not None and place.disk else None
-            job = self._jobs.get(JobKey(place.host, place.domain or "", place.disk or ""))
-            return Selection(place.host, domain, disk, job)
+            place_key = JobKey(place.host, place.domain or "", place.disk or "")
+            return Selection(place.host, domain, disk, self._jobs.get(place_key), self._plans.get(place_key))
         key = self.query_one(JobsTable).selected_key
         if key is None:
             return Selection()
         domain = self._domains.get((key.host, key.domain))
         disk = domain.disk(key.disk) if domain is not None else None
-        return Selection(key.host, domain, disk, self._jobs.get(key))
+        return Selection(key.host, domain, disk, self._jobs.get(key), self._plans.get(key))
 
     @on(DescendantFocus)
     def _focus_moved(self, event: DescendantFocus) -> None:
@@ -301,11 +344,14 @@ class MainScreen(Screen[None]):
             return True
         if action == "clear_finished":
             return True if any(job.state.is_final for job in self._jobs.values()) else None
+        if action in ("max_active", "budget"):
+            # A policy is local to this blocktui: no connection needed, only a writable session.
+            return True if self._policy_host() is not None and not self.session.readonly else None
         selection = self.selection()
         if not self._writable(selection.host):
             return None
-        job = selection.job
-        running = job is not None and not job.state.is_final
+        job, plan = selection.job, selection.plan
+        running = plan is not None or (job is not None and not job.state.is_final)
         if action == "stream":
             disk = selection.disk
             return True if disk is not None and disk.has_backing and not running else None
@@ -314,16 +360,29 @@ class MainScreen(Screen[None]):
         if not running or job is None:
             return None
         if action == "pause":
-            can_pause = job.state in (JobState.ACTIVE, JobState.PAUSED)
-            return True if can_pause and self._supports(job.key.host, "supports_pause") else None
+            if plan is not None:
+                return True
+            # A job no plan drives: the planner takes charge of a running one; a paused one is
+            # resumed in place where the host can hold jobs.
+            if job.state is JobState.ACTIVE:
+                return True
+            paused_in_place = job.state is JobState.PAUSED and self._supports(job.key.host, "supports_pause")
+            return True if paused_in_place else None
         if action == "faster":
-            return True if job.bandwidth > 0 else None
+            return True if (plan.limit if plan is not None else job.bandwidth) > 0 else None
         return True
+
+    def _policy_host(self) -> str | None:
+        """The host whose queue and budget ``m``/``b`` change: the selected one, or the only one."""
+        host = self.selection().host
+        if host is None and len(self.session.hosts) == 1:
+            host = self.session.hosts[0]
+        return host
 
     def _streamable(self, domain: Domain | None) -> list[Disk]:
         if domain is None:
             return []
-        busy = {key for key, job in self._jobs.items() if not job.state.is_final}
+        busy = {key for key, job in self._jobs.items() if not job.state.is_final} | set(self._plans)
         return [
             disk
             for disk in domain.disks
@@ -359,20 +418,23 @@ class MainScreen(Screen[None]):
         )
 
         def start(request: StreamRequest | None) -> None:
-            if request is None:
-                return
-            for disk in disks:
-                call = partial(
-                    self.session.start_stream,
-                    host,
-                    domain.name,
-                    disk.target,
-                    bandwidth=request.bandwidth,
-                    base=request.base,
-                )
-                self._act(f"stream {visible(domain.name)}/{visible(disk.target)}", call)
+            if request is not None:
+                self._queue_streams([JobKey(host, domain.name, disk.target) for disk in disks], request)
 
         self.app.push_screen(dialog, start)
+
+    @work(thread=True, exit_on_error=False, group="actions")
+    def _queue_streams(self, keys: list[JobKey], request: StreamRequest) -> None:
+        """Hand each disk to the planner in order (its queue keeps that order); report each outcome."""
+        for key in keys:
+            try:
+                self.planner.add_stream(
+                    key, bandwidth=request.bandwidth, base=request.base, chunk=request.chunk, gap=request.gap
+                )
+            except BlocktuiError as exc:
+                self.post_message(ActionFailed(f"stream {self._what(key)}", visible(str(exc))))
+            else:
+                self.post_message(ActionDone(f"stream {self._what(key)} queued"))
 
     def action_abort(self) -> None:
         """Ask, then abort the selected job."""
@@ -389,29 +451,43 @@ class MainScreen(Screen[None]):
             Text("What it copied so far stays in the top image.", style="dim"),
         )
 
+        planned = key in self._plans
+
         def answer(yes: bool | None) -> None:
             if yes:
-                self._act(f"abort {self._what(key)}", partial(self.session.abort, key))
+                # A plan is dropped as a whole (queued, between chunks or running); a job no plan
+                # drives is aborted directly.
+                call = partial(self.planner.cancel if planned else self.session.abort, key)
+                self._act(f"abort {self._what(key)}", call)
 
         self.app.push_screen(ConfirmScreen("Abort job", question, yes="Abort"), answer)
 
+    def _limit_of(self, selection: Selection) -> int:
+        """The limit the user set: a plan's own (the host may run it slower), else the job's."""
+        if selection.plan is not None:
+            return selection.plan.limit
+        return selection.job.bandwidth if selection.job is not None else 0
+
     def action_faster(self) -> None:
         """Double the selected job's limit."""
-        job = self.selection().job
-        if job is not None and job.bandwidth > 0:
-            self._set_limit(job.key, job.bandwidth * 2)
+        selection = self.selection()
+        limit = self._limit_of(selection)
+        if selection.job is not None and limit > 0:
+            self._set_limit(selection.job.key, limit * 2)
 
     def action_slower(self) -> None:
         """Halve the selected job's limit; an unlimited job starts from half its measured rate."""
-        job = self.selection().job
+        selection = self.selection()
+        job = selection.job
         if job is None:
             return
-        current = job.bandwidth or int(job.rate or 0) or 2 * DEFAULT_STEP
+        current = self._limit_of(selection) or int(job.rate or 0) or 2 * DEFAULT_STEP
         self._set_limit(job.key, max(MIN_LIMIT, current // 2 // MiB * MiB))
 
     def action_limit(self) -> None:
         """Ask for an exact limit for the selected job."""
-        job = self.selection().job
+        selection = self.selection()
+        job = selection.job
         if job is None:
             return
         key = job.key
@@ -421,23 +497,65 @@ class MainScreen(Screen[None]):
             if bandwidth is not None:
                 self._set_limit(key, bandwidth)
 
-        self.app.push_screen(LimitDialog(what, job.bandwidth), chosen)
+        self.app.push_screen(LimitDialog(what, self._limit_of(selection)), chosen)
 
     def _set_limit(self, key: JobKey, bandwidth: int) -> None:
+        # A plan's limit goes through the planner, which re-divides the host's budget.
+        setter = self.planner.set_limit if key in self._plans else self.session.set_speed
         self._act(
-            f"limit {self._what(key)} to {format_bandwidth(bandwidth)}",
-            partial(self.session.set_speed, key, bandwidth),
+            f"limit {self._what(key)} to {format_bandwidth(bandwidth)}", partial(setter, key, bandwidth)
         )
 
     def action_pause(self) -> None:
-        """Pause a running job, or resume a paused one."""
-        job = self.selection().job
+        """Pause a stream (a checkpoint where the host cannot hold a job), or resume a paused one."""
+        selection = self.selection()
+        job, plan = selection.job, selection.plan
         if job is None:
             return
-        if job.state is JobState.PAUSED:
-            self._act(f"resume {self._what(job.key)}", partial(self.session.resume, job.key))
+        key = job.key
+        if plan is not None and (plan.pause_requested or plan.status is PlanStatus.PAUSED):
+            self._act(f"resume {self._what(key)}", partial(self.planner.resume, key))
+        elif plan is None and job.state is JobState.PAUSED:
+            # Paused by someone else, in place: carry it on without taking charge of it.
+            self._act(f"resume {self._what(key)}", partial(self.session.resume, key))
         else:
-            self._act(f"pause {self._what(job.key)}", partial(self.session.pause, job.key))
+            self._act(f"pause {self._what(key)}", partial(self.planner.pause, key))
+
+    def action_max_active(self) -> None:
+        """Ask how many streams may run at once on the selected host."""
+        self._ask_policy("max_active")
+
+    def action_budget(self) -> None:
+        """Ask for the selected host's bandwidth budget."""
+        self._ask_policy("budget")
+
+    def _ask_policy(self, field: Field) -> None:
+        host = self._policy_host()
+        if host is None:
+            return
+        current = self._policies.get(host)
+        policy = current.policy if current is not None else HostPolicy()
+        label = self._labels.get(host) or host_labels(list(self.session.hosts)).get(host, visible(host))
+
+        def chosen(new: HostPolicy | None) -> None:
+            if new is None:
+                return
+            if current is not None:
+                # Show it at once; the next poll confirms it.
+                self._policies[host] = HostPlan(new.max_active, new.budget, current.guarded)
+                self.query_one(HostsBar).show(
+                    self._snapshot.hosts, self._labels, self.session.readonly, self._policies
+                )
+            what = (
+                f"{label}: max-active {new.max_active or 'no limit'}, budget {format_bandwidth(new.budget)}"
+            )
+            self._act(what, partial(self.planner.set_policy, new, host))
+
+        self.app.push_screen(PolicyDialog(label, policy, field), chosen)
+
+    def action_history(self) -> None:
+        """Show every job the journal holds (read in a worker)."""
+        self.app.push_screen(HistoryScreen(self.planner.journal))
 
     def action_clear_finished(self) -> None:
         """Forget every finished job."""

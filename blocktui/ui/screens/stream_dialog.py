@@ -1,4 +1,4 @@
-"""Ask for a stream's limit (and base) before starting it on one disk or on all disks of a domain."""
+"""Ask for a stream's limit, chunks and base before queueing it on one disk or on all disks of a domain."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from blocktui.core.errors import InvalidInput
 from blocktui.core.model import Disk
+from blocktui.core.text import visible
 from blocktui.ui.format import safe
 from blocktui.ui.widgets.bandwidth import BandwidthInput, bandwidth_of
+from blocktui.ui.widgets.chunking import ChunkInput, GapInput, chunk_of, gap_of
+
+#: What the chunk fields do, shown under them while they hold nothing wrong.
+CHUNK_HINT = "Chunks stop at every boundary (a checkpoint), wait the gap, then go on."
 
 #: The Select value for "pull every backing image" (None cannot be a Select value).
 WHOLE_CHAIN = "\0whole"
@@ -29,14 +34,18 @@ class StreamRequest:
     Attributes:
         bandwidth: limit in bytes/s, 0 for unlimited.
         base: the chain layer to keep (and everything below it); None pulls the whole chain.
+        chunk: stop at every multiple of this many bytes (a checkpoint); 0 streams in one run.
+        gap: seconds to wait at each checkpoint before the next chunk.
     """
 
     bandwidth: int
     base: str | None
+    chunk: int = 0
+    gap: float = 0.0
 
 
 class StreamDialog(ModalScreen[StreamRequest | None]):
-    """Bandwidth (validated as typed) and base for a new stream; dismisses with None on cancel."""
+    """Bandwidth, chunk size and gap (each validated as typed) and base; dismisses with None on cancel."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="stream.cancel", tooltip="Close without starting"),
@@ -58,6 +67,14 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
             yield Label("Bandwidth limit (binary units, per second):")
             yield BandwidthInput(id="bandwidth")
             yield Static("", id="bandwidth-error", classes="error")
+            with Horizontal(classes="pair"):
+                with Vertical():
+                    yield Label("Chunk size (optional):")
+                    yield ChunkInput(id="chunk")
+                with Vertical(classes="narrow"):
+                    yield Label("Gap, seconds:")
+                    yield GapInput(id="gap")
+            yield Static(Text(CHUNK_HINT, style="dim"), id="chunk-error", classes="hint")
             if self._bases:
                 yield Label("Pull down to:")
                 options: list[tuple[Text, str]] = [(Text("whole chain (no base)"), WHOLE_CHAIN)]
@@ -79,18 +96,25 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
     def on_mount(self) -> None:
         self.query_one("#bandwidth", BandwidthInput).focus()
 
-    @on(Input.Changed, "#bandwidth")
+    @on(Input.Changed)
     def _check(self, event: Input.Changed) -> None:
-        valid = event.validation_result is None or event.validation_result.is_valid
-        reason = (
-            ""
-            if valid or event.validation_result is None
-            else event.validation_result.failures[0].description
-        )
-        self.query_one("#bandwidth-error", Static).update(Text(reason or ""))
-        self.query_one("#start", Button).disabled = not valid
+        result = event.validation_result
+        valid = result is None or result.is_valid
+        reason = "" if valid or result is None else result.failures[0].description
+        if event.input.id == "bandwidth":
+            self.query_one("#bandwidth-error", Static).update(Text(reason or ""))
+        else:
+            # One line under both chunk fields: the error, else what chunks do.
+            self._chunk_line(reason or "")
+        fields = self.query(Input)
+        self.query_one("#start", Button).disabled = not all(f.is_valid for f in fields if f.validators)
 
-    @on(Input.Submitted, "#bandwidth")
+    def _chunk_line(self, reason: str) -> None:
+        # The line explains chunks until a field holds something wrong, then says what.
+        line = Text(reason, style="bold red") if reason else Text(CHUNK_HINT, style="dim")
+        self.query_one("#chunk-error", Static).update(line)
+
+    @on(Input.Submitted)
     @on(Button.Pressed, "#start")
     def _start(self) -> None:
         try:
@@ -99,11 +123,17 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
             # Enter in a field that holds an invalid value: keep the dialog open, say why.
             self.query_one("#bandwidth-error", Static).update(Text(str(exc)))
             return
+        try:
+            chunk = chunk_of(self.query_one("#chunk", ChunkInput).value)
+            gap = gap_of(self.query_one("#gap", GapInput).value)
+        except InvalidInput as exc:
+            self._chunk_line(visible(str(exc)))
+            return
         base: str | None = None
         if self._bases:
             value = self.query_one("#base", Select).value
             base = None if value == WHOLE_CHAIN or not isinstance(value, str) else value
-        self.dismiss(StreamRequest(bandwidth=bandwidth, base=base))
+        self.dismiss(StreamRequest(bandwidth=bandwidth, base=base, chunk=chunk, gap=gap))
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

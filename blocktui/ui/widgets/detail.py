@@ -10,6 +10,7 @@ from textual.widgets import Sparkline, Static
 from blocktui.core.model import Disk, Domain
 from blocktui.core.units import format_rate
 from blocktui.core.views import JobView
+from blocktui.ui.board import PlanInfo
 from blocktui.ui.format import (
     STATE_STYLES,
     format_bandwidth,
@@ -19,8 +20,10 @@ from blocktui.ui.format import (
 )
 
 
-def describe(host: str, domain: Domain | None, disk: Disk | None, job: JobView | None) -> Text:
-    """Everything the pane says about a disk and its job, as plain Text."""
+def describe(
+    host: str, domain: Domain | None, disk: Disk | None, job: JobView | None, plan: PlanInfo | None = None
+) -> Text:
+    """Everything the pane says about a disk, its job and the plan driving it, as plain Text."""
     text = Text(no_wrap=False)
     if domain is None and job is None:
         text.append("Select a disk or a job to see its chain and progress.", style="dim")
@@ -57,6 +60,8 @@ def describe(host: str, domain: Domain | None, disk: Disk | None, job: JobView |
         text.append(f"{format_size(job.cur)} of {total} ({job.fraction * 100:.1f}%), ")
         text.append(f"{format_size(job.remaining)} left\n")
         text.append(f"rate {format_rate(job.rate)}  limit {format_bandwidth(job.bandwidth)}  ")
+        if plan is not None and plan.limit != job.bandwidth:
+            text.append(f"(own limit {format_bandwidth(plan.limit)})  ")
         eta = format_duration(job.eta) if job.end > 0 and not job.state.is_final else "—"
         text.append(f"ETA {eta}  elapsed {format_duration(job.elapsed)}\n")
         if job.error:
@@ -67,6 +72,27 @@ def describe(host: str, domain: Domain | None, disk: Disk | None, job: JobView |
             text.append("note: ", style="bold")
             text.append_text(safe(job.note))
             text.append("\n")
+    if plan is not None:
+        text.append_text(describe_plan(plan))
+    return text
+
+
+def describe_plan(plan: PlanInfo) -> Text:
+    """The plan's lines: its state, chunks and checkpoints, how a pause works here, its note."""
+    text = Text()
+    text.append("plan: ", style="bold")
+    text.append(plan.status.value)
+    if plan.chunk:
+        text.append(f", chunks of {format_size(plan.chunk)}")
+        if plan.gap:
+            text.append(f" with {plan.gap:g}s between")
+        text.append(f", {plan.checkpoints} checkpoint{'s' if plan.checkpoints != 1 else ''} so far")
+    text.append("\n")
+    if plan.checkpoint_pause:
+        text.append("p stops at a checkpoint here (what is copied stays; resume pulls on)\n", style="dim")
+    if plan.note:
+        text.append_text(safe(plan.note, "dim"))
+        text.append("\n")
     return text
 
 
@@ -83,9 +109,16 @@ class DetailPane(VerticalScroll):
         yield Static(id="detail-text")
         yield Sparkline([], id="detail-spark")
 
-    def show(self, host: str, domain: Domain | None, disk: Disk | None, job: JobView | None) -> None:
+    def show(
+        self,
+        host: str,
+        domain: Domain | None,
+        disk: Disk | None,
+        job: JobView | None,
+        plan: PlanInfo | None = None,
+    ) -> None:
         """Show this selection; widgets are touched only when what they show changed."""
-        text = describe(host, domain, disk, job)
+        text = describe(host, domain, disk, job, plan)
         static = self.query_one("#detail-text", Static)
         if self._shown != (text.plain, text.spans):
             self._shown = (text.plain, text.spans)

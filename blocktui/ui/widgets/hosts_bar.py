@@ -1,4 +1,4 @@
-"""The header line: the app's name and each connection's health, plus room for per-host facts."""
+"""The header line: the app's name, each connection's health and each host's queue, budget and guard."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from blocktui.core.model import ConnectionState, HostInfo
-from blocktui.ui.format import CONNECTION_STYLES, safe
+from blocktui.ui.board import HostPlan
+from blocktui.ui.format import CONNECTION_STYLES, compact_size, safe
 
 _DOTS = {
     ConnectionState.CONNECTING: "◌",
@@ -25,8 +26,25 @@ def connection_text(info: HostInfo) -> str:
     return info.state.value
 
 
-def hosts_text(hosts: Sequence[HostInfo], labels: Mapping[str, str], readonly: bool) -> Text:
-    """``blocktui  ● alpha connected  ◍ beta reconnecting`` with any extra facts a host reports."""
+def policy_text(plan: HostPlan) -> Text:
+    """``max 2 · budget 100M/s · guard on``: how a host's streams run (``m``, ``b`` change it)."""
+    text = Text(style="dim")
+    text.append(f"max {plan.max_active}" if plan.max_active else "max ∞")
+    text.append(" · budget ")
+    text.append(f"{compact_size(plan.budget)}/s" if plan.budget else "∞")
+    if plan.guarded is not None:
+        text.append(" · guard ")
+        text.append("on" if plan.guarded else "off", style="" if plan.guarded else "yellow")
+    return text
+
+
+def hosts_text(
+    hosts: Sequence[HostInfo],
+    labels: Mapping[str, str],
+    readonly: bool,
+    policies: Mapping[str, HostPlan] | None = None,
+) -> Text:
+    """``blocktui  ● alpha connected (max 2 · budget ∞ · guard on)  ◍ beta reconnecting (…)``."""
     text = Text.assemble(("blocktui", "bold"), ("  read-only session" if readonly else "", "bold yellow"))
     for info in hosts:
         style = CONNECTION_STYLES.get(info.state, "")
@@ -36,6 +54,11 @@ def hosts_text(hosts: Sequence[HostInfo], labels: Mapping[str, str], readonly: b
         text.append(f"{_DOTS.get(info.state, '?')} ", style=style)
         text.append(labels.get(info.uri, info.uri), style="bold")
         text.append(f" {connection_text(info)}", style=style)
+        plan = (policies or {}).get(info.uri)
+        if plan is not None:
+            text.append(" (", style="dim")
+            text.append_text(policy_text(plan))
+            text.append(")", style="dim")
         # Room for a host budget, max-active and the like: shown as key=value, always escaped.
         for key, value in sorted(info.extra.items()):
             text.append(" ")
@@ -52,9 +75,15 @@ class HostsBar(Static):
         self._waiting = ""
         self._shown: str | None = None
 
-    def show(self, hosts: Sequence[HostInfo], labels: Mapping[str, str], readonly: bool) -> None:
-        """Repaint only when a host's state or facts changed."""
-        self._hosts = hosts_text(hosts, labels, readonly)
+    def show(
+        self,
+        hosts: Sequence[HostInfo],
+        labels: Mapping[str, str],
+        readonly: bool,
+        policies: Mapping[str, HostPlan] | None = None,
+    ) -> None:
+        """Repaint only when a host's state, policy or facts changed."""
+        self._hosts = hosts_text(hosts, labels, readonly, policies)
         self._repaint()
         # The message says why a host is not connected; a tooltip keeps the line short.
         reasons = [f"{labels.get(h.uri, h.uri)}: {h.message}" for h in hosts if h.message]

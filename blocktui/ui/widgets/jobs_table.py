@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from rich.text import Text
@@ -11,6 +11,8 @@ from textual.widgets.data_table import CellDoesNotExist, RowKey
 
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.views import JobView
+from blocktui.planner import PlanStatus
+from blocktui.ui.board import PlanInfo
 from blocktui.ui.format import (
     STATE_STYLES,
     compact_limit,
@@ -42,17 +44,35 @@ COLUMNS = (
     Column("domain", "domain", 12),
     Column("disk", "disk", 6),
     Column("kind", "kind", 5),
-    Column("state", "state", 10),
+    Column("state", "state", 20),
+    Column("chunk", "chunk", 6, right=True),
     Column("bar", "progress", BAR_WIDTH + 1),
     Column("percent", "%", 5, right=True),
     Column("done", "done/total", 12, right=True),
-    Column("remaining", "left", 6, right=True),
     Column("rate", "rate", 8, right=True),
     Column("limit", "limit", 8, right=True),
     Column("eta", "ETA", 7, right=True),
-    Column("elapsed", "time", 7, right=True),
-    Column("why", "reason", 13),
+    Column("why", "reason", 10),
 )
+
+#: Plan states that say more than the job's own state, and their styles.
+_PLAN_STATES: dict[PlanStatus, tuple[str, str]] = {
+    PlanStatus.QUEUED: ("queued", "dim"),
+    PlanStatus.STOPPING: ("stopping", "yellow"),
+    PlanStatus.GAP: ("checkpoint", "yellow"),
+}
+
+
+def state_text(job: JobView, plan: PlanInfo | None) -> Text:
+    """The state cell: the plan's word where it says more (queued, checkpoint), else the job's."""
+    if plan is not None:
+        if plan.status is PlanStatus.PAUSED:
+            # On hosts that cannot hold a job, a pause is an abort that keeps what was copied.
+            return Text("paused (checkpoint)" if plan.checkpoint_pause else "paused", style="yellow")
+        if plan.status in _PLAN_STATES:
+            word, style = _PLAN_STATES[plan.status]
+            return Text(word, style=style)
+    return Text(job.state.value, style=STATE_STYLES.get(job.state, ""))
 
 
 def row_key(key: JobKey) -> str:
@@ -61,8 +81,12 @@ def row_key(key: JobKey) -> str:
     return "\0".join(key)
 
 
-def job_cells(job: JobView, host: str) -> tuple[Text, ...]:
-    """Every cell of a job's row, as plain Text (host strings escaped, nothing parsed as markup)."""
+def job_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Text, ...]:
+    """Every cell of a job's row, as plain Text (host strings escaped, nothing parsed as markup).
+
+    Args:
+        plan: the open plan driving the job, if any: its state word and its own limit win.
+    """
     state_style = STATE_STYLES.get(job.state, "")
     final = job.state.is_final
     known_total = job.end > 0
@@ -72,16 +96,15 @@ def job_cells(job: JobView, host: str) -> tuple[Text, ...]:
         "domain": safe(job.key.domain),
         "disk": safe(job.key.disk),
         "kind": Text(job.kind.value),
-        "state": Text(job.state.value, style=state_style),
+        "state": state_text(job, plan),
+        "chunk": Text(f"{job.chunk[0]}/{job.chunk[1]}" if job.chunk else ""),
         "bar": Text(progress_bar(job.fraction, BAR_WIDTH), style=bar_style),
         "percent": Text(f"{job.fraction * 100:.0f}%" if known_total else "—"),
         "done": Text(f"{compact_size(job.cur)}/{compact_size(job.end)}" if known_total else "—"),
-        "remaining": Text(compact_size(job.remaining) if known_total else "—"),
         "rate": Text("—" if final else compact_rate(job.rate)),
-        "limit": Text(compact_limit(job.bandwidth)),
+        "limit": Text(compact_limit(plan.limit if plan is not None else job.bandwidth)),
         "eta": Text("—" if final or not known_total else format_duration(job.eta)),
-        "elapsed": Text(format_duration(job.elapsed)),
-        "why": safe(job.error or job.note, "red" if job.error else "dim"),
+        "why": safe(job.error or (plan.note if plan else "") or job.note, "red" if job.error else "dim"),
     }
     return tuple(_pad(cells[column.key], column) for column in COLUMNS)
 
@@ -107,7 +130,7 @@ class JobsTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=0)
         self._cells: dict[str, tuple[Text, ...]] = {}
         self._keys: dict[str, JobKey] = {}
-        self._views: dict[str, tuple[JobView, str]] = {}
+        self._views: dict[str, tuple[JobView, str, PlanInfo | None]] = {}
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -134,12 +157,16 @@ class JobsTable(DataTable[Text]):
         if value in self._cells:
             self.move_cursor(row=self.get_row_index(value))
 
-    def sync(self, jobs: Sequence[JobView], hosts: dict[str, str]) -> bool:
+    def sync(
+        self, jobs: Sequence[JobView], hosts: dict[str, str], plans: Mapping[JobKey, PlanInfo] | None = None
+    ) -> bool:
         """Make the rows match ``jobs``; return whether any row was added or removed.
 
         Args:
             hosts: short labels for host URIs.
+            plans: the open plans, by job.
         """
+        plans = plans or {}
         wanted = {row_key(job.key): job for job in jobs}
         selected = self.selected_key
         changed_rows = False
@@ -152,10 +179,11 @@ class JobsTable(DataTable[Text]):
                 changed_rows = True
             for value, job in wanted.items():
                 host = hosts.get(job.key.host, job.key.host)
-                if self._views.get(value) == (job, host):
+                plan = plans.get(job.key)
+                if self._views.get(value) == (job, host, plan):
                     continue  # finished and idle jobs: nothing to rebuild or compare
-                self._views[value] = (job, host)
-                cells = job_cells(job, host)
+                self._views[value] = (job, host, plan)
+                cells = job_cells(job, host, plan)
                 old = self._cells.get(value)
                 if old is None:
                     self.add_row(*cells, key=value)
