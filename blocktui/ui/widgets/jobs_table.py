@@ -101,7 +101,8 @@ def job_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Te
         "bar": Text(progress_bar(job.fraction, BAR_WIDTH), style=bar_style),
         "percent": Text(f"{job.fraction * 100:.0f}%" if known_total else "—"),
         "done": Text(f"{compact_size(job.cur)}/{compact_size(job.end)}" if known_total else "—"),
-        "rate": Text("—" if final else compact_rate(job.rate)),
+        # A paused job (or one stopped at a checkpoint) moves at 0: its last rate would mislead.
+        "rate": Text("—" if final or job.state is JobState.PAUSED else compact_rate(job.rate)),
         "limit": Text(compact_limit(plan.limit if plan is not None else job.bandwidth)),
         "eta": Text("—" if final or not known_total else format_duration(job.eta)),
         "why": safe(job.error or (plan.note if plan else "") or job.note, "red" if job.error else "dim"),
