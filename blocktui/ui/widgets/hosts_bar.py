@@ -59,7 +59,9 @@ def hosts_text(
             text.append(" (", style="dim")
             text.append_text(policy_text(plan))
             text.append(")", style="dim")
-        # Room for a host budget, max-active and the like: shown as key=value, always escaped.
+        if len(hosts) > 1:
+            continue  # one line holds every host's health and policy, not their details
+        # Details of the one host (hostname, versions): key=value, always escaped.
         for key, value in sorted(info.extra.items()):
             text.append(" ")
             text.append_text(safe(f"{key}={value}", "dim"))
