@@ -294,6 +294,13 @@ def job_json(job: BlockJob | JobView) -> dict[str, Any]:
     return record
 
 
+def print_json(value: object, out: TextIO | None = None) -> None:
+    """Machine-readable output: indented JSON and a newline."""
+    stream = sys.stdout if out is None else out
+    json.dump(value, stream, indent=2)
+    stream.write("\n")
+
+
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -392,8 +399,7 @@ def cmd_ls(session: Session, args: argparse.Namespace) -> int:
     """List domains."""
     domains = session.domains()
     if args.json:
-        json.dump([domain_json(d) for d in domains], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json([domain_json(d) for d in domains])
     else:
         print_domains(domains, sys.stdout)
     return 0
@@ -408,8 +414,7 @@ def cmd_stream(session: Session, args: argparse.Namespace) -> int:
     if not args.wait:
         view = session.job(key)
         if args.json and view is not None:
-            json.dump(job_json(view), sys.stdout, indent=2)
-            sys.stdout.write("\n")
+            print_json(job_json(view))
         else:
             limit = format_bandwidth(args.bandwidth)
             print(f"{visible(key.domain)}/{visible(key.disk)}: stream started ({limit})")
@@ -418,8 +423,7 @@ def cmd_stream(session: Session, args: argparse.Namespace) -> int:
     if sys.stderr.isatty() and not args.json:
         sys.stderr.write("\n")
     if args.json:
-        json.dump(job_json(view), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(job_json(view))
     else:
         print(describe_end(view))
     return 0 if view.state is JobState.COMPLETED else 1
@@ -430,8 +434,7 @@ def cmd_jobs(session: Session, args: argparse.Namespace) -> int:
     if not args.watch:
         jobs = session.list_jobs()
         if args.json:
-            json.dump([job_json(j) for j in jobs], sys.stdout, indent=2)
-            sys.stdout.write("\n")
+            print_json([job_json(j) for j in jobs])
         else:
             print_jobs(jobs, sys.stdout)
         return 0

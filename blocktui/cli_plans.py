@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -104,8 +103,7 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
         record = base.job_json(view) if view is not None else {}
         if entry is not None:
             record["plan"] = entry.as_json()
-        json.dump(record, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        base.print_json(record)
     elif view is not None:
         print(base.describe_end(view))
         if entry is not None and entry.checkpoints:
@@ -173,8 +171,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO | None = None) -> int:
     finally:
         journal.close()
     if args.json:
-        json.dump([e.as_json() for e in entries], out, indent=2)
-        out.write("\n")
+        base.print_json([e.as_json() for e in entries], out)
         return 0
     if not entries:
         out.write(f"no jobs in the journal ({journal.path})\n")

@@ -15,6 +15,7 @@ from ui_support import (
     make_scenario,
     screen_text,
     select_disk,
+    select_job,
     settle,
     still_app,
     wait_for,
@@ -96,10 +97,7 @@ async def test_hostile_names_render_as_inert_text(scenario: Scenario) -> None:
     app = still_app(scenario)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        table = app.main.query_one(JobsTable)
-        table.focus()
-        await pilot.pause()
-        table.select(JobKey(beta.uri, HOSTILE_DOMAIN, "vd\x1bz"))
+        await select_job(pilot, app, JobKey(beta.uri, HOSTILE_DOMAIN, "vd\x1bz"))
         await pilot.pause()
         text = "\n".join(screen_text(app))
         for raw in ("\x1b", "\x9b", "\u202e"):
@@ -108,9 +106,7 @@ async def test_hostile_names_render_as_inert_text(scenario: Scenario) -> None:
         assert HOSTILE_DISK_SOURCE in text  # a markup-like path, shown literally
 
         # A name that is an action link in markup must be plain text: clicking it does nothing.
-        table.focus()
-        await pilot.pause()
-        table.select(JobKey(beta.uri, CLICK_DOMAIN, "vda"))
+        await select_job(pilot, app, JobKey(beta.uri, CLICK_DOMAIN, "vda"))
         await pilot.pause()
         lines = screen_text(app)
         row = next(i for i, line in enumerate(lines) if "[@click=app.quit]click-me[/]" in line)
@@ -144,9 +140,7 @@ async def test_abort_asks_then_cancels(scenario: Scenario) -> None:
     app = live_app(scenario)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: job_state(app, key) == "active")
-        app.main.query_one(JobsTable).focus()
-        await pilot.pause()
-        app.main.query_one(JobsTable).select(key)
+        await select_job(pilot, app, key)
         await pilot.press("a")
         await pilot.pause()
         confirm = app.screen
@@ -177,9 +171,7 @@ async def test_limit_keys_double_and_halve(scenario: Scenario) -> None:
     app = live_app(scenario)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: job_state(app, key) == "active")
-        app.main.query_one(JobsTable).focus()
-        await pilot.pause()
-        app.main.query_one(JobsTable).select(key)
+        await select_job(pilot, app, key)
         job = alpha.job("web01", "vda")
         assert job is not None and job.bandwidth == 100 * MiB
         await pilot.press("plus")
@@ -194,12 +186,9 @@ async def test_pause_holds_in_place_where_the_backend_can(scenario: Scenario) ->
     beta_key = JobKey(scenario.beta.uri, "cache", "vda")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: job_state(app, beta_key) == "active")
-        table = app.main.query_one(JobsTable)
-        table.focus()
-        await pilot.pause()
-        table.select(alpha_key)
+        await select_job(pilot, app, alpha_key)
         assert app.main.check_action("pause", ()) is True  # a checkpoint there (tests in test_plans)
-        table.select(beta_key)
+        await select_job(pilot, app, beta_key)
         assert app.main.check_action("pause", ()) is True
         await pilot.press("p")
         await wait_for(pilot, lambda: job_state(app, beta_key) == "paused")
@@ -320,9 +309,7 @@ async def test_exact_limit_from_the_limit_dialog(scenario: Scenario) -> None:
     app = live_app(scenario)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: job_state(app, key) == "active")
-        app.main.query_one(JobsTable).focus()
-        await pilot.pause()
-        app.main.query_one(JobsTable).select(key)
+        await select_job(pilot, app, key)
         await pilot.press("l")
         await pilot.pause()
         await pilot.press(*"1.5G", "enter")

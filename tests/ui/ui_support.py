@@ -147,3 +147,11 @@ def select_disk(app: BlocktuiApp, host: str, domain: str, disk: str) -> None:
     tree = app.main.query_one(DomainTree)
     tree.focus()
     assert tree.select_place(Place(host, domain, disk))
+
+
+async def select_job(pilot: Pilot[int], app: BlocktuiApp, key: JobKey) -> None:
+    """Point at a job's row the way a user does: focus the jobs table, then move to the row."""
+    table = app.main.query_one(JobsTable)
+    table.focus()
+    await pilot.pause()
+    table.select(key)
