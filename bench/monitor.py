@@ -101,6 +101,23 @@ def run(settings: Settings, observer: Observer) -> tuple[list[Figure], list[tupl
     figures: list[Figure] = []
     jobs: list[tuple[str, str]] = []
     largest = max(settings.monitor_sizes)
+    if settings.app:
+        log("monitoring cost: headless dashboard with no jobs (its fixed cost)")
+        idle_app = _ours(settings, True)
+        per_min = idle_app["cpu"] / idle_app["wall"] * 60
+        figures.append(
+            Figure(
+                SECTION,
+                "N=0: blocktui dashboard, no jobs",
+                f"{per_min:.2f} s/min ({per_min / 60 * 100:.1f} % of a core)",
+                "",
+                "(baseline, no goal)",
+                None,
+                f"the app's own cost with nothing to show: {idle_app['refreshes']:.0f} refreshes in "
+                f"{idle_app['wall']:.0f} s",
+                {"n": 0, "side": "dashboard", "blocktui": idle_app, "blocktui_cpu_per_min": per_min},
+            )
+        )
     for n in settings.monitor_sizes:
         log(f"monitoring cost: starting {n} throttled streams")
         start_jobs(observer, settings.work, jobs, n)
