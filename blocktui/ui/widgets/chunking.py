@@ -70,7 +70,7 @@ class ChunkInput(Input):
     def __init__(self, value: str = "", *, id: str | None = None) -> None:
         super().__init__(
             value=value,
-            placeholder="none (or 1G, 512M: stop at every boundary)",
+            placeholder="none (or 64M, 1G)",
             validators=[ParsedBy(chunk_of)],
             validate_on=["changed", "submitted"],
             id=id,
@@ -83,7 +83,7 @@ class GapInput(Input):
     def __init__(self, value: str = "", *, id: str | None = None) -> None:
         super().__init__(
             value=value,
-            placeholder="0 (seconds between chunks)",
+            placeholder="0",
             validators=[ParsedBy(gap_of)],
             validate_on=["changed", "submitted"],
             id=id,
