@@ -63,9 +63,9 @@ def render(figures: list[Figure]) -> str:
 
 def render_markdown(figures: list[Figure]) -> str:
     """The same figures as a Markdown table (for the README)."""
-    lines = ["| figure | measured | compared with (same run) | goal | |", "|---|---|---|---|---|"]
+    lines = ["| # | figure | measured | compared with (same run) | goal | |", "|---|---|---|---|---|---|"]
     for f in figures:
-        cells = [f.name, f.value, f.comparison, f.goal, verdict(f.met)]
+        cells = [f.section.split()[0], f.name, f.value, f.comparison, f.goal, verdict(f.met)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
