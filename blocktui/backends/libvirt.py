@@ -254,6 +254,7 @@ class LibvirtBackend(Backend):
         self.host = uri
         self._reconnect_enabled = reconnect
         self._lock = threading.RLock()
+        self._handles: dict[str, tuple[libvirt.virConnect, libvirt.virDomain]] = {}
         self._conn: libvirt.virConnect | None = None
         self._callback_ids: list[int] = []
         self._state = ConnectionState.DISCONNECTED
@@ -520,6 +521,7 @@ class LibvirtBackend(Backend):
             name: str | None = dom.name()
         except libvirt.libvirtError:
             name = None
+        self._forget_handles(name)
         self._safe_emit(DomainsChanged(self.host, name))
 
     # -- domains ------------------------------------------------------------------------------------
@@ -532,8 +534,24 @@ class LibvirtBackend(Backend):
             raise map_error(exc, action) from exc
 
     def _lookup(self, name: str) -> libvirt.virDomain:
+        # Progress polls look up every running job's domain twice a second: keep the handles, and
+        # forget them when libvirt says the domain changed (lifecycle events) or the link did.
         conn = self._connection()
-        return self._call(f"domain {name!r} on {self.uri}", lambda: conn.lookupByName(name))
+        with self._lock:
+            cached = self._handles.get(name)
+        if cached is not None and cached[0] is conn:
+            return cached[1]
+        dom = self._call(f"domain {name!r} on {self.uri}", lambda: conn.lookupByName(name))
+        with self._lock:
+            self._handles[name] = (conn, dom)
+        return dom
+
+    def _forget_handles(self, name: str | None = None) -> None:
+        with self._lock:
+            if name is None:
+                self._handles.clear()
+            else:
+                self._handles.pop(name, None)
 
     def _domain(self, dom: libvirt.virDomain) -> Domain:
         name = dom.name()
@@ -656,8 +674,13 @@ class LibvirtBackend(Backend):
         Raises:
             NotFound: no such domain or disk.
         """
-        dom = self._lookup(domain)
-        return self._job_info(dom, domain, disk)
+        try:
+            return self._job_info(self._lookup(domain), domain, disk)
+        except NotFound:
+            # A kept handle can outlive its domain (undefined and defined again before the event
+            # arrives): look it up afresh once before believing it is gone.
+            self._forget_handles(domain)
+            return self._job_info(self._lookup(domain), domain, disk)
 
     def _job_info(self, dom: libvirt.virDomain, domain: str, disk: str) -> BlockJob | None:
         # Only virDomainGetBlockJobInfo: block info and block stats send query-named-block-nodes, which
