@@ -47,6 +47,11 @@ from blocktui.core.views import JobView, Snapshot
 #: backend's own event normally arrives within milliseconds and is the better witness.
 SETTLE_GRACE = 1.0
 
+#: A domain that stops this soon after one of its streams completed casts doubt on that stream.
+AFTERMATH = 10.0
+
+_STOPPED = frozenset({DomainState.SHUTOFF, DomainState.CRASHED, DomainState.LOST})
+
 
 class Session:
     """Backends plus one ``JobTracker``; every public method may block on a host."""
@@ -284,8 +289,11 @@ class Session:
                 self._stale_hosts.add(uri)
                 self._set_host(uri, ConnectionState.RECONNECTING, str(exc))
             return
+        stopped = {d.name for d in domains if d.state in _STOPPED}
         with self._lock:
+            stopped |= {d.name for d in self._domains[uri]} - {d.name for d in domains}
             self._domains[uri] = domains
+            self._tracker.distrust_completions(uri, stopped, AFTERMATH)
 
     def _chains(self, uri: str) -> dict[JobKey, tuple[ChainLayer, ...]]:
         return {

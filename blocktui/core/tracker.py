@@ -272,6 +272,26 @@ class JobTracker:
         record.ended = record.updated = self._clock()
         return record
 
+    def distrust_completions(self, host: str, stopped: set[str], window: float) -> list[JobKey]:
+        """Completed jobs of domains in ``stopped`` that ended within ``window`` s become unknown.
+
+        On QEMU before 10.2 a domain that dies shortly after a stream completed can lose what the
+        stream pulled while its overlay already names no backing file: "completed" would be a lie.
+        """
+        now = self._clock()
+        changed: list[JobKey] = []
+        for key, record in self._records.items():
+            if key.host != host or key.domain not in stopped or record.state is not JobState.COMPLETED:
+                continue
+            if record.ended is None or now - record.ended > window:
+                continue
+            record.state = JobState.UNKNOWN
+            record.note = (
+                "the domain stopped right after this stream completed; compare the disk before trusting it"
+            )
+            changed.append(key)
+        return changed
+
     def clear_finished(self) -> list[JobKey]:
         """Forget every record that ended; return their keys."""
         gone = [key for key, record in self._records.items() if record.state.is_final]

@@ -156,3 +156,30 @@ def test_lost_event_keeps_its_reason() -> None:
     assert record.state is JobState.UNKNOWN
     assert record.cur == 16 * MIB
     assert record.error == "the QEMU process went away"
+
+
+def test_a_completion_followed_by_the_domain_stopping_is_not_trusted() -> None:
+    clock = Clock()
+    tracker = JobTracker(clock)
+    other = BlockJob(HOST, "db1", "vda", JobKind.PULL, JobState.ACTIVE, cur=1, end=2)
+    tracker.observe_jobs(HOST, [job(60 * MIB), other])
+    for domain in ("web1", "db1"):
+        tracker.observe_event(JobEvent(HOST, domain, "vda", JobKind.PULL, JobState.COMPLETED))
+    clock.now += 3
+    assert tracker.distrust_completions(HOST, {"web1"}, window=10.0) == [KEY]
+    record = tracker.get(KEY)
+    assert record is not None and record.state is JobState.UNKNOWN
+    assert "compare the disk" in record.note
+    db1 = tracker.get(JobKey(HOST, "db1", "vda"))
+    assert db1 is not None and db1.state is JobState.COMPLETED
+
+
+def test_a_domain_stopping_long_after_a_completion_changes_nothing() -> None:
+    clock = Clock()
+    tracker = JobTracker(clock)
+    tracker.observe_jobs(HOST, [job(60 * MIB)])
+    tracker.observe_event(JobEvent(HOST, "web1", "vda", JobKind.PULL, JobState.COMPLETED))
+    clock.now += 60
+    assert tracker.distrust_completions(HOST, {"web1"}, window=10.0) == []
+    record = tracker.get(KEY)
+    assert record is not None and record.state is JobState.COMPLETED
