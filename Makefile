@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint pytest unit integration ui screenshots bench lab-up lab-down clean deps
+.PHONY: demo test lint pytest unit integration ui screenshots bench guard-trials lab-up lab-down clean deps
 
 $(STAMP): pyproject.toml .ci/system-deps
 	./.ci/system-deps
@@ -44,6 +44,9 @@ screenshots: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+guard-trials: $(STAMP)
+	$(BIN)/python -m bench.guard_trials --trials 30
 
 lab-up: $(STAMP)
 	$(BIN)/blocktui lab up
