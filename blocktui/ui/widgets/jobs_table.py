@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowKey
+from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 from blocktui.core.model import JobKey, JobState
+from blocktui.core.text import visible
 from blocktui.core.views import JobView
 from blocktui.planner import PlanStatus
 from blocktui.ui.board import PlanInfo
@@ -20,10 +24,12 @@ from blocktui.ui.format import (
     compact_size,
     format_duration,
     progress_bar,
-    safe,
 )
 
 BAR_WIDTH = 8
+
+#: A rendered cell: its lines of segments (what DataTable caches per cell).
+SegmentLines = list[list[Segment]]
 
 
 class Column(NamedTuple):
@@ -63,16 +69,29 @@ _PLAN_STATES: dict[PlanStatus, tuple[str, str]] = {
 }
 
 
-def state_text(job: JobView, plan: PlanInfo | None) -> Text:
+#: A cell as the table shows it before it becomes rich Text: its characters and its one style.
+Cell = tuple[str, str]
+
+#: Seconds between repaints of a running job's ETA: rate and progress follow every poll, but an ETA
+#: ticking down twice a second only costs a repaint of every row and tells nobody anything new.
+ETA_EVERY = 1.0
+
+
+def state_cell(job: JobView, plan: PlanInfo | None) -> Cell:
     """The state cell: the plan's word where it says more (queued, checkpoint), else the job's."""
     if plan is not None:
         if plan.status is PlanStatus.PAUSED:
             # On hosts that cannot hold a job, a pause is an abort that keeps what was copied.
-            return Text("paused (checkpoint)" if plan.checkpoint_pause else "paused", style="yellow")
+            return ("paused (checkpoint)" if plan.checkpoint_pause else "paused", "yellow")
         if plan.status in _PLAN_STATES:
-            word, style = _PLAN_STATES[plan.status]
-            return Text(word, style=style)
-    return Text(job.state.value, style=STATE_STYLES.get(job.state, ""))
+            return _PLAN_STATES[plan.status]
+    return (job.state.value, STATE_STYLES.get(job.state, ""))
+
+
+def state_text(job: JobView, plan: PlanInfo | None) -> Text:
+    """The state cell as rich Text."""
+    word, style = state_cell(job, plan)
+    return Text(word, style=style)
 
 
 def row_key(key: JobKey) -> str:
@@ -81,8 +100,11 @@ def row_key(key: JobKey) -> str:
     return "\0".join(key)
 
 
-def job_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Text, ...]:
-    """Every cell of a job's row, as plain Text (host strings escaped, nothing parsed as markup).
+def row_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Cell, ...]:
+    """Every cell of a job's row as (characters, style), in column order: cheap to compare.
+
+    Host strings are made visible here (control characters escaped); ``cell_text`` never parses
+    them as markup.
 
     Args:
         plan: the open plan driving the job, if any: its state word and its own limit win.
@@ -90,38 +112,45 @@ def job_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Te
     state_style = STATE_STYLES.get(job.state, "")
     final = job.state.is_final
     known_total = job.end > 0
-    bar_style = "red" if job.state is JobState.FAILED else state_style
-    cells = {
-        "host": Text(host, no_wrap=True),
-        "domain": safe(job.key.domain),
-        "disk": safe(job.key.disk),
-        "kind": Text(job.kind.value),
-        "state": state_text(job, plan),
-        "chunk": Text(f"{job.chunk[0]}/{job.chunk[1]}" if job.chunk else ""),
-        "bar": Text(progress_bar(job.fraction, BAR_WIDTH), style=bar_style),
-        "percent": Text(f"{job.fraction * 100:.0f}%" if known_total else "—"),
-        "done": Text(f"{compact_size(job.cur)}/{compact_size(job.end)}" if known_total else "—"),
+    why = job.error or (plan.note if plan else "") or job.note
+    return (
+        (host, ""),
+        (visible(job.key.domain), ""),
+        (visible(job.key.disk), ""),
+        (job.kind.value, ""),
+        state_cell(job, plan),
+        (f"{job.chunk[0]}/{job.chunk[1]}" if job.chunk else "", ""),
+        (progress_bar(job.fraction, BAR_WIDTH), "red" if job.state is JobState.FAILED else state_style),
+        (f"{job.fraction * 100:.0f}%" if known_total else "—", ""),
+        (f"{compact_size(job.cur)}/{compact_size(job.end)}" if known_total else "—", ""),
         # A paused job (or one stopped at a checkpoint) moves at 0: its last rate would mislead.
-        "rate": Text("—" if final or job.state is JobState.PAUSED else compact_rate(job.rate)),
-        "limit": Text(compact_limit(plan.limit if plan is not None else job.bandwidth)),
-        "eta": Text("—" if final or not known_total else format_duration(job.eta)),
-        "why": safe(job.error or (plan.note if plan else "") or job.note, "red" if job.error else "dim"),
-    }
-    return tuple(_pad(cells[column.key], column) for column in COLUMNS)
+        ("—" if final or job.state is JobState.PAUSED else compact_rate(job.rate), ""),
+        (compact_limit(plan.limit if plan is not None else job.bandwidth), ""),
+        ("—" if final or not known_total else format_duration(job.eta), ""),
+        (visible(why) if why else "", "red" if job.error else "dim"),
+    )
 
 
-def _pad(cell: Text, column: Column) -> Text:
-    """Right-align numbers; give left-aligned text the leading blank that separates columns."""
+def cell_text(cell: Cell, column: Column) -> Text:
+    """A cell as rich Text: numbers right-aligned, text after the blank that separates columns."""
+    plain, style = cell
     if column.right:
         # The blank stays even when the value fills the column, so neighbours never touch.
-        return Text(f" {cell.plain}", style=cell.style, justify="right", no_wrap=True, overflow="ellipsis")
-    padded = Text(" ", no_wrap=True, overflow="ellipsis")
-    padded.append_text(cell)
-    return padded
+        return Text(f" {plain}", style=style, justify="right", no_wrap=True, overflow="ellipsis")
+    text = Text(f" {plain}", no_wrap=True, overflow="ellipsis")
+    if style and plain:
+        text.stylize(style, 1)
+    return text
 
 
-def _same(a: Text, b: Text) -> bool:
-    return a.plain == b.plain and a.style == b.style and a.spans == b.spans
+def job_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Text, ...]:
+    """Every cell of a job's row, as plain Text (host strings escaped, nothing parsed as markup)."""
+    return tuple(
+        cell_text(cell, column) for cell, column in zip(row_cells(job, host, plan), COLUMNS, strict=True)
+    )
+
+
+_ETA = next(index for index, column in enumerate(COLUMNS) if column.key == "eta")
 
 
 class JobsTable(DataTable[Text]):
@@ -129,9 +158,12 @@ class JobsTable(DataTable[Text]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=0)
-        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._cells: dict[str, tuple[Cell, ...]] = {}
         self._keys: dict[str, JobKey] = {}
-        self._views: dict[str, tuple[JobView, str, PlanInfo | None]] = {}
+        # What each row was last drawn from; None while a held-back ETA is still to be shown.
+        self._views: dict[str, tuple[JobView, str, PlanInfo | None] | None] = {}
+        self._eta_shown_at = -ETA_EVERY
+        self._painted: dict[tuple[RowKey, ColumnKey], tuple[object, tuple[object, ...], SegmentLines]] = {}
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -159,47 +191,133 @@ class JobsTable(DataTable[Text]):
             self.move_cursor(row=self.get_row_index(value))
 
     def sync(
-        self, jobs: Sequence[JobView], hosts: dict[str, str], plans: Mapping[JobKey, PlanInfo] | None = None
+        self,
+        jobs: Sequence[JobView],
+        hosts: Mapping[str, str],
+        plans: Mapping[JobKey, PlanInfo] | None = None,
+        *,
+        now: float | None = None,
     ) -> bool:
         """Make the rows match ``jobs``; return whether any row was added or removed.
+
+        Only cells whose text or style changed are given to the table. A running job's ETA is
+        redrawn at most every ``ETA_EVERY`` seconds (all rows at once); a new row, or a change of
+        state, shows its ETA at once.
 
         Args:
             hosts: short labels for host URIs.
             plans: the open plans, by job.
+            now: the monotonic time (tests pass their own).
         """
         plans = plans or {}
+        now = time.monotonic() if now is None else now
+        eta_due = now - self._eta_shown_at >= ETA_EVERY
+        eta_moved = False
         wanted = {row_key(job.key): job for job in jobs}
         selected = self.selected_key
         changed_rows = False
         with self.app.batch_update():
             for value in [v for v in self._cells if v not in wanted]:
                 self.remove_row(value)
-                del self._cells[value]
-                del self._keys[value]
-                self._views.pop(value, None)
+                self._forget(value)
                 changed_rows = True
             for value, job in wanted.items():
                 host = hosts.get(job.key.host, job.key.host)
                 plan = plans.get(job.key)
-                if self._views.get(value) == (job, host, plan):
-                    continue  # finished and idle jobs: nothing to rebuild or compare
-                self._views[value] = (job, host, plan)
-                cells = job_cells(job, host, plan)
+                view = (job, host, plan)
+                if self._views.get(value) == view:
+                    continue  # finished and idle jobs: nothing to build or compare
+                cells = row_cells(job, host, plan)
                 old = self._cells.get(value)
                 if old is None:
-                    self.add_row(*cells, key=value)
+                    self.add_row(
+                        *(cell_text(cell, column) for cell, column in zip(cells, COLUMNS, strict=True)),
+                        key=value,
+                    )
                     self._keys[value] = job.key
-                    changed_rows = True
+                    self._cells[value] = cells
+                    self._views[value] = view
+                    changed_rows = eta_moved = True
+                    continue
+                if cells == old:
+                    self._views[value] = view
+                    continue
+                held = not eta_due and _ticking(old, cells)
+                if held:
+                    # Keep the ETA shown until it is due; everything else is drawn now.
+                    cells = (*cells[:_ETA], old[_ETA], *cells[_ETA + 1 :])
                 else:
-                    for column, before, after in zip(COLUMNS, old, cells, strict=True):
-                        if not _same(before, after):
-                            self.update_cell(value, column.key, after, update_width=False)
+                    eta_moved = eta_moved or old[_ETA] != cells[_ETA]
+                for column, before, after in zip(COLUMNS, old, cells, strict=True):
+                    if before != after:
+                        self.update_cell(value, column.key, cell_text(after, column), update_width=False)
                 self._cells[value] = cells
+                self._views[value] = None if held else view
+        if eta_moved:
+            self._eta_shown_at = now
         if changed_rows and selected is not None and row_key(selected) in self._cells:
             # Removing rows above the cursor would otherwise move it to another job.
             self.select(selected)
         return changed_rows
 
+    def _forget(self, value: str) -> None:
+        del self._cells[value]
+        del self._keys[value]
+        self._views.pop(value, None)
+        row = RowKey(value)
+        for column in COLUMNS:
+            self._painted.pop((row, ColumnKey(column.key)), None)
+
     def key_for(self, row: RowKey) -> JobKey | None:
         """The job shown in a row."""
         return self._keys.get(row.value or "")
+
+    # -- painting -----------------------------------------------------------------------------
+
+    def _render_cell(  # noqa: PLR0917  (DataTable's own signature)
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> SegmentLines:
+        # DataTable keys its cell cache on a counter that every update_cell bumps, so one changed
+        # cell made it re-render every visible cell of every row (most of the dashboard's CPU).
+        # Here a cell is re-rendered only when its value object, place or look changed; sync()
+        # hands the table a new Text only for cells whose text or style changed.
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row = self._row_locations.get_key(row_index)
+        column = self._column_locations.get_key(column_index)
+        if row is None or column is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        value = self.get_cell(row, column)
+        look = (
+            row_index,
+            column_index,
+            base_style,
+            width,
+            cursor,
+            hover,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+        )
+        painted = self._painted.get((row, column))
+        if painted is not None and painted[0] is value and painted[1] == look:
+            return painted[2]
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._painted[(row, column)] = (value, look, lines)
+        return lines
+
+    def notify_style_update(self) -> None:
+        # A theme or CSS change restyles every cell: paint them all again.
+        self._painted.clear()
+        super().notify_style_update()
+
+
+def _ticking(old: tuple[Cell, ...], new: tuple[Cell, ...]) -> bool:
+    """Whether only a running job's countdown moved in the ETA cell (not a change of state)."""
+    return old[_ETA] != new[_ETA] and old[_ETA][0] != "—" and new[_ETA][0] != "—"
