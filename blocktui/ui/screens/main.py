@@ -160,6 +160,7 @@ class MainScreen(Screen[None]):
         self._last_snapshot = time.monotonic()
         self._poller: Worker[None] | None = None
         self._applicable: tuple[bool | None, ...] = ()
+        self._selected: Selection | None = None
 
     def compose(self) -> ComposeResult:
         yield HostsBar(id="hosts")
@@ -259,11 +260,8 @@ class MainScreen(Screen[None]):
         self._render_lists()
 
     def _render_lists(self) -> None:
+        # The jobs table first: a final state reaches the screen without waiting for the tree.
         needle = self._needle
-        job_states = {(key.host, key.domain, key.disk): job.state for key, job in self._jobs.items()}
-        self.query_one(DomainTree).show(
-            self._snapshot.hosts, self._labels, self._snapshot.domains, job_states, needle
-        )
         jobs = [
             job
             for job in self._snapshot.jobs
@@ -271,14 +269,23 @@ class MainScreen(Screen[None]):
             or matches(needle, self._labels.get(job.key.host), *job.key, job.state.value, job.kind.value)
         ]
         self.query_one(JobsTable).sync(jobs, self._labels, self._plans)
+        job_states = {(key.host, key.domain, key.disk): job.state for key, job in self._jobs.items()}
+        self.query_one(DomainTree).show(
+            self._snapshot.hosts, self._labels, self._snapshot.domains, job_states, needle
+        )
         self._render_detail()
 
     def _render_detail(self) -> None:
-        selection = self.selection()
-        host = self._labels.get(selection.host or "", selection.host or "")
-        self.query_one(DetailPane).show(host, selection.domain, selection.disk, selection.job, selection.plan)
-        # The footer recomposes on refresh_bindings: do it only when what applies has changed.
-        applicable = tuple(self.check_action(action, ()) for action in sorted(CHECKED))
+        selection = self._selected = self.selection()
+        try:
+            host = self._labels.get(selection.host or "", selection.host or "")
+            self.query_one(DetailPane).show(
+                host, selection.domain, selection.disk, selection.job, selection.plan
+            )
+            # The footer recomposes on refresh_bindings: do it only when what applies has changed.
+            applicable = tuple(self.check_action(action, ()) for action in sorted(CHECKED))
+        finally:
+            self._selected = None
         if applicable != self._applicable:
             self._applicable = applicable
             self.refresh_bindings()
@@ -297,6 +304,8 @@ class MainScreen(Screen[None]):
 
     def selection(self) -> Selection:
         """The disk and job the user points at: from the tree or the jobs table, whichever had focus."""
+        if self._selected is not None:
+            return self._selected  # resolved once for a whole render, not once per key checked
         if self._pane == "tree":
             place = self.query_one(DomainTree).selected
             if place is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -101,9 +103,15 @@ class DetailPane(VerticalScroll):
 
     ALLOW_MAXIMIZE = True  # enter shows it full-screen, for long chains and error messages
 
+    #: Seconds between repaints while only a running job's numbers move (rate, ETA, elapsed):
+    #: a new selection, a change of state or of anything else is shown at once.
+    NUMBERS_EVERY = 1.0
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._shown: tuple[str, object] | None = None
+        self._subject: object = None
+        self._painted_at = -self.NUMBERS_EVERY
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-text")
@@ -116,13 +124,31 @@ class DetailPane(VerticalScroll):
         disk: Disk | None,
         job: JobView | None,
         plan: PlanInfo | None = None,
+        *,
+        now: float | None = None,
     ) -> None:
-        """Show this selection; widgets are touched only when what they show changed."""
+        """Show this selection; widgets are touched only when what they show changed.
+
+        Args:
+            now: the monotonic time (tests pass their own).
+        """
+        now = time.monotonic() if now is None else now
+        # Everything the pane says except the numbers a running job changes at every poll.
+        subject = (
+            host,
+            domain,
+            disk,
+            None if job is None else (job.key, job.kind, job.state, job.bandwidth, job.error, job.note),
+            plan,
+        )
+        if subject == self._subject and now - self._painted_at < self.NUMBERS_EVERY:
+            return
         text = describe(host, domain, disk, job, plan)
         static = self.query_one("#detail-text", Static)
         if self._shown != (text.plain, text.spans):
             self._shown = (text.plain, text.spans)
             static.update(text)
+            self._subject, self._painted_at = subject, now
         spark = self.query_one("#detail-spark", Sparkline)
         history = list(job.history) if job is not None else []
         if list(spark.data or []) != history:

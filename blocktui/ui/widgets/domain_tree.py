@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import NamedTuple
 
 from rich.text import Text
@@ -70,8 +71,22 @@ def matches(needle: str, *haystack: str | None) -> bool:
     return any(needle in (text or "").casefold() for text in haystack)
 
 
+#: What a node's label is made from: the label is rebuilt (and repainted) only when this changes.
+LabelKey = tuple[object, ...]
+
+
+def disk_key(disk: Disk, job: JobState | None) -> LabelKey:
+    """Everything ``disk_label`` shows, cheap to compare."""
+    running = job is not None and not job.is_final
+    return (job if running else None, disk.has_backing, disk.target, disk.source, disk.depth, disk.format)
+
+
 class DomainTree(Tree[Place]):
-    """The tree on the left; rebuilt only when what it shows has changed."""
+    """The tree on the left, updated in place: a job or chain change relabels one node.
+
+    Nodes are kept by place (host, domain, disk); they are added or removed only when a domain or
+    disk appears or vanishes (or the filter hides or shows it), so the cursor and folds stay put.
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("hosts", id=id)
@@ -79,6 +94,8 @@ class DomainTree(Tree[Place]):
         self.guide_depth = 3
         self._shown: object = None
         self._collapsed: set[Place] = set()
+        self._by_place: dict[Place, TreeNode[Place]] = {}
+        self._label_keys: dict[Place, LabelKey] = {}
 
     @property
     def selected(self) -> Place | None:
@@ -86,15 +103,20 @@ class DomainTree(Tree[Place]):
         node = self.cursor_node
         return None if node is None else node.data
 
+    def node_at(self, place: Place) -> TreeNode[Place] | None:
+        """The node shown for a place, if it is in the tree."""
+        return self._by_place.get(place)
+
     def select_place(self, place: Place) -> bool:
         """Move the cursor to the node for this place; False when it is not shown."""
-        _ = self.last_line  # number the lines, as in ``show``
-        for line in range(self.last_line + 1):
-            node = self.get_node_at_line(line)
-            if node is not None and node.data == place:
-                self.move_cursor(node)
-                return True
-        return False
+        node = self._by_place.get(place)
+        if node is None:
+            return False
+        _ = self.last_line  # number the lines, so the node knows its line
+        if node.line < 0:
+            return False  # inside a folded branch
+        self.move_cursor(node)
+        return True
 
     def on_tree_node_collapsed(self, event: Tree.NodeCollapsed[Place]) -> None:
         if event.node.data is not None:
@@ -112,52 +134,131 @@ class DomainTree(Tree[Place]):
         jobs: Mapping[tuple[str, str, str], JobState],
         needle: str = "",
     ) -> None:
-        """Rebuild the tree for these hosts and domains, keeping the cursor and folds where they were."""
+        """Show these hosts and domains: relabel what changed, add and remove only what came or went."""
         signature = (tuple(hosts), tuple(domains), tuple(sorted(jobs.items())), needle)
         if signature == self._shown:
             return
         self._shown = signature
-        keep = self.selected
-        self.clear()
-        cursor: TreeNode[Place] | None = None
-        for info in hosts:
+        by_host: dict[str, list[Domain]] = {}
+        for domain in domains:
+            by_host.setdefault(domain.host, []).append(domain)
+        self._arrange(self.root, [Place(info.uri) for info in hosts])
+        for host_index, info in enumerate(hosts):
             label = labels.get(info.uri, info.uri)
-            host_node = self._branch(self.root, host_label_text(info, label), Place(info.uri))
-            for domain in (d for d in domains if d.host == info.uri):
+            host_node = self._node(
+                self.root,
+                Place(info.uri),
+                host_index,
+                (label, info.state, info.readonly),
+                partial(host_label_text, info, label),
+            )
+            shown: list[tuple[Domain, list[Disk]]] = []
+            for domain in by_host.get(info.uri, []):
                 disks = [
                     disk
                     for disk in domain.disks
                     if not needle or matches(needle, label, domain.name, disk.target, disk.source)
                 ]
-                if needle and not disks:
-                    continue
-                domain_node = self._branch(host_node, domain_label(domain), Place(info.uri, domain.name))
-                for disk in disks:
-                    place = Place(info.uri, domain.name, disk.target)
+                if not needle or disks:
+                    shown.append((domain, disks))
+            self._arrange(host_node, [Place(info.uri, domain.name) for domain, _ in shown])
+            for index, (domain, disks) in enumerate(shown):
+                domain_node = self._node(
+                    host_node,
+                    Place(info.uri, domain.name),
+                    index,
+                    (domain.name, domain.state),
+                    partial(domain_label, domain),
+                )
+                self._arrange(domain_node, [Place(info.uri, domain.name, disk.target) for disk in disks])
+                for position, disk in enumerate(disks):
                     state = jobs.get((info.uri, domain.name, disk.target))
-                    node = domain_node.add_leaf(disk_label(disk, state), data=place)
-                    if place == keep:
-                        cursor = node
-                if domain_node.data == keep:
-                    cursor = domain_node
-            if host_node.data == keep:
-                cursor = host_node
-        if cursor is None and self.cursor_line < 0:
+                    self._node(
+                        domain_node,
+                        Place(info.uri, domain.name, disk.target),
+                        position,
+                        disk_key(disk, state),
+                        partial(disk_label, disk, state),
+                    )
+        if self.cursor_line < 0 and self._by_place:
             # Start where work starts: the first disk with something to stream, else the first host.
             cursor = self._first_streamable(domains) or next(iter(self.root.children), None)
-        if cursor is not None:
-            # Lines are numbered lazily; reading last_line numbers them so the node knows its line.
-            _ = self.last_line
-            self.move_cursor(cursor)
+            if cursor is not None:
+                # Lines are numbered lazily; reading last_line numbers them so the node knows its line.
+                _ = self.last_line
+                self.move_cursor(cursor)
+
+    def _arrange(self, parent: TreeNode[Place], wanted: list[Place]) -> None:
+        """Drop the children of ``parent`` that are not wanted; keep the rest in the wanted order.
+
+        Missing children are added later by ``_node``, in place.
+        """
+        current = [child.data for child in parent.children]
+        if current == wanted:
+            return
+        keep = set(wanted)
+        for child in list(parent.children):
+            if child.data not in keep:
+                self._drop(child)
+        order = {place: index for index, place in enumerate(wanted)}
+        kept = [order[child.data] for child in parent.children if child.data is not None]
+        if kept != sorted(kept):
+            # A host listed its domains in a new order (rare): re-add this level in that order.
+            for child in list(parent.children):
+                self._drop(child)
+
+    def _node(
+        self,
+        parent: TreeNode[Place],
+        place: Place,
+        index: int,
+        key: LabelKey,
+        label: Callable[[], Text],
+    ) -> TreeNode[Place]:
+        """The node for ``place``, the ``index``-th child of ``parent``: added there if new,
+        relabelled if what its label shows changed (siblings are visited in order, so every earlier
+        one is already in place)."""
+        node = self._by_place.get(place)
+        if node is None:
+            node = self._add(parent, place, label(), index)
+        elif self._label_keys.get(place) != key:
+            self._relabel(node, label())
+        self._label_keys[place] = key
+        return node
+
+    def _add(self, parent: TreeNode[Place], place: Place, label: Text, index: int) -> TreeNode[Place]:
+        before = index if index < len(parent.children) else None
+        if place.disk is not None:
+            node = parent.add_leaf(label, data=place, before=before)
+        else:
+            node = parent.add(label, data=place, before=before, expand=place not in self._collapsed)
+        self._by_place[place] = node
+        return node
+
+    def _drop(self, node: TreeNode[Place]) -> None:
+        for child in list(node.children):
+            self._drop(child)
+        if node.data is not None:
+            self._by_place.pop(node.data, None)
+            self._label_keys.pop(node.data, None)
+        if node.parent is not None and node in node.parent.children:
+            node.remove()
+
+    def _relabel(self, node: TreeNode[Place], label: Text) -> None:
+        """Change one node's label; the tree re-measures its lines only if the widest may change."""
+        depth = 0 if node.data is None else 2 if node.data.disk is not None else 1 if node.data.domain else 0
+        before = self.get_label_width(node)
+        node.set_label(label)
+        after = self.get_label_width(node)
+        widest = self.virtual_size.width - depth * self.guide_depth
+        if before != after and max(before, after) >= widest:
+            self._invalidate()  # the horizontal extent may change: renumber and re-measure the lines
 
     def _first_streamable(self, domains: Sequence[Domain]) -> TreeNode[Place] | None:
-        wanted = {Place(d.host, d.name, disk.target) for d in domains for disk in d.disks if disk.has_backing}
-        for host_node in self.root.children:
-            for domain_node in host_node.children:
-                for node in domain_node.children:
-                    if node.data in wanted:
+        for domain in domains:
+            for disk in domain.disks:
+                if disk.has_backing:
+                    node = self._by_place.get(Place(domain.host, domain.name, disk.target))
+                    if node is not None:
                         return node
         return None
-
-    def _branch(self, parent: TreeNode[Place], label: Text, place: Place) -> TreeNode[Place]:
-        return parent.add(label, data=place, expand=place not in self._collapsed)
