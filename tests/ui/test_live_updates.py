@@ -1,0 +1,138 @@
+"""Live updates repaint in place: the tree keeps its nodes, the jobs table touches only what changed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from textual.widgets.tree import TreeNode
+from ui_support import SIZE, Scenario, job_state, screen_text, select_disk, settle, still_app
+
+from blocktui.core.model import JobKey, JobState
+from blocktui.core.views import JobView
+from blocktui.ui.app import BlocktuiApp
+from blocktui.ui.widgets.detail import DetailPane
+from blocktui.ui.widgets.domain_tree import DomainTree, Place
+from blocktui.ui.widgets.jobs_table import ETA_EVERY, JobsTable, row_key
+
+
+def tree_nodes(app: BlocktuiApp) -> dict[Place, TreeNode[Place]]:
+    """Every node of the domain tree, by the place it stands for."""
+    found: dict[Place, TreeNode[Place]] = {}
+    pending = list(app.main.query_one(DomainTree).root.children)
+    while pending:
+        node = pending.pop()
+        if node.data is not None:
+            found[node.data] = node
+        pending.extend(node.children)
+    return found
+
+
+def line_with(app: BlocktuiApp, *parts: str) -> str:
+    """The one screen line that holds all these parts."""
+    lines = [line for line in screen_text(app) if all(part in line for part in parts)]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+async def test_a_finished_job_relabels_its_disk_in_place(scenario: Scenario) -> None:
+    alpha = scenario.alpha
+    key = JobKey(alpha.uri, "web01", "vda")
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        tree = app.main.query_one(DomainTree)
+        # The user folds db01 and points at web01/vdb; web01/vda's job is running.
+        db01 = tree.node_at(Place(alpha.uri, "db01"))
+        assert db01 is not None
+        db01.collapse()
+        select_disk(app, alpha.uri, "web01", "vdb")
+        await pilot.pause()
+        before = tree_nodes(app)
+        assert "▶ vda  web01-top.qcow2  3 layers" in line_with(app, "web01-top.qcow2")
+
+        # The job completes: its state and the disk's chain change.
+        alpha.advance(600)
+        scenario.clock.now += 600
+        scenario.session.step()
+        await settle(pilot)
+
+        assert job_state(app, key) == "completed"
+        after = tree_nodes(app)
+        assert after.keys() == before.keys()
+        assert all(after[place] is before[place] for place in before)  # relabelled, not rebuilt
+        line = line_with(app, "web01-top.qcow2")
+        assert "▶" not in line and "●" not in line  # nothing left to stream
+        assert "vda  web01-top.qcow2  1 layer" in line
+        assert tree.selected == Place(alpha.uri, "web01", "vdb")  # the cursor stayed
+        assert not after[Place(alpha.uri, "db01")].is_expanded  # and so did the fold
+        assert not any("db01-top.qcow2" in line for line in screen_text(app))
+
+
+async def test_the_filter_hides_and_brings_back_nodes_without_a_rebuild(scenario: Scenario) -> None:
+    beta = scenario.beta
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        before = tree_nodes(app)
+        await pilot.press("slash", *"cache")
+        await pilot.pause()
+        shown = tree_nodes(app)
+        assert {place.domain for place in shown if place.domain} == {"cache"}
+        assert shown[Place(beta.uri, "cache", "vda")] is before[Place(beta.uri, "cache", "vda")]
+        await pilot.press("escape")
+        await pilot.pause()
+        again = tree_nodes(app)
+        assert again.keys() == before.keys()
+        # The domains the filter hid come back in their places, the others never left.
+        order = [node.data for node in app.main.query_one(DomainTree).root.children[1].children]
+        assert order == [node.data for node in before[Place(beta.uri)].children]
+        assert again[Place(beta.uri, "cache")] is before[Place(beta.uri, "cache")]
+
+
+def running_view(scenario: Scenario) -> JobView:
+    job = scenario.session.job(JobKey(scenario.alpha.uri, "web01", "vda"))
+    assert job is not None and job.eta is not None
+    return job
+
+
+async def test_eta_moves_once_a_second_and_unchanged_cells_are_left_alone(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = JobsTable(id="probe")
+        await app.main.mount(table)
+        job = running_view(scenario)
+        labels = {scenario.alpha.uri: "alpha"}
+        table.sync([job], labels, now=100.0)
+        key = row_key(job.key)
+        shown_eta = str(table.get_cell(key, "eta")).strip()
+        host_cell = table.get_cell(key, "host")
+
+        # Half a second later the rate and the countdown moved: the rate shows, the ETA waits.
+        faster = replace(job, rate=2 * (job.rate or 1), eta=(job.eta or 0) / 2)
+        table.sync([faster], labels, now=100.0 + ETA_EVERY / 2)
+        assert str(table.get_cell(key, "rate")).strip() != "—"
+        assert str(table.get_cell(key, "eta")).strip() == shown_eta
+        assert table.get_cell(key, "host") is host_cell  # same text: never handed to the table again
+
+        # A second after the last ETA was drawn, the new one shows.
+        table.sync([faster], labels, now=100.0 + ETA_EVERY)
+        assert str(table.get_cell(key, "eta")).strip() != shown_eta
+
+
+async def test_detail_numbers_repaint_once_a_second_but_a_new_state_at_once(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pane = app.main.query_one(DetailPane)
+        job = running_view(scenario)
+        pane.show("alpha", None, None, job, now=50.0)
+        first = str(pane.query_one("#detail-text").render())
+        moved = replace(job, cur=job.cur + 2**30, elapsed=job.elapsed + 0.5)
+        pane.show("alpha", None, None, moved, now=50.5)
+        assert str(pane.query_one("#detail-text").render()) == first
+        pane.show("alpha", None, None, moved, now=51.0)
+        assert str(pane.query_one("#detail-text").render()) != first
+        cancelled = replace(moved, state=JobState.CANCELLED)
+        pane.show("alpha", None, None, cancelled, now=51.1)
+        assert "cancelled" in str(pane.query_one("#detail-text").render())
