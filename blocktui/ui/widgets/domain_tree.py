@@ -245,14 +245,16 @@ class DomainTree(Tree[Place]):
             node.remove()
 
     def _relabel(self, node: TreeNode[Place], label: Text) -> None:
-        """Change one node's label; the tree re-measures its lines only if the widest may change."""
-        depth = 0 if node.data is None else 2 if node.data.disk is not None else 1 if node.data.domain else 0
-        before = self.get_label_width(node)
+        """Change one node's label and repaint its line.
+
+        The tree measures its widest line only when its lines are rebuilt; that is redone here
+        only if this label now sticks out past it (a label that shrinks leaves the extent as it
+        was until the next rebuild: at worst one more column to scroll to).
+        """
         node.set_label(label)
-        after = self.get_label_width(node)
-        widest = self.virtual_size.width - depth * self.guide_depth
-        if before != after and max(before, after) >= widest:
-            self._invalidate()  # the horizontal extent may change: renumber and re-measure the lines
+        depth = 0 if node.data is None else 2 if node.data.disk is not None else 1 if node.data.domain else 0
+        if self.get_label_width(node) + depth * self.guide_depth > self.virtual_size.width:
+            self._invalidate()
 
     def _first_streamable(self, domains: Sequence[Domain]) -> TreeNode[Place] | None:
         for domain in domains:
