@@ -175,7 +175,11 @@ class Session:
         own rows: its poll stays in flight and the others carry on at their pace.
         """
         with self._lock:
-            self._drain_events()
+            if self._drain_events():
+                # Show how a job ended at once, and poll right after: polling every running job
+                # first would put the outcome behind a round trip per job.
+                self._wake.set()
+                return self.snapshot()
         started = [uri for uri in self._backends if self._start_poll(uri)]
         deadline = self._clock() + max(2 * self.poll_interval, 1.0)
         for uri in started:
@@ -234,17 +238,20 @@ class Session:
         """The tracker's live record (for callers in the polling thread only)."""
         return self._tracker.get(key)
 
-    def _drain_events(self) -> None:
+    def _drain_events(self) -> bool:
+        """Apply queued events; return whether any of them ended a job."""
+        ended = False
         while True:
             try:
                 event = self._events.get_nowait()
             except queue.Empty:
-                return
+                return ended
             if isinstance(event, JobEvent):
                 record = self._tracker.observe_event(event)
                 if record.state.is_final:
                     # The chain changed: the tree must show it.
                     self._stale_hosts.add(event.host)
+                    ended = True
             elif isinstance(event, ConnectionEvent):
                 self._set_host(event.host, event.state, event.message)
                 if event.state is ConnectionState.CONNECTED:

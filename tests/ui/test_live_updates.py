@@ -53,7 +53,8 @@ async def test_a_finished_job_relabels_its_disk_in_place(scenario: Scenario) -> 
         # The job completes: its state and the disk's chain change.
         alpha.advance(600)
         scenario.clock.now += 600
-        scenario.session.step()
+        scenario.session.step()  # the outcome, at once
+        scenario.session.step()  # then the poll that reads the new chain
         await settle(pilot)
 
         assert job_state(app, key) == "completed"

@@ -81,7 +81,8 @@ def make_scenario(
     if outcomes:
         clock.now += 2.0
         demo_outcomes(backends)
-        session.step()
+        session.step()  # the outcomes, at once
+        session.step()  # then the poll of the jobs still running
     folder = journal_dir or Path(tempfile.mkdtemp(prefix="blocktui-ui-"))
     # The journal's wall clock follows the test clock, so history rows show fixed times.
     journal = Journal(folder / "journal.sqlite3", clock=lambda: WALL_CLOCK_START + clock.now)
