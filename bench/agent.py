@@ -386,6 +386,46 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
     return {"rate": (c1 - c0) / (t1 - t0), "window": t1 - t0, "samples": len(samples), "streams": len(keys)}
 
 
+def queue(args: argparse.Namespace) -> dict[str, Any]:
+    """Streams through a host queue and budget, to completion: the most ever active at once, and
+    the summed rate over every 2 s window, as blocktui polls them."""
+    from blocktui.core.model import JobState
+    from blocktui.core.scheduler import HostPolicy
+
+    planner = _planner(args, args.bandwidth)
+    planner.set_policy(HostPolicy(max_active=args.max_active or None, budget=args.bandwidth))
+    keys = [JobKey(args.uri, *item.split(":", 1)) for item in args.disks.split(",")]
+    for key in keys:
+        planner.add_stream(key)
+    running = {JobState.ACTIVE, JobState.READY}
+    samples: list[tuple[float, int]] = []
+    most_active = 0
+    start = time.monotonic()
+    while not planner.idle() and time.monotonic() - start < args.seconds:
+        snapshot = planner.step()
+        jobs = [j for j in snapshot.jobs if j.key in keys]
+        most_active = max(most_active, sum(j.state in running for j in jobs))
+        samples.append((time.monotonic(), sum(j.cur for j in jobs if j.state is not JobState.QUEUED)))
+        planner.session.wait(planner.poll_interval())
+    finished = planner.idle()
+    planner.close()
+    planner.session.close()
+    windows = []
+    for i, (t0, c0) in enumerate(samples):
+        later = [(t, c) for t, c in samples[i:] if t - t0 >= 2.0]
+        if later:
+            t1, c1 = later[0]
+            windows.append((c1 - c0) / (t1 - t0))
+    return {
+        "most_active": most_active,
+        "peak_rate": max(windows, default=0.0),
+        "mean_rate": statistics.median(windows) if windows else 0.0,
+        "finished": finished,
+        "seconds": time.monotonic() - start,
+        "streams": len(keys),
+    }
+
+
 def chunks(args: argparse.Namespace) -> dict[str, Any]:
     """Chunked streams to completion; the bytes each checkpoint landed past its boundary."""
     planner = _planner(args, 0)
@@ -543,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one measurement and write its JSON result to ``--out``."""
     parser = argparse.ArgumentParser(prog="python -m bench.agent")
     parser.add_argument(
-        "kind", choices=("monitor", "latency", "throttle", "budget", "chunks", "scale", "table")
+        "kind", choices=("monitor", "latency", "throttle", "budget", "queue", "chunks", "scale", "table")
     )
     parser.add_argument("--state", default="", help="directory for the planner's journal")
     parser.add_argument("--chunk", type=int, default=0)
@@ -557,12 +597,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bandwidth", type=int, default=0)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-active", type=int, default=0)
     args = parser.parse_args(argv)
     kinds: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
         "monitor": monitor,
         "latency": latency,
         "throttle": throttle,
         "budget": budget,
+        "queue": queue,
         "chunks": chunks,
         "scale": scale,
         "table": table,
