@@ -221,6 +221,29 @@ class _Seen:
 # the first is closed, and a failed first open (root locked by another process) leaves the driver dead.
 _embedded_lock = threading.Lock()
 _embedded: dict[str, str] = {"root": "", "failed": ""}
+# Every open of an embedded URI registers the QEMU driver anew, and libvirt refuses after a few
+# dozen ("Too many drivers"): backends of this process share one connection to the embedded root,
+# closed when its last user lets go. Being in-process, it has no link to lose (no keepalive, no
+# close callback).
+@dataclass
+class _SharedConnection:
+    conn: libvirt.virConnect | None = None
+    users: int = 0
+
+
+_shared = _SharedConnection()
+
+
+def _release_shared(conn: libvirt.virConnect) -> bool:
+    """Let go of the shared embedded connection; True when ``conn`` is it and others still use it."""
+    with _embedded_lock:
+        if conn is not _shared.conn:
+            return False
+        _shared.users -= 1
+        if _shared.users > 0:
+            return True
+        _shared.conn = None
+        return False
 
 
 def _embed_root(uri: str) -> str | None:
@@ -306,6 +329,9 @@ class LibvirtBackend(Backend):
                     f"({_embedded['failed']}); libvirt cannot restart it, so start blocktui again"
                 )
             held = _embedded["root"]
+            if held == root and _shared.conn is not None:
+                _shared.users += 1
+                return _shared.conn
             if held and held != root:
                 raise HostError(
                     f"cannot connect to {self.uri}: this process already opened the embedded root {held}, "
@@ -320,6 +346,7 @@ class LibvirtBackend(Backend):
                     _embedded["failed"] = str(exc)
                 raise
             _embedded["root"] = root
+            _shared.conn, _shared.users = conn, 1
             return conn
 
     def _open_uri(self, uri: str) -> libvirt.virConnect:
@@ -344,15 +371,16 @@ class LibvirtBackend(Backend):
 
     def _adopt(self, conn: libvirt.virConnect) -> None:
         """Make ``conn`` the live connection: keepalive, close callback, event callbacks, header facts."""
-        try:
-            conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
-        except libvirt.libvirtError as exc:
-            # Local and embedded drivers have no keepalive: there is no link to stall.
-            log.debug("no keepalive on %s: %s", self.uri, exc)
-        try:
-            conn.registerCloseCallback(self._on_close, None)
-        except libvirt.libvirtError as exc:
-            log.debug("no close callback on %s: %s", self.uri, exc)
+        if _embed_root(self.uri) is None:  # the shared embedded connection has no link to watch
+            try:
+                conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+            except libvirt.libvirtError as exc:
+                # Local drivers have no keepalive: there is no link to stall.
+                log.debug("no keepalive on %s: %s", self.uri, exc)
+            try:
+                conn.registerCloseCallback(self._on_close, None)
+            except libvirt.libvirtError as exc:
+                log.debug("no close callback on %s: %s", self.uri, exc)
         ids = [
             conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, self._on_block_job, None
@@ -771,6 +799,8 @@ def _release(conn: libvirt.virConnect, callback_ids: list[int]) -> None:
             conn.domainEventDeregisterAny(callback_id)
         except libvirt.libvirtError as exc:
             log.debug("cannot deregister event callback %d: %s", callback_id, exc)
+    if _release_shared(conn):
+        return  # other backends of this process still use the embedded connection
     try:
         conn.unregisterCloseCallback()
     except libvirt.libvirtError as exc:
