@@ -8,7 +8,7 @@ import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -221,29 +221,76 @@ class _Seen:
 # the first is closed, and a failed first open (root locked by another process) leaves the driver dead.
 _embedded_lock = threading.Lock()
 _embedded: dict[str, str] = {"root": "", "failed": ""}
+
+
 # Every open of an embedded URI registers the QEMU driver anew, and libvirt refuses after a few
 # dozen ("Too many drivers"): backends of this process share one connection to the embedded root,
 # closed when its last user lets go. Being in-process, it has no link to lose (no keepalive, no
 # close callback).
 @dataclass
 class _SharedConnection:
+    """The embedded connection, its users, and the one set of event callbacks they all listen to.
+
+    libvirt tracks one callback per event and connection, so the backends sharing the connection
+    subscribe here and the callbacks fan each event out to them.
+    """
+
     conn: libvirt.virConnect | None = None
     users: int = 0
+    callback_ids: list[int] = field(default_factory=list)
+    subscribers: list[LibvirtBackend] = field(default_factory=list)
 
 
 _shared = _SharedConnection()
 
 
-def _release_shared(conn: libvirt.virConnect) -> bool:
+def _fan_block_job(  # noqa: PLR0917 - libvirt's callback signature
+    conn: libvirt.virConnect, dom: libvirt.virDomain, disk: str, job_type: int, status: int, opaque: object
+) -> None:
+    for backend in list(_shared.subscribers):
+        backend._on_block_job(conn, dom, disk, job_type, status, opaque)
+
+
+def _fan_lifecycle(
+    conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, opaque: object
+) -> None:
+    for backend in list(_shared.subscribers):
+        backend._on_lifecycle(conn, dom, event, detail, opaque)
+
+
+def _subscribe_shared(conn: libvirt.virConnect, backend: LibvirtBackend) -> None:
+    with _embedded_lock:
+        if not _shared.callback_ids:
+            _shared.callback_ids = [
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, _fan_block_job, None
+                ),
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, _fan_lifecycle, None
+                ),
+            ]
+        _shared.subscribers.append(backend)
+
+
+def _release_shared(conn: libvirt.virConnect, owner: LibvirtBackend | None) -> bool:
     """Let go of the shared embedded connection; True when ``conn`` is it and others still use it."""
     with _embedded_lock:
-        if conn is not _shared.conn:
+        shared = _shared.conn
+        if shared is None or conn is not shared:
             return False
+        if owner in _shared.subscribers:
+            _shared.subscribers.remove(owner)
         _shared.users -= 1
         if _shared.users > 0:
             return True
+        ids, _shared.callback_ids = _shared.callback_ids, []
         _shared.conn = None
-        return False
+    for callback_id in ids:
+        try:
+            shared.domainEventDeregisterAny(callback_id)
+        except libvirt.libvirtError as exc:
+            log.debug("cannot deregister event callback %d: %s", callback_id, exc)
+    return False
 
 
 def _embed_root(uri: str) -> str | None:
@@ -381,14 +428,18 @@ class LibvirtBackend(Backend):
                 conn.registerCloseCallback(self._on_close, None)
             except libvirt.libvirtError as exc:
                 log.debug("no close callback on %s: %s", self.uri, exc)
-        ids = [
-            conn.domainEventRegisterAny(
-                None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, self._on_block_job, None
-            ),
-            conn.domainEventRegisterAny(
-                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
-            ),
-        ]
+        ids: list[int] = []
+        if conn is _shared.conn:
+            _subscribe_shared(conn, self)
+        else:
+            ids = [
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, self._on_block_job, None
+                ),
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
+                ),
+            ]
         hypervisor, extra = self._describe(conn)
         with self._lock:
             self._conn = conn
@@ -417,7 +468,7 @@ class LibvirtBackend(Backend):
             ids, self._callback_ids = self._callback_ids, []
             self._state = ConnectionState.DISCONNECTED
         if conn is not None:
-            _release(conn, ids)
+            _release(conn, ids, self)
 
     def host_info(self) -> HostInfo:
         """The connection's state and hypervisor; never calls the host, so it cannot block."""
@@ -792,14 +843,14 @@ def _check_bandwidth(bandwidth: int, action: str) -> None:
         raise InvalidInput(f"{action}: bandwidth {bandwidth} is out of range (0 to {MAX_BYTES} bytes/s)")
 
 
-def _release(conn: libvirt.virConnect, callback_ids: list[int]) -> None:
+def _release(conn: libvirt.virConnect, callback_ids: list[int], owner: LibvirtBackend | None = None) -> None:
     """Drop callbacks and close a connection that may already be dead; failures only get logged."""
     for callback_id in callback_ids:
         try:
             conn.domainEventDeregisterAny(callback_id)
         except libvirt.libvirtError as exc:
             log.debug("cannot deregister event callback %d: %s", callback_id, exc)
-    if _release_shared(conn):
+    if _release_shared(conn, owner):
         return  # other backends of this process still use the embedded connection
     try:
         conn.unregisterCloseCallback()
