@@ -65,8 +65,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 
-FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "unknown"})
-
 
 def state_dir() -> Path:
     """``$BLOCKTUI_STATE_DIR``, else the platform's user state directory for blocktui."""
@@ -118,11 +116,6 @@ class Entry:
     error: str | None
     note: str
     checkpoints: tuple[Checkpoint, ...] = field(default=())
-
-    @property
-    def is_open(self) -> bool:
-        """The plan has not ended."""
-        return self.ended_at is None
 
     def as_json(self) -> dict[str, Any]:
         """The ``history --json`` record."""

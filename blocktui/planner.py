@@ -19,7 +19,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -132,7 +132,6 @@ class Planner:
         self._policies: dict[str, HostPolicy] = {}
         self._guard_forced = False if guard is None and guard_disabled_by_env() else guard
         self._plans: dict[JobKey, Plan] = {}
-        self._seen_entries: dict[JobKey, int] = {}
         self._domain_jobs: dict[tuple[str, str], set[str]] = {}
         self._fresh: dict[tuple[str, str], set[str]] = {}
         self._last_end: dict[tuple[str, str], float] = {}
@@ -218,19 +217,6 @@ class Planner:
             self._plans[key] = plan
         self.session.wake()
         return plan
-
-    def stream_domains(self, host: str, domains: Iterable[str], **options: int | float) -> list[Plan]:
-        """Queue a stream of every disk with a backing file in each domain, in disk order."""
-        plans: list[Plan] = []
-        wanted = set(domains)
-        for domain in self.session.domains():
-            if domain.host != host or domain.name not in wanted:
-                continue
-            for disk in domain.disks:
-                key = JobKey(host, domain.name, disk.target)
-                if disk.has_backing and self.plan(key) is None:
-                    plans.append(self.add_stream(key, **options))  # type: ignore[arg-type]
-        return plans
 
     def set_limit(self, key: JobKey, bandwidth: int) -> None:
         """Change a planned stream's own limit; the budget is re-divided at the next step."""

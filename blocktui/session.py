@@ -40,7 +40,7 @@ from blocktui.core.model import (
     JobKind,
     JobState,
 )
-from blocktui.core.tracker import JobRecord, JobTracker
+from blocktui.core.tracker import JobTracker
 from blocktui.core.views import JobView, Snapshot
 
 #: How long a job may be missing from polls before its chain decides how it ended: the
@@ -214,10 +214,6 @@ class Session:
         threading.Thread(target=run, name=f"blocktui-poll-{uri}", daemon=True).start()
         return True
 
-    def unresponsive_hosts(self) -> list[str]:
-        """Hosts whose last poll has not returned yet."""
-        return [uri for uri, done in self._polls.items() if not done.is_set()]
-
     def snapshot(self) -> Snapshot:
         """What the tracker and domain cache hold now, without contacting any host."""
         now = self._clock()
@@ -233,10 +229,6 @@ class Session:
         with self._lock:
             record = self._tracker.get(key)
             return None if record is None else JobView.of(record, self._clock())
-
-    def record(self, key: JobKey) -> JobRecord | None:
-        """The tracker's live record (for callers in the polling thread only)."""
-        return self._tracker.get(key)
 
     def _drain_events(self) -> bool:
         """Apply queued events; return whether any of them ended a job."""

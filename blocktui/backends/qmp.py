@@ -891,23 +891,6 @@ class QmpBackend(Backend):
             job_id=job.job_id,
         )
 
-    def qmp_command(self, domain: str, command: str, arguments: dict[str, Any] | None = None) -> object:
-        """Send one raw QMP command to a domain's QEMU (tests and debugging).
-
-        QEMU serves one client per QMP socket, so while this backend is connected nothing else can
-        send commands; this is the way to start, say, a mirror from a test.
-        """
-        self._require_writable(f"send {command} to {domain}")
-
-        async def run() -> object:
-            qemu = await self._find(domain)
-            try:
-                return await self._execute(qemu, command, arguments)
-            except ExecuteError as exc:
-                raise _translate(exc, f"{domain}: {command} refused") from exc
-
-        return self._call(run())
-
     def _require_writable(self, what: str) -> None:
         if self.readonly:
             raise ReadOnly(f"{self.uri}: read-only connection; cannot {what}")

@@ -18,7 +18,6 @@ class RateMeter:
     def __init__(self, half_life: float = 3.0, history: int = 60) -> None:
         self.half_life = half_life
         self._last: tuple[float, int] | None = None
-        self._first: tuple[float, int] | None = None
         self._rate: float | None = None
         self.history: deque[float] = deque(maxlen=history)
 
@@ -26,7 +25,7 @@ class RateMeter:
         """Record that the counter read ``cur`` at monotonic time ``now``."""
         if self._last is None or cur < self._last[1]:
             # First sample, or the counter went back: a new job on the same disk.
-            self._last = self._first = (now, cur)
+            self._last = (now, cur)
             self._rate = None
             return
         last_time, last_cur = self._last
@@ -46,13 +45,6 @@ class RateMeter:
     def rate(self) -> float | None:
         """Smoothed bytes/s, or None until two samples are apart."""
         return self._rate
-
-    @property
-    def average(self) -> float | None:
-        """Bytes/s from the first sample to the last."""
-        if self._first is None or self._last is None or self._last[0] <= self._first[0]:
-            return None
-        return (self._last[1] - self._first[1]) / (self._last[0] - self._first[0])
 
     def eta(self, remaining: int) -> float | None:
         """Seconds to copy ``remaining`` bytes at the smoothed rate; None when it cannot be told."""

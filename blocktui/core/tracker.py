@@ -42,7 +42,6 @@ class JobRecord:
     kind: JobKind
     state: JobState
     started: float
-    updated: float
     cur: int = 0
     end: int = 0
     bandwidth: int = 0
@@ -223,7 +222,6 @@ class JobTracker:
         if state in (JobState.FAILED, JobState.UNKNOWN) and event.error:
             record.error = event.error
         record.state = state
-        record.updated = now
         record.vanished = False
         record.vanished_at = None
         if state.is_final or state is JobState.PAUSED:
@@ -242,7 +240,6 @@ class JobTracker:
         now = self._clock()
         record.vanished = False
         record.vanished_at = None
-        record.updated = now
         record.ended = now
         expected = self._expected_stops.pop(key, None)
         if disk is None:
@@ -269,7 +266,7 @@ class JobTracker:
         record.checkpointed = False
         record.state = JobState.CANCELLED
         record.note = note
-        record.ended = record.updated = self._clock()
+        record.ended = self._clock()
         return record
 
     def distrust_completions(self, host: str, stopped: set[str], window: float) -> list[JobKey]:
@@ -299,15 +296,11 @@ class JobTracker:
             del self._records[key]
         return gone
 
-    def forget(self, key: JobKey) -> None:
-        """Drop one record."""
-        self._records.pop(key, None)
-
     # -- internals -------------------------------------------------------------------------
 
     def _new_record(self, key: JobKey, kind: JobKind, state: JobState) -> JobRecord:
         now = self._clock()
-        record = JobRecord(key=key, kind=kind, state=state, started=now, updated=now)
+        record = JobRecord(key=key, kind=kind, state=state, started=now)
         self._records[key] = record
         return record
 
@@ -321,7 +314,6 @@ class JobTracker:
         record.vanished = False
         record.vanished_at = None
         record.checkpointed = False
-        record.updated = now
         if job.state.is_final:
             record.ended = now
             record.error = job.error or record.error
