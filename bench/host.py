@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from blocktui.lab.images import create_base, create_overlay
+
 SYSTEM_URI = "qemu:///system"
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 PID_FILE = Path("/run/libvirtd.pid")
@@ -137,7 +139,8 @@ def _stop(pid: int) -> None:
 
 
 def make_base(path: Path, size: int) -> None:
-    """A qcow2 image of ``size`` bytes, every cluster written (a pull copies all of it).
+    """A qcow2 image of ``size`` bytes, every cluster written (a pull copies all of it), kept between
+    figures.
 
     Unallocated backing clusters are skipped by block-stream without throttling, so a sparse base
     would make rates and durations meaningless.
@@ -146,15 +149,14 @@ def make_base(path: Path, size: int) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    run("qemu-img", "create", "-q", "-f", "qcow2", str(partial), str(size))
-    run("qemu-io", "-f", "qcow2", "-c", f"write -P 0x5a 0 {size}", str(partial))
+    create_base(partial, size)
     partial.rename(path)
 
 
 def make_overlay(path: Path, base: Path) -> None:
     """A fresh, empty qcow2 overlay over ``base``."""
     path.unlink(missing_ok=True)
-    run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(path))
+    create_overlay(path, base)
 
 
 # -- domains ----------------------------------------------------------------------------------
