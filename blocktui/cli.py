@@ -58,21 +58,21 @@ examples:
 # -- argument parsing -----------------------------------------------------------------------
 
 
-def _bandwidth(text: str) -> int:
+def bandwidth_arg(text: str) -> int:
     try:
         return parse_bandwidth(text)
     except BlocktuiError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _size(text: str) -> int:
+def size_arg(text: str) -> int:
     try:
         return parse_size(text)
     except BlocktuiError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("domain", metavar="DOMAIN")
     stream.add_argument("disk", metavar="DISK", help="target name, e.g. vda")
     stream.add_argument(
-        "--bandwidth", "-b", type=_bandwidth, default=0, metavar="BW", help="limit (default unlimited)"
+        "--bandwidth", "-b", type=bandwidth_arg, default=0, metavar="BW", help="limit (default unlimited)"
     )
     stream.add_argument(
         "--base", metavar="PATH", help="keep this backing image and those below it (default: pull all)"
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     speed = commands.add_parser("speed", help="change a running job's bandwidth limit")
     speed.add_argument("domain", metavar="DOMAIN")
     speed.add_argument("disk", metavar="DISK")
-    speed.add_argument("bandwidth", metavar="BW", type=_bandwidth, help="new limit; 0 = unlimited")
+    speed.add_argument("bandwidth", metavar="BW", type=bandwidth_arg, help="new limit; 0 = unlimited")
 
     abort = commands.add_parser("abort", help="stop a job (a pull keeps what it copied)")
     abort.add_argument("domain", metavar="DOMAIN")
@@ -161,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Manage the demo lab under $BLOCKTUI_LAB_DIR (default: the user data dir).",
     )
     lab.add_argument("action", choices=("up", "down", "status"))
-    lab.add_argument("--domains", type=_positive_int, default=3, metavar="N", help="default 3")
-    lab.add_argument("--disks", type=_positive_int, default=2, metavar="K", help="per domain, default 2")
-    lab.add_argument("--size", type=_size, default=64 * 1024**2, metavar="SIZE", help="default 64M")
+    lab.add_argument("--domains", type=positive_int, default=3, metavar="N", help="default 3")
+    lab.add_argument("--disks", type=positive_int, default=2, metavar="K", help="per domain, default 2")
+    lab.add_argument("--size", type=size_arg, default=64 * 1024**2, metavar="SIZE", help="default 64M")
     lab.add_argument("--qmp", action="store_true", help="plain QEMU processes with QMP sockets")
     return parser
 
@@ -383,7 +383,7 @@ def wait_for_end(
         session.wait(session.poll_interval)
 
 
-def _progress_line(view: JobView) -> None:
+def progress_line(view: JobView) -> None:
     if not sys.stderr.isatty():
         return
     line = (
@@ -419,7 +419,7 @@ def cmd_stream(session: Session, args: argparse.Namespace) -> int:
             limit = format_bandwidth(args.bandwidth)
             print(f"{visible(key.domain)}/{visible(key.disk)}: stream started ({limit})")
         return 0
-    view = wait_for_end(session, key, None if args.json else _progress_line)
+    view = wait_for_end(session, key, None if args.json else progress_line)
     if sys.stderr.isatty() and not args.json:
         sys.stderr.write("\n")
     if args.json:

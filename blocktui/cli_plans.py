@@ -27,12 +27,16 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     plans = parser.add_argument_group("plans (streams blocktui drives: stream --wait/--chunk, the dashboard)")
     plans.add_argument(
         "--max-active",
-        type=base._positive_int,
+        type=base.positive_int,
         metavar="N",
         help="run at most N streams per host; others queue",
     )
     plans.add_argument(
-        "--budget", type=base._bandwidth, default=0, metavar="BW", help="cap the sum of stream rates per host"
+        "--budget",
+        type=base.bandwidth_arg,
+        default=0,
+        metavar="BW",
+        help="cap the sum of stream rates per host",
     )
     plans.add_argument(
         "--no-guard",
@@ -46,7 +50,7 @@ def add_stream_options(stream: argparse.ArgumentParser) -> None:
     """``--chunk`` and ``--gap`` for ``stream``."""
     stream.add_argument(
         "--chunk",
-        type=base._size,
+        type=base.size_arg,
         default=0,
         metavar="SIZE",
         help="stop at every SIZE boundary (implies --wait)",
@@ -61,7 +65,7 @@ def add_history_command(commands: Any) -> None:
     history = commands.add_parser("history", help="jobs blocktui started or saw, from its journal")
     history.add_argument("--json", action="store_true", help="machine-readable output")
     history.add_argument(
-        "--limit", type=base._positive_int, default=50, metavar="N", help="newest N (default 50)"
+        "--limit", type=base.positive_int, default=50, metavar="N", help="newest N (default 50)"
     )
 
 
@@ -87,7 +91,7 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
         plan = planner.add_stream(
             key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap
         )
-        show = None if args.json else base._progress_line
+        show = None if args.json else base.progress_line
         while plan.status is not PlanStatus.DONE:
             snapshot = planner.step()
             view = next((v for v in snapshot.jobs if v.key == key), None)
