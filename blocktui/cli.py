@@ -238,19 +238,13 @@ def find_domain(session: Session, name: str) -> Domain:
     return matches[0]
 
 
-def find_disk_key(session: Session, domain: str, disk: str, *, job: bool = False) -> JobKey:
-    """The job key for ``domain``/``disk``, checking both exist.
-
-    Args:
-        job: the command steers a running job; a disk the host does not list (a QMP host reads no
-            chains while a job may be finishing) is accepted when it has a job.
-    """
+def find_disk_key(session: Session, domain: str, disk: str) -> JobKey:
+    """The job key for ``domain``/``disk``, checking both exist."""
     found = find_domain(session, domain)
-    key = JobKey(found.host, found.name, disk)
-    if found.disk(disk) is None and not (job and session.backend(found.host).job_info(domain, disk)):
+    if found.disk(disk) is None:
         targets = ", ".join(visible(d.target) for d in found.disks) or "none listed"
         raise NotFound(f"domain {visible(domain)!r} has no disk {visible(disk)!r} (disks: {targets})")
-    return key
+    return JobKey(found.host, found.name, disk)
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -453,7 +447,7 @@ def cmd_jobs(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_speed(session: Session, args: argparse.Namespace) -> int:
     """Change a job's limit."""
-    key = find_disk_key(session, args.domain, args.disk, job=True)
+    key = find_disk_key(session, args.domain, args.disk)
     session.set_speed(key, args.bandwidth)
     print(f"{visible(key.domain)}/{visible(key.disk)}: limit now {format_bandwidth(args.bandwidth)}")
     return 0
@@ -461,7 +455,7 @@ def cmd_speed(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_abort(session: Session, args: argparse.Namespace) -> int:
     """Abort a job; with --wait, until it is gone."""
-    key = find_disk_key(session, args.domain, args.disk, job=True)
+    key = find_disk_key(session, args.domain, args.disk)
     session.step()
     session.abort(key)
     if not args.wait:

@@ -129,7 +129,7 @@ def _open_plan(journal: Journal, key: JobKey) -> Entry | None:
 
 def cmd_pause_planned(session: Session, args: argparse.Namespace) -> int:
     """Pause or resume through the plans: QMP holds the job; libvirt stops it at a checkpoint."""
-    key = base.find_disk_key(session, args.domain, args.disk, job=True)
+    key = base.find_disk_key(session, args.domain, args.disk)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
     pausing = args.command == "pause"
     with open_planner(session, args) as planner:
