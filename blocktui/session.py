@@ -1,9 +1,11 @@
 """A session: the connected hosts, their domains and one tracker of every block job on them.
 
 The session sits between the backends and whoever shows the jobs (the dashboard, the CLI). Its
-methods block on host calls, so the dashboard calls them from worker threads; an internal lock
-keeps the tracker consistent when a poll and a user's action overlap. Events from backends only
-queue up and wake the poller: the tracker is changed in ``step`` and in the action methods.
+action methods block on host calls, so the dashboard calls them from its own threads. Connecting
+and polling run on one worker per host (``HostWorker``): a host that stops answering holds up only
+its own work, and the snapshot says how long it has been silent. The internal lock keeps the
+tracker consistent and is never held across a host call. Events from backends only queue up and
+wake the poller: the tracker is changed in ``step`` and in the action methods.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import replace
+from functools import partial
+from typing import TypeVar
 
 from blocktui.backends.base import Backend
 from blocktui.core.errors import (
@@ -42,6 +48,9 @@ from blocktui.core.model import (
 )
 from blocktui.core.tracker import JobTracker
 from blocktui.core.views import JobView, Snapshot
+from blocktui.hostwork import HostWorker, wait_for
+
+T = TypeVar("T")
 
 #: How long a job may be missing from polls before its chain decides how it ended: the
 #: backend's own event normally arrives within milliseconds and is the better witness.
@@ -49,6 +58,9 @@ SETTLE_GRACE = 1.0
 
 #: A domain that stops this soon after one of its streams completed casts doubt on that stream.
 AFTERMATH = 10.0
+
+#: A host whose current call has run this long is shown as not answering.
+SILENT_AFTER = 1.5
 
 _STOPPED = frozenset({DomainState.SHUTOFF, DomainState.CRASHED, DomainState.LOST})
 
@@ -95,10 +107,9 @@ class Session:
         self._stale_hosts: set[str] = set(self._backends)
         self._opened = False
         self._last_scan: dict[str, float] = {}
-        # Set while no poll of that host is in flight.
-        self._polls: dict[str, threading.Event] = {uri: threading.Event() for uri in self._backends}
-        for done in self._polls.values():
-            done.set()
+        self._workers = {uri: HostWorker(f"blocktui-host-{uri}", clock) for uri in self._backends}
+        # The host's poll (or connect) in flight, so polls of one host never overlap or pile up.
+        self._polls: dict[str, Future[None]] = {}
 
     # -- connections ------------------------------------------------------------------------
 
@@ -123,34 +134,64 @@ class Session:
         except KeyError:
             raise NotFound(f"host {host!r} is not connected in this session") from None
 
-    def open(self) -> None:
-        """Connect every host; a host that fails is shown as disconnected, not raised.
+    def open(self, timeout: float | None = None) -> None:
+        """Connect every host in parallel; a host that fails is shown as disconnected, not raised.
+
+        Args:
+            timeout: wait at most this long for the hosts (None: until each has answered); a host
+                still connecting then stays "connecting" and carries on in its worker.
 
         Opening an open session does nothing, so a caller may open early (to stage work) and
         hand the session to the dashboard, which opens it too.
         """
-        if self._opened:
-            return
-        self._opened = True
-        for uri, backend in self._backends.items():
-            backend.set_listener(self._on_event)
-            try:
-                backend.connect()
-            except BlocktuiError as exc:
+        if not self._opened:
+            self._opened = True
+            for uri, backend in self._backends.items():
+                backend.set_listener(self._on_event)
+                self._polls[uri] = self._workers[uri].submit(partial(self._connect, uri))
+        wait_for(self._polls.values(), timeout)
+
+    def _connect(self, uri: str) -> None:
+        backend = self._backends[uri]
+        try:
+            backend.connect()
+        except BlocktuiError as exc:
+            with self._lock:
                 self._set_host(uri, ConnectionState.DISCONNECTED, str(exc))
-                continue
-            self._hosts[uri] = backend.host_info()
-        self.refresh_domains()
+            return
+        info = backend.host_info()
+        with self._lock:
+            self._hosts[uri] = info
+        self._refresh_host(uri)
 
     def close(self) -> None:
         """Close every connection; jobs keep running on their hosts."""
         self._opened = False
-        for backend in self._backends.values():
+        for uri, backend in self._backends.items():
             backend.set_listener(None)
+            self._workers[uri].stop()
             try:
                 backend.close()
             except BlocktuiError:
                 continue
+
+    def call(self, host: str, work: Callable[[], T], timeout: float | None = None) -> T:
+        """Run ``work`` on ``host``'s worker, after what it has queued, and wait for its result.
+
+        Raises:
+            HostError: nothing back within ``timeout`` seconds (the work goes on in the worker).
+        """
+        return self._worker(host).call(work, timeout)
+
+    def submit(self, host: str, work: Callable[[], T]) -> Future[T]:
+        """Queue ``work`` on ``host``'s worker; its outcome arrives in the future."""
+        return self._worker(host).submit(work)
+
+    def _worker(self, host: str) -> HostWorker:
+        try:
+            return self._workers[host]
+        except KeyError:
+            raise NotFound(f"host {host!r} is not connected in this session") from None
 
     # -- events and polling -----------------------------------------------------------------
 
@@ -180,19 +221,17 @@ class Session:
                 # first would put the outcome behind a round trip per job.
                 self._wake.set()
                 return self.snapshot()
-        started = [uri for uri in self._backends if self._start_poll(uri)]
-        deadline = self._clock() + max(2 * self.poll_interval, 1.0)
-        for uri in started:
-            self._polls[uri].wait(max(0.0, deadline - self._clock()))
+        started = [poll for uri in self._backends if (poll := self._start_poll(uri)) is not None]
+        wait_for(started, max(2 * self.poll_interval, 1.0))
         with self._lock:
             self._drain_events()
             return self.snapshot()
 
-    def _start_poll(self, uri: str) -> bool:
-        """Start polling ``uri`` in a daemon thread unless its last poll is still running."""
-        if not self._polls[uri].is_set():
-            return False
-        self._polls[uri].clear()
+    def _start_poll(self, uri: str) -> Future[None] | None:
+        """Queue a poll of ``uri`` on its worker unless its last poll (or connect) is still running."""
+        current = self._polls.get(uri)
+        if current is not None and not current.done():
+            return None
 
         def run() -> None:
             try:
@@ -207,19 +246,22 @@ class Session:
                 with self._lock:
                     current = self._hosts[uri]
                     self._set_host(uri, current.state, str(exc))
-            finally:
-                self._polls[uri].set()
 
-        # Daemon: a host call that never returns must not keep the process alive at exit.
-        threading.Thread(target=run, name=f"blocktui-poll-{uri}", daemon=True).start()
-        return True
+        poll = self._polls[uri] = self._workers[uri].submit(run)
+        return poll
 
     def snapshot(self) -> Snapshot:
         """What the tracker and domain cache hold now, without contacting any host."""
         now = self._clock()
+        silent = {uri: worker.busy_for() for uri, worker in self._workers.items()}
         with self._lock:
             return Snapshot(
-                hosts=tuple(self._hosts[uri] for uri in self._backends),
+                hosts=tuple(
+                    replace(self._hosts[uri], silent_for=silent[uri])
+                    if silent[uri] >= SILENT_AFTER
+                    else self._hosts[uri]
+                    for uri in self._backends
+                ),
                 domains=tuple(d for uri in self._backends for d in self._domains[uri]),
                 jobs=tuple(JobView.of(r, now) for r in self._tracker.records()),
             )

@@ -63,7 +63,8 @@ class Backend(ABC):
 
     @abstractmethod
     def host_info(self) -> HostInfo:
-        """The connection's current state, for the header."""
+        """The connection's current state, for the header: what the backend knows, never a host call
+        (the session asks it while holding its lock)."""
 
     @abstractmethod
     def list_domains(self) -> list[Domain]:

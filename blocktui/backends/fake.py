@@ -160,7 +160,8 @@ class FakeBackend(Backend):
         self.state = ConnectionState.DISCONNECTED
 
     def host_info(self) -> HostInfo:
-        self._enter("host_info")
+        # Never gated: like a real backend's, it reports what is known without asking the host.
+        self.calls.append("host_info")
         return HostInfo(
             uri=self.uri,
             state=self.state,

@@ -215,3 +215,5 @@ class HostInfo:
     hypervisor: str = ""
     message: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    #: Seconds the host's current call has gone unanswered (0: it answers).
+    silent_for: float = 0.0
