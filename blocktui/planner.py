@@ -10,7 +10,10 @@ the job is held at the boundary (marker speed), its offset read, then aborted as
 (what it copied stays) and, after the gap, a new pull passes over what is present. Only the last
 chunk lets the job complete and drop the backing file.
 
-Like the session, one thread drives ``step``; the action methods may be called from others.
+One thread drives ``step``; the action methods may be called from others. Everything that asks a
+host runs on that host's worker (``Session.call``), one task at a time: a plan is only ever moved
+by its host's worker, and a host that stops answering holds up only its own plans. The planner's
+lock guards the table of plans and is never held across a host call.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
 
 from blocktui.core.chunks import ChunkPlan, approach_speed
 from blocktui.core.errors import BlocktuiError, Conflict, HostError, NoJob, NotFound
@@ -29,6 +34,7 @@ from blocktui.core.guard import HOLD_SPEED, DomainJob, GuardRule, Verdict, decid
 from blocktui.core.model import ConnectionState, Disk, JobKey, JobKind, JobState
 from blocktui.core.scheduler import HostPolicy, admit, divide_budget
 from blocktui.core.views import JobView, Snapshot
+from blocktui.hostwork import wait_for
 from blocktui.journal import Entry, Journal
 from blocktui.session import Session
 
@@ -61,6 +67,8 @@ class Plan:
         limit: the stream's own limit in bytes/s (0 = unlimited).
         chunk: the chunk size, 0 for a plain stream.
         boundary: where the current run stops (None: it runs to completion).
+        checkpointed: the last boundary recorded in the journal; no boundary at or before it is
+            stopped at or recorded again, however a new run's progress starts out.
         applied: the speed last set on the host (None before the job exists).
         going: the guard let the job end; it is not held again.
     """
@@ -75,6 +83,7 @@ class Plan:
     status: PlanStatus = PlanStatus.QUEUED
     size: int = 0
     boundary: int | None = None
+    checkpointed: int = 0
     applied: int | None = None
     pause_requested: bool = False
     stop_reason: str = ""
@@ -91,6 +100,12 @@ class Plan:
         if self.chunk <= 0 or self.size <= 0:
             return None
         return ChunkPlan(self.size, self.chunk)
+
+    def next_boundary(self, cur: int) -> int | None:
+        """Where a run at offset ``cur`` stops: the first boundary past both ``cur`` and the last
+        checkpoint (a new pull's progress may start below what is already copied)."""
+        chunks = self.chunks()
+        return chunks.stop_at(max(cur, self.checkpointed)) if chunks else None
 
     @property
     def running(self) -> bool:
@@ -137,7 +152,9 @@ class Planner:
         self._last_end: dict[tuple[str, str], float] = {}
         self._started = clock()
         self._pid = os.getpid()
-        self._last_sync = float("-inf")
+        self._last_sync: dict[str, float] = {}
+        # Each host's plan step in flight: steps of one host never overlap or pile up.
+        self._stepping: dict[str, Future[None]] = {}
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -189,129 +206,155 @@ class Planner:
             Conflict: the disk already has a plan or a job, or nothing to stream.
             NotFound: no such domain or disk.
         """
+        plan = self.session.call(key.host, partial(self._add_stream, key, bandwidth, base, chunk, gap))
+        self.session.wake()
+        return plan
+
+    def _add_stream(self, key: JobKey, bandwidth: int, base: str | None, chunk: int, gap: float) -> Plan:
         disk = self._disk(key)
         if not disk.has_backing:
             raise Conflict(f"{key.domain}/{key.disk} has no backing file: there is nothing to stream")
+        current = self.plan(key)
+        if current is not None and current.status is not PlanStatus.DONE:
+            raise Conflict(f"{key.domain}/{key.disk} already has a plan ({current.status.value})")
+        if self.session.backend(key.host).job_info(key.domain, key.disk) is not None:
+            raise Conflict(f"{key.domain}/{key.disk} already has a block job")
+        chain = tuple(layer.path for layer in disk.chain)
+        entry_id = self.journal.record_job(
+            host=key.host,
+            domain=key.domain,
+            disk=key.disk,
+            kind=JobKind.PULL.value,
+            origin="planned",
+            chain_before=chain,
+            status=PlanStatus.QUEUED.value,
+            base=base,
+            bandwidth=bandwidth,
+            chunk=chunk,
+            gap=gap,
+            owner=self._pid,
+        )
+        plan = Plan(entry_id, key, bandwidth, base, chunk, gap, chain)
         with self._lock:
-            current = self._plans.get(key)
-            if current is not None and current.status is not PlanStatus.DONE:
-                raise Conflict(f"{key.domain}/{key.disk} already has a plan ({current.status.value})")
-            if self.session.backend(key.host).job_info(key.domain, key.disk) is not None:
-                raise Conflict(f"{key.domain}/{key.disk} already has a block job")
-            chain = tuple(layer.path for layer in disk.chain)
-            entry_id = self.journal.record_job(
-                host=key.host,
-                domain=key.domain,
-                disk=key.disk,
-                kind=JobKind.PULL.value,
-                origin="planned",
-                chain_before=chain,
-                status=PlanStatus.QUEUED.value,
-                base=base,
-                bandwidth=bandwidth,
-                chunk=chunk,
-                gap=gap,
-                owner=self._pid,
-            )
-            plan = Plan(entry_id, key, bandwidth, base, chunk, gap, chain)
             self._plans[key] = plan
-        self.session.wake()
         return plan
 
     def set_limit(self, key: JobKey, bandwidth: int) -> None:
         """Change a planned stream's own limit; the budget is re-divided at the next step."""
-        with self._lock:
-            plan = self._require(key)
-            plan.limit = bandwidth
-            self.journal.update(plan.entry_id, bandwidth=bandwidth)
-        self.session.wake()
+        self._on_host(key, self._set_limit, bandwidth)
+
+    def _set_limit(self, key: JobKey, bandwidth: int) -> None:
+        plan = self._require(key)
+        plan.limit = bandwidth
+        self.journal.update(plan.entry_id, bandwidth=bandwidth)
 
     def pause(self, key: JobKey) -> None:
         """Pause a stream: QMP holds the job in place; libvirt stops it at a checkpoint now."""
-        with self._lock:
-            plan = self._plans.get(key) or self.adopt(key)
-            plan.pause_requested = True
-            self.journal.update(plan.entry_id, pause_requested=1)
-            if plan.status in (PlanStatus.QUEUED, PlanStatus.GAP):
-                self._set_status(plan, PlanStatus.PAUSED)
-        self.session.wake()
+        self._on_host(key, self._pause)
+
+    def _pause(self, key: JobKey) -> None:
+        plan = self.plan(key) or self._adopt(key)
+        plan.pause_requested = True
+        self.journal.update(plan.entry_id, pause_requested=1)
+        if plan.status in (PlanStatus.QUEUED, PlanStatus.GAP):
+            self._set_status(plan, PlanStatus.PAUSED)
 
     def resume(self, key: JobKey) -> None:
         """Carry a paused stream on (a new pull over what is present on libvirt)."""
-        with self._lock:
-            plan = self._require(key)
-            plan.pause_requested = False
-            self.journal.update(plan.entry_id, pause_requested=0)
-            if plan.status is PlanStatus.PAUSED and plan.size == 0 and plan.last_cur == 0:
-                # Paused before it ever ran: back to its place in the queue, not ahead of it.
-                self._set_status(plan, PlanStatus.QUEUED)
-            elif plan.status is PlanStatus.PAUSED:
-                plan.resume_at = self._clock()
-                self._set_status(plan, PlanStatus.GAP)
-        self.session.wake()
+        self._on_host(key, self._resume)
+
+    def _resume(self, key: JobKey) -> None:
+        plan = self._require(key)
+        plan.pause_requested = False
+        self.journal.update(plan.entry_id, pause_requested=0)
+        if plan.status is PlanStatus.PAUSED and plan.size == 0 and plan.last_cur == 0:
+            # Paused before it ever ran: back to its place in the queue, not ahead of it.
+            self._set_status(plan, PlanStatus.QUEUED)
+        elif plan.status is PlanStatus.PAUSED:
+            plan.resume_at = self._clock()
+            self._set_status(plan, PlanStatus.GAP)
 
     def cancel(self, key: JobKey) -> None:
         """Drop a plan; a running job is aborted (a pull keeps what it copied)."""
-        with self._lock:
-            plan = self._require(key)
-            paused_in_place = (
-                plan.status is not PlanStatus.QUEUED and self.session.backend(key.host).supports_pause
-            )
-            if plan.running or paused_in_place:
-                with contextlib.suppress(NoJob):
-                    self.session.abort(key)
-            elif plan.status is not PlanStatus.QUEUED:
-                # Stopped at a checkpoint (libvirt): no job is left to abort, the row ends here.
-                self.session.end_checkpoint(key, "cancelled at a checkpoint")
-            self._finish(plan, JobState.CANCELLED, note="cancelled by the user")
-        self.session.wake()
+        self._on_host(key, self._cancel)
+
+    def _cancel(self, key: JobKey) -> None:
+        plan = self._require(key)
+        paused_in_place = (
+            plan.status is not PlanStatus.QUEUED and self.session.backend(key.host).supports_pause
+        )
+        if plan.running or paused_in_place:
+            with contextlib.suppress(NoJob):
+                self.session.abort(key)
+        elif plan.status is not PlanStatus.QUEUED:
+            # Stopped at a checkpoint (libvirt): no job is left to abort, the row ends here.
+            self.session.end_checkpoint(key, "cancelled at a checkpoint")
+        self._finish(plan, JobState.CANCELLED, note="cancelled by the user")
 
     def adopt(self, key: JobKey) -> Plan:
         """Take charge of a job started elsewhere (so it can be paused, queued under the budget)."""
-        with self._lock:
-            existing = self._plans.get(key)
-            if existing is not None and existing.status is not PlanStatus.DONE:
-                return existing
-            job = self.session.backend(key.host).job_info(key.domain, key.disk)
-            if job is None:
-                raise NoJob(f"{key.domain}/{key.disk} has no block job to take charge of")
-            disk = self._disk(key)
-            chain = tuple(layer.path for layer in disk.chain)
-            entry_id = self.journal.record_job(
-                host=key.host,
-                domain=key.domain,
-                disk=key.disk,
-                kind=job.kind.value,
-                origin="planned",
-                chain_before=chain,
-                status=PlanStatus.ACTIVE.value,
-                bandwidth=job.bandwidth,
-                size=job.end,
-                owner=self._pid,
-            )
-            plan = Plan(entry_id, key, job.bandwidth, None, 0, 0.0, chain, status=PlanStatus.ACTIVE)
-            plan.size = job.end
-            plan.applied = job.bandwidth
-            self._plans[key] = plan
-            return plan
+        return self.session.call(key.host, partial(self._adopt, key))
 
-    def reattach(self) -> list[Plan]:
-        """Carry on the journal's open plans whose process is gone; return those taken over."""
-        taken: list[Plan] = []
+    def _on_host(self, key: JobKey, action: Callable[..., None], *args: object) -> None:
+        """Run one action on ``key``'s host worker (after the host's step in flight), then wake the loop."""
+        self.session.call(key.host, partial(action, key, *args))
+        self.session.wake()
+
+    def _adopt(self, key: JobKey) -> Plan:
+        existing = self.plan(key)
+        if existing is not None and existing.status is not PlanStatus.DONE:
+            return existing
+        job = self.session.backend(key.host).job_info(key.domain, key.disk)
+        if job is None:
+            raise NoJob(f"{key.domain}/{key.disk} has no block job to take charge of")
+        disk = self._disk(key)
+        chain = tuple(layer.path for layer in disk.chain)
+        entry_id = self.journal.record_job(
+            host=key.host,
+            domain=key.domain,
+            disk=key.disk,
+            kind=job.kind.value,
+            origin="planned",
+            chain_before=chain,
+            status=PlanStatus.ACTIVE.value,
+            bandwidth=job.bandwidth,
+            size=job.end,
+            owner=self._pid,
+        )
+        plan = Plan(entry_id, key, job.bandwidth, None, 0, 0.0, chain, status=PlanStatus.ACTIVE)
+        plan.size = job.end
+        plan.applied = job.bandwidth
+        with self._lock:
+            self._plans[key] = plan
+        return plan
+
+    def reattach(self, timeout: float | None = None) -> list[Plan]:
+        """Carry on the journal's open plans whose process is gone; return those taken over.
+
+        Args:
+            timeout: wait at most this long for the hosts (None: until each has answered); the
+                plans of a host that answers later are taken over then, in its worker.
+        """
+        entries: dict[str, list[Entry]] = {}
         for entry in self.journal.open_entries():
+            # A job only watched (not planned): the session's scan finds it again if it still runs.
+            if entry.host in self.session.hosts and entry.origin == "planned":
+                entries.setdefault(entry.host, []).append(entry)
+        futures = [self.session.submit(host, partial(self._reattach, todo)) for host, todo in entries.items()]
+        wait_for(futures, timeout)
+        self.session.wake()
+        return [plan for f in futures if f.done() and f.exception() is None for plan in f.result()]
+
+    def _reattach(self, entries: list[Entry]) -> list[Plan]:
+        taken: list[Plan] = []
+        for entry in entries:
             key = JobKey(entry.host, entry.domain, entry.disk)
-            if entry.host not in self.session.hosts:
+            if self.plan(key) is not None or not self.journal.claim(entry.id, self._pid):
                 continue
-            if entry.origin != "planned":
-                # A job only watched: the session's scan finds it again if it still runs.
-                continue
+            plan = self._plan_from(entry)
             with self._lock:
-                if key in self._plans or not self.journal.claim(entry.id, self._pid):
-                    continue
-                plan = self._plan_from(entry)
                 self._plans[key] = plan
             taken.append(plan)
-        self.session.wake()
         return taken
 
     def _plan_from(self, entry: Entry) -> Plan:
@@ -325,6 +368,7 @@ class Planner:
             entry.gap,
             entry.chain_before,
             size=entry.size,
+            checkpointed=max((c.boundary for c in entry.checkpoints), default=0),
             pause_requested=entry.pause_requested,
             overshoots=[c.overshoot for c in entry.checkpoints],
         )
@@ -339,7 +383,7 @@ class Planner:
             plan.applied = job.bandwidth
             plan.held_since = self._clock() if job.bandwidth == HOLD_SPEED else None
             chunks = plan.chunks()
-            plan.boundary = chunks.stop_at(job.cur) if chunks else None
+            plan.boundary = plan.next_boundary(job.cur)
             if job.state is JobState.PAUSED and plan.pause_requested:
                 plan.status = PlanStatus.PAUSED
             elif job.state is JobState.PAUSED and entry.status == PlanStatus.GAP.value:
@@ -373,15 +417,22 @@ class Planner:
     # -- the loop ---------------------------------------------------------------------------
 
     def step(self) -> Snapshot:
-        """Poll the hosts, then move every plan on; return the snapshot with chunk labels."""
+        """Poll the hosts, then move every plan on; return the snapshot with chunk labels.
+
+        Each host's plans move on in that host's worker; this waits for them as long as the
+        session waits for a poll, so a host that stops answering delays only its own plans.
+        """
         snapshot = self.session.step()
-        now = self._clock()
-        self._note_ends(snapshot, now)
-        self._sync_requests(now)
-        with self._lock:
-            for host in self.session.hosts:
-                if self._host_connected(snapshot, host):
-                    self._step_host(host, snapshot, now)
+        started: list[Future[None]] = []
+        for host in self.session.hosts:
+            current = self._stepping.get(host)
+            if self._host_connected(snapshot, host) and (current is None or current.done()):
+                self._stepping[host] = self.session.submit(host, partial(self._step_host, host))
+                started.append(self._stepping[host])
+        wait_for(started, max(2 * self.session.poll_interval, 1.0))
+        for future in started:
+            if future.done() and (error := future.exception()) is not None:
+                raise error
         return self.snapshot(snapshot)
 
     def snapshot(self, snapshot: Snapshot | None = None) -> Snapshot:
@@ -401,28 +452,26 @@ class Planner:
     def poll_interval(self) -> float:
         """How long to wait before the next step: short near boundaries and guarded ends."""
         interval = self.session.poll_interval
-        with self._lock:
-            for plan in self._plans.values():
-                if plan.status is PlanStatus.STOPPING:
-                    return FAST_POLL
-                if plan.status is PlanStatus.ACTIVE:
-                    view = self.session.job(plan.key)
-                    if view is None:
-                        continue
-                    if plan.boundary is not None:
-                        speed = plan.applied or view.rate or 0
-                        if plan.boundary - view.cur <= max(speed * APPROACH_LEAD, 4 * 1024**2):
-                            return FAST_POLL
-                    if self.guarded(plan.key.host) and self.rule.approaching(_domain_job(view)):
-                        interval = min(interval, self.rule.poll)
-                elif plan.status is PlanStatus.GAP:
-                    interval = min(interval, max(FAST_POLL, plan.resume_at - self._clock()))
+        for plan in self.plans():
+            if plan.status is PlanStatus.STOPPING:
+                return FAST_POLL
+            if plan.status is PlanStatus.ACTIVE:
+                view = self.session.job(plan.key)
+                if view is None:
+                    continue
+                if plan.boundary is not None:
+                    speed = plan.applied or view.rate or 0
+                    if plan.boundary - view.cur <= max(speed * APPROACH_LEAD, 4 * 1024**2):
+                        return FAST_POLL
+                if self.guarded(plan.key.host) and self.rule.approaching(_domain_job(view)):
+                    interval = min(interval, self.rule.poll)
+            elif plan.status is PlanStatus.GAP:
+                interval = min(interval, max(FAST_POLL, plan.resume_at - self._clock()))
         return interval
 
     def idle(self) -> bool:
         """No plan is left to drive (all done, or paused by the user)."""
-        with self._lock:
-            return all(p.status in (PlanStatus.DONE, PlanStatus.PAUSED) for p in self._plans.values())
+        return all(p.status in (PlanStatus.DONE, PlanStatus.PAUSED) for p in self.plans())
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> None:
         """Step until ``done()`` is true (or ``timeout`` seconds pass: then raise HostError)."""
@@ -435,21 +484,38 @@ class Planner:
                 raise HostError(f"plans still running after {timeout} s")
             self.session.wait(self.poll_interval())
 
-    def close(self) -> None:
-        """Leave the plans to whoever starts next; running jobs keep running (guard holds are lifted)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Leave the plans to whoever starts next; running jobs keep running (guard holds are lifted).
+
+        Args:
+            timeout: wait at most this long for the hosts; a host that does not answer keeps its
+                plans' jobs as they are (the next blocktui takes them over).
+        """
+        hosts = {plan.key.host for plan in self.plans()}
+        wait_for([self.session.submit(host, partial(self._close_host, host)) for host in hosts], timeout)
+
+    def _close_host(self, host: str) -> None:
+        for plan in self._host_plans(host):
+            if plan.status is PlanStatus.ACTIVE and plan.applied == HOLD_SPEED:
+                # A held job must not stay at the marker with nobody to release it.
+                with contextlib.suppress(BlocktuiError):
+                    self.session.set_speed(plan.key, plan.limit)
+            if plan.status is not PlanStatus.DONE:
+                self.journal.update(plan.entry_id, owner=None)
+
+    def _host_plans(self, host: str) -> list[Plan]:
         with self._lock:
-            for plan in self._plans.values():
-                if plan.status is PlanStatus.ACTIVE and plan.applied == HOLD_SPEED:
-                    # A held job must not stay at the marker with nobody to release it.
-                    with contextlib.suppress(BlocktuiError):
-                        self.session.set_speed(plan.key, plan.limit)
-                if plan.status is not PlanStatus.DONE:
-                    self.journal.update(plan.entry_id, owner=None)
+            return [p for p in self._plans.values() if p.key.host == host]
 
     # -- internals: one host ----------------------------------------------------------------
 
-    def _step_host(self, host: str, snapshot: Snapshot, now: float) -> None:
-        plans = [p for p in self._plans.values() if p.key.host == host]
+    def _step_host(self, host: str) -> None:
+        # Read here, in the host's worker: the latest the session knows, after this host's last step.
+        snapshot = self.session.snapshot()
+        now = self._clock()
+        self._note_ends(host, snapshot, now)
+        self._sync_requests(host, now)
+        plans = self._host_plans(host)
         views = {v.key: v for v in snapshot.jobs if v.key.host == host}
         for plan in plans:
             if plan.running:
@@ -472,9 +538,8 @@ class Planner:
             first = plan.size == 0
             plan.size = view.end
             self.journal.update(plan.entry_id, size=view.end)
-            chunks = plan.chunks()
-            if first and chunks is not None and plan.status is PlanStatus.ACTIVE:
-                plan.boundary = chunks.stop_at(view.cur)
+            if first and plan.status is PlanStatus.ACTIVE:
+                plan.boundary = plan.next_boundary(view.cur)
         state = view.state
         if state is JobState.COMPLETED:
             self._finish(plan, JobState.COMPLETED, bytes_done=view.end)
@@ -540,10 +605,11 @@ class Planner:
     def _checkpoint(self, plan: Plan, offset: int, now: float) -> None:
         chunks = plan.chunks()
         boundary = plan.boundary if plan.boundary is not None else offset
-        if plan.stop_reason == "checkpoint" or (chunks is not None and plan.boundary is not None):
-            point = self.journal.add_checkpoint(plan.entry_id, boundary=boundary, offset=offset)
-            plan.overshoots.append(point.overshoot)
+        at_boundary = plan.stop_reason == "checkpoint" or (chunks is not None and plan.boundary is not None)
+        if at_boundary and boundary > plan.checkpointed:
+            self._record_checkpoint(plan, boundary, offset)
         else:
+            # A pause between boundaries, or a boundary already recorded: only the progress moves.
             self.journal.update(plan.entry_id, bytes_done=offset)
         plan.held_since = None
         plan.going = False
@@ -586,8 +652,7 @@ class Planner:
                 plan.resume_at = now + 1.0
 
     def _begin_run(self, plan: Plan, cur: int) -> None:
-        chunks = plan.chunks()
-        plan.boundary = chunks.stop_at(cur) if chunks else None
+        plan.boundary = plan.next_boundary(cur)
         plan.last_cur = cur
         plan.going = False
         plan.abort_sent = False
@@ -602,7 +667,7 @@ class Planner:
         if chunks is None and plan.chunk > 0:
             # Size not known yet: assume the first boundary is one chunk away.
             return approach_speed(plan.chunk - plan.last_cur, share)
-        boundary = chunks.stop_at(plan.last_cur) if chunks else None
+        boundary = plan.next_boundary(plan.last_cur)
         if boundary is not None:
             return approach_speed(boundary - plan.last_cur, share)
         return share
@@ -611,15 +676,15 @@ class Planner:
         """Each active plan's share of the host budget (with ``joining`` counted as active)."""
         limits = {
             p.key: p.limit
-            for p in self._plans.values()
-            if p.key.host == host and (p.status is PlanStatus.ACTIVE or p.key == joining)
+            for p in self._host_plans(host)
+            if p.status is PlanStatus.ACTIVE or p.key == joining
         }
         return divide_budget(limits, self.policy(host).budget)
 
     def _make_room(self, plan: Plan, now: float) -> None:
         """Lower the running streams to their shares with ``plan`` counted, before it starts."""
         shares = self._shares(plan.key.host, joining=plan.key)
-        for other in self._plans.values():
+        for other in self._host_plans(plan.key.host):
             if other is plan or other.status is not PlanStatus.ACTIVE or other.applied in (None, HOLD_SPEED):
                 continue
             share = shares.get(other.key, other.limit)
@@ -630,7 +695,7 @@ class Planner:
         shares = self._shares(host)
         guarded = self.guarded(host)
         wanted: list[tuple[Plan, int]] = []
-        for plan in [p for p in self._plans.values() if p.key.host == host]:
+        for plan in self._host_plans(host):
             if plan.status is not PlanStatus.ACTIVE:
                 continue
             view = next((v for v in snapshot.jobs if v.key == plan.key), None)
@@ -725,16 +790,19 @@ class Planner:
         self._fresh[(key.host, key.domain)] = present
         return own, others
 
-    def _note_ends(self, snapshot: Snapshot, now: float) -> None:
-        """Remember when a job of each domain was last seen ending (for the guard's settle time)."""
+    def _note_ends(self, host: str, snapshot: Snapshot, now: float) -> None:
+        """Remember when a job of each of ``host``'s domains was last seen ending (for the guard)."""
         current: dict[tuple[str, str], set[str]] = {}
         for view in snapshot.jobs:
-            if view.state in (JobState.ACTIVE, JobState.READY, JobState.PAUSED):
+            if view.key.host == host and view.state in (JobState.ACTIVE, JobState.READY, JobState.PAUSED):
                 current.setdefault((view.key.host, view.key.domain), set()).add(view.key.disk)
-        for domain, disks in self._domain_jobs.items():
+        for domain, disks in list(self._domain_jobs.items()):
+            if domain[0] != host:
+                continue
             if disks - current.get(domain, set()):
                 self._last_end[domain] = now
-        self._domain_jobs = current
+            del self._domain_jobs[domain]
+        self._domain_jobs.update(current)
 
     def _mark_end(self, key: JobKey, now: float) -> None:
         self._last_end[(key.host, key.domain)] = now
@@ -744,29 +812,28 @@ class Planner:
         last = self._last_end.get((key.host, key.domain), self._started)
         return now - last
 
-    def _sync_requests(self, now: float) -> None:
+    def _sync_requests(self, host: str, now: float) -> None:
         """Pick up pause/resume asked by another blocktui process through the journal."""
-        if now - self._last_sync < 0.5:
+        if now - self._last_sync.get(host, float("-inf")) < 0.5:
             return
-        self._last_sync = now
-        with self._lock:
-            for plan in self._plans.values():
-                if plan.status is PlanStatus.DONE:
-                    continue
-                entry = self.journal.get(plan.entry_id)
-                if entry is None:
-                    continue
-                if entry.ended_at is not None:
-                    plan.status = PlanStatus.DONE
-                elif entry.pause_requested and not plan.pause_requested:
-                    plan.pause_requested = True
-                    if plan.status in (PlanStatus.QUEUED, PlanStatus.GAP):
-                        self._set_status(plan, PlanStatus.PAUSED)
-                elif not entry.pause_requested and plan.pause_requested:
-                    plan.pause_requested = False
-                    if plan.status is PlanStatus.PAUSED:
-                        plan.resume_at = now
-                        self._set_status(plan, PlanStatus.GAP)
+        self._last_sync[host] = now
+        for plan in self._host_plans(host):
+            if plan.status is PlanStatus.DONE:
+                continue
+            entry = self.journal.get(plan.entry_id)
+            if entry is None:
+                continue
+            if entry.ended_at is not None:
+                plan.status = PlanStatus.DONE
+            elif entry.pause_requested and not plan.pause_requested:
+                plan.pause_requested = True
+                if plan.status in (PlanStatus.QUEUED, PlanStatus.GAP):
+                    self._set_status(plan, PlanStatus.PAUSED)
+            elif not entry.pause_requested and plan.pause_requested:
+                plan.pause_requested = False
+                if plan.status is PlanStatus.PAUSED:
+                    plan.resume_at = now
+                    self._set_status(plan, PlanStatus.GAP)
 
     def _set_status(self, plan: Plan, status: PlanStatus) -> None:
         if plan.status is status:
@@ -785,14 +852,20 @@ class Planner:
     ) -> None:
         plan.status = PlanStatus.DONE
         done = bytes_done if bytes_done is not None else plan.last_cur
-        if state is JobState.COMPLETED and plan.chunk > 0 and plan.size > 0:
+        if state is JobState.COMPLETED and plan.chunk > 0 and plan.size > plan.checkpointed:
             # The end of the last chunk is the plan's last checkpoint.
-            self.journal.add_checkpoint(plan.entry_id, boundary=plan.size, offset=plan.size)
+            self._record_checkpoint(plan, plan.size, plan.size)
         self.journal.finish(plan.entry_id, state.value, bytes_done=done, error=error, note=note)
         self._mark_end(plan.key, self._clock())
 
+    def _record_checkpoint(self, plan: Plan, boundary: int, offset: int) -> None:
+        """The one place a checkpoint is written: each boundary once, in ascending order."""
+        point = self.journal.add_checkpoint(plan.entry_id, boundary=boundary, offset=offset)
+        plan.overshoots.append(point.overshoot)
+        plan.checkpointed = boundary
+
     def _require(self, key: JobKey) -> Plan:
-        plan = self._plans.get(key)
+        plan = self.plan(key)
         if plan is None or plan.status is PlanStatus.DONE:
             raise NoJob(f"{key.domain}/{key.disk} has no stream plan")
         return plan
