@@ -1,12 +1,15 @@
 """The main screen: hosts, the domain tree, every job and plan, and details of what is selected.
 
 Every stream goes through the planner (chunks, pause as checkpoint, the host's queue and budget,
-the guard). All host and journal calls run in thread workers; the UI thread only renders boards
-and opens dialogs.
+the guard). Host and journal calls run off the UI thread: the poll loop in a thread worker whose
+every wait is bounded, each user action in a daemon thread of its own (it may block on a host that
+stopped answering, and must neither hold up the screen nor keep the app from quitting). The UI
+thread only renders boards and opens dialogs.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,6 +139,9 @@ class MainScreen(Screen[None]):
 
     #: Seconds without a finished poll before the header says hosts are not answering.
     STALE_AFTER = 3.0
+    #: How long the poll worker waits for hosts to connect (or plans to be taken over) before it
+    #: shows what it has; slower hosts join when they answer.
+    OPEN_WAIT = 1.0
 
     def __init__(self, planner: Planner, *, poll: bool = True) -> None:
         """Create the screen.
@@ -198,9 +204,9 @@ class MainScreen(Screen[None]):
     def _poll(self) -> None:
         """Open the session and take over orphaned plans, then step, post, wait; polls never overlap."""
         worker = get_current_worker()
-        self.session.open()
+        self.session.open(timeout=self.OPEN_WAIT)
         try:
-            self.planner.reattach()
+            self.planner.reattach(timeout=self.OPEN_WAIT)
         except BlocktuiError as exc:
             self.post_message(ActionFailed("carry on earlier plans", visible(str(exc))))
         last_error = ""
@@ -219,15 +225,25 @@ class MainScreen(Screen[None]):
                 break
             self.session.wait(self.planner.poll_interval())
 
-    @work(thread=True, exit_on_error=False, group="actions")
     def _act(self, what: str, call: Callable[[], object]) -> None:
-        """Run one user action against the session; report the outcome as a message."""
+        """Run one user action in a daemon thread of its own; report the outcome as a message."""
+        self._in_background(what, partial(self._report, what, call))
+
+    def _in_background(self, name: str, work: Callable[[], None]) -> None:
+        # Not a Textual worker: those run on the event loop's executor, whose threads are joined
+        # when the app ends, so one action stuck in a host that stopped answering would hang quitting.
+        threading.Thread(target=work, name=f"blocktui-action {name}", daemon=True).start()
+
+    def _report(self, what: str, call: Callable[[], object], done: str | None = None) -> None:
+        """Run ``call``; post ``done`` (else ``what``) when it worked, ``what`` and the reason when not."""
         try:
             call()
         except BlocktuiError as exc:
             self.post_message(ActionFailed(what, visible(str(exc))))
-            return
-        self.post_message(ActionDone(what))
+        except Exception as exc:  # a bug: still one line on screen, never a traceback
+            self.post_message(ActionFailed(what, visible(f"{type(exc).__name__}: {exc}")))
+        else:
+            self.post_message(ActionDone(done or what))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Anything other than our own errors is a bug; still one line, never a traceback on screen.
@@ -428,22 +444,23 @@ class MainScreen(Screen[None]):
 
         def start(request: StreamRequest | None) -> None:
             if request is not None:
-                self._queue_streams([JobKey(host, domain.name, disk.target) for disk in disks], request)
+                keys = [JobKey(host, domain.name, disk.target) for disk in disks]
+                self._in_background("stream", partial(self._queue_streams, keys, request))
 
         self.app.push_screen(dialog, start)
 
-    @work(thread=True, exit_on_error=False, group="actions")
     def _queue_streams(self, keys: list[JobKey], request: StreamRequest) -> None:
         """Hand each disk to the planner in order (its queue keeps that order); report each outcome."""
         for key in keys:
-            try:
-                self.planner.add_stream(
-                    key, bandwidth=request.bandwidth, base=request.base, chunk=request.chunk, gap=request.gap
-                )
-            except BlocktuiError as exc:
-                self.post_message(ActionFailed(f"stream {self._what(key)}", visible(str(exc))))
-            else:
-                self.post_message(ActionDone(f"stream {self._what(key)} queued"))
+            add = partial(
+                self.planner.add_stream,
+                key,
+                bandwidth=request.bandwidth,
+                base=request.base,
+                chunk=request.chunk,
+                gap=request.gap,
+            )
+            self._report(f"stream {self._what(key)}", add, done=f"stream {self._what(key)} queued")
 
     def action_abort(self) -> None:
         """Ask, then abort the selected job."""

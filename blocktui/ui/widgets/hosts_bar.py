@@ -20,7 +20,9 @@ _DOTS = {
 
 
 def connection_text(info: HostInfo) -> str:
-    """The state word shown for a host: a connected but read-only host says so."""
+    """The state word shown for a host: one whose call has gone unanswered, or a read-only one, says so."""
+    if info.silent_for:
+        return f"not answering for {info.silent_for:.0f}s"
     if info.state is ConnectionState.CONNECTED and info.readonly:
         return "read-only"
     return info.state.value
@@ -48,7 +50,7 @@ def hosts_text(
     text = Text.assemble(("blocktui", "bold"), ("  read-only session" if readonly else "", "bold yellow"))
     for info in hosts:
         style = CONNECTION_STYLES.get(info.state, "")
-        if info.state is ConnectionState.CONNECTED and info.readonly:
+        if info.silent_for or (info.state is ConnectionState.CONNECTED and info.readonly):
             style = "yellow"
         text.append("  ")
         text.append(f"{_DOTS.get(info.state, '?')} ", style=style)
