@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,8 +122,20 @@ def live_app(scenario: Scenario) -> BlocktuiApp:
     return BlocktuiApp(scenario.planner)
 
 
-async def wait_for(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Let the app run until ``condition`` holds (workers run in threads, so this takes real time)."""
+@contextmanager
+def hung(backend: FakeBackend) -> Iterator[FakeBackend]:
+    """Whatever the test does to ``backend`` (``hang()``), it answers again when the block ends."""
+    try:
+        yield backend
+    finally:
+        backend.unhang()
+
+
+async def wait_for(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Let the app run until ``condition`` holds (workers run in threads, so this takes real time).
+
+    The deadline is for a loaded machine: the wait ends as soon as the condition holds.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -137,9 +150,14 @@ def screen_text(app: BlocktuiApp) -> list[str]:
 
 def job_state(app: BlocktuiApp, key: JobKey) -> str | None:
     """The state cell of a job's row, as drawn."""
+    return cell(app, key, "state")
+
+
+def cell(app: BlocktuiApp, key: JobKey, column: str) -> str | None:
+    """One cell of a job's row, as drawn (None: no such row)."""
     table = app.main.query_one(JobsTable)
     try:
-        return str(table.get_cell(row_key(key), "state")).strip()
+        return str(table.get_cell(row_key(key), column)).strip()
     except CellDoesNotExist:
         return None
 

@@ -1,0 +1,113 @@
+"""The planner never lets one host's silence hold up another's plans, whatever the user asked.
+
+On the deterministic fake backend: these prove how the planner waits, not that a stream works.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blocktui.backends.fake import FakeBackend, demo_backends
+from blocktui.core.model import JobKey, JobState
+from blocktui.journal import Journal
+from blocktui.planner import Plan, Planner, PlanStatus
+from blocktui.session import SILENT_AFTER, Session
+
+#: Long enough for a loaded machine; each wait ends as soon as its condition holds.
+DEADLINE = 60.0
+
+
+class Clock:
+    """A monotonic clock tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Iterator[tuple[Planner, FakeBackend, FakeBackend, Clock]]:
+    clock = Clock()
+    alpha, beta = demo_backends(hostile=False)
+    session = Session([alpha, beta], poll_interval=0.05, clock=clock)
+    journal = Journal(tmp_path / "journal.sqlite3")
+    planner = Planner(session, journal, guard=False, clock=clock)
+    session.open()
+    try:
+        yield planner, alpha, beta, clock
+    finally:
+        alpha.unhang()
+        beta.unhang()
+        planner.close(timeout=DEADLINE)
+        journal.close()
+        session.close()
+
+
+def step_until(planner: Planner, done: object) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not done():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        planner.step()
+
+
+def test_cancelling_a_plan_on_a_silent_host_holds_up_only_that_host(
+    hosts: tuple[Planner, FakeBackend, FakeBackend, Clock],
+) -> None:
+    planner, alpha, beta, clock = hosts
+    on_alpha = JobKey(alpha.uri, "web01", "vda")
+    on_beta = JobKey(beta.uri, "cache", "vda")
+    planner.add_stream(on_alpha)
+    planner.add_stream(on_beta)
+    step_until(planner, lambda: all(planner.session.job(k) is not None for k in (on_alpha, on_beta)))
+
+    alpha.hang()
+    cancelled = threading.Thread(target=planner.cancel, args=(on_alpha,), daemon=True)
+    cancelled.start()
+    before = planner.session.job(on_beta)
+    assert before is not None
+    beta.advance(1.0)
+
+    def alpha_silent_beta_moving() -> bool:
+        clock.now += 0.25  # time passes for the session only when the test moves it
+        silent = {h.uri: h.silent_for for h in planner.session.snapshot().hosts}
+        after = planner.session.job(on_beta)
+        return silent[alpha.uri] >= SILENT_AFTER and after is not None and after.cur > before.cur
+
+    # Steps keep coming back while alpha is silent: beta's row moves, alpha is marked.
+    step_until(planner, alpha_silent_beta_moving)
+    assert {h.uri: h for h in planner.step().hosts}[beta.uri].silent_for == 0
+    assert cancelled.is_alive()  # the user's cancel waits on alpha, in its own thread
+
+    alpha.unhang()
+    cancelled.join(DEADLINE)
+    assert not cancelled.is_alive()
+    step_until(planner, lambda: (planner.session.job(on_alpha) or before).state is JobState.CANCELLED)
+    plan = planner.plan(on_alpha)
+    assert plan is not None and plan.status is PlanStatus.DONE
+
+
+MIB = 1024**2
+
+
+@pytest.mark.parametrize(
+    ("checkpointed", "cur", "expected"),
+    [
+        (0, 0, 64 * MIB),
+        (64 * MIB, 0, 128 * MIB),  # a new pull starts from 0: it stops past what is recorded
+        (192 * MIB, 100 * MIB, None),  # past the last boundary: the last chunk runs to the end
+        (64 * MIB, 150 * MIB, 192 * MIB),  # progress past the record: the next boundary after it
+    ],
+)
+def test_a_run_never_stops_at_a_boundary_already_recorded(
+    checkpointed: int, cur: int, expected: int | None
+) -> None:
+    plan = Plan(1, JobKey("h", "d", "vda"), 0, None, 64 * MIB, 0.0, (), size=256 * MIB)
+    plan.checkpointed = checkpointed
+    assert plan.next_boundary(cur) == expected
