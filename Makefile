@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint pytest unit integration ui screenshots bench guard-trials lab-up lab-down clean deps
+.PHONY: demo test test-loaded lint pytest unit integration ui screenshots bench guard-trials lab-up lab-down clean deps
 
 $(STAMP): pyproject.toml .ci/system-deps
 	./.ci/system-deps
@@ -20,6 +20,10 @@ demo: $(STAMP)
 	$(BIN)/blocktui --lab
 
 test: lint pytest
+
+# The whole suite with one core kept busy by another process, as on a working hypervisor.
+test-loaded: $(STAMP)
+	$(PYTHON) -c 'while True: pass' & hog=$$!; trap 'kill $$hog' EXIT; $(MAKE) test
 
 lint: $(STAMP)
 	$(BIN)/ruff check blocktui tests bench

@@ -101,7 +101,7 @@ class EventLog:
     def __call__(self, event: BackendEvent) -> None:
         self.events.put(event)
 
-    def wait_job(self, domain: str, disk: str, *, timeout: float = 30.0) -> JobEvent:
+    def wait_job(self, domain: str, disk: str, *, timeout: float = 60.0) -> JobEvent:
         """The first final or READY job event for ``domain``/``disk``.
 
         Raises:

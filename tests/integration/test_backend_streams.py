@@ -19,7 +19,7 @@ from .conftest import MIB, DomainFactory, EventLog, SaveContent
 pytestmark = pytest.mark.integration
 
 
-def wait_progress(backend: Backend, disk: LabDisk, at_least: int, timeout: float = 10.0) -> BlockJob:
+def wait_progress(backend: Backend, disk: LabDisk, at_least: int, timeout: float = 60.0) -> BlockJob:
     """Poll until the disk's job has copied ``at_least`` bytes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

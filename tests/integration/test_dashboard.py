@@ -64,7 +64,7 @@ def _state(app: BlocktuiApp, key: JobKey) -> str | None:
 async def _select_disk(pilot: Pilot[int], app: BlocktuiApp, key: JobKey) -> None:
     tree = app.main.query_one(DomainTree)
     place = Place(key.host, key.domain, key.disk)
-    await _until(pilot, lambda: tree.select_place(place), timeout=10.0)
+    await _until(pilot, lambda: tree.select_place(place), timeout=60.0)
     tree.focus()
     await pilot.pause()
 

@@ -34,7 +34,7 @@ def other_client(backend: LibvirtBackend, disk: LabDisk) -> libvirt.virDomain:
     return backend.libvirt_connection().lookupByName(disk.domain)
 
 
-def job_on(backend: Backend, disk: LabDisk, timeout: float = 10.0) -> BlockJob:
+def job_on(backend: Backend, disk: LabDisk, timeout: float = 60.0) -> BlockJob:
     """The job ``list_jobs`` shows on ``disk``, waiting for it to appear."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -152,9 +152,9 @@ def test_pause_then_resume_completes(
     planner = Planner(session, journal)
     key = key_of(session, disk)
     plan = planner.add_stream(key, bandwidth=24 * MIB)
-    planner.run_until(lambda: progress(session, key) >= 16 * MIB, timeout=30)
+    planner.run_until(lambda: progress(session, key) >= 16 * MIB, timeout=60)
     planner.pause(key)
-    planner.run_until(lambda: plan.status is PlanStatus.PAUSED, timeout=30)
+    planner.run_until(lambda: plan.status is PlanStatus.PAUSED, timeout=60)
     view = session.job(key)
     assert view is not None and view.state is JobState.PAUSED
     assert backing_file(disk.top) is not None

@@ -6,6 +6,7 @@ The fake proves what the screen does with what a host reports; it proves nothing
 from __future__ import annotations
 
 import pytest
+from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.widgets import Button, Static
 from ui_support import (
@@ -253,6 +254,15 @@ async def hung_host_scenario(
     await wait_for(pilot, lambda: "not answering" not in host_line(app))
 
 
+def highlighted_command(app: BlocktuiApp) -> object:
+    """The command palette's highlighted match (None before its search has found one)."""
+    matches = app.screen.query(CommandList)
+    if not matches:
+        return None
+    found = matches.first()
+    return None if found.highlighted is None else found.get_option_at_index(found.highlighted).prompt
+
+
 def host_line(app: BlocktuiApp) -> str:
     """The hosts bar as drawn."""
     return str(app.main.query_one(HostsBar).render())
@@ -265,7 +275,8 @@ async def test_command_palette_offers_actions_that_apply(scenario: Scenario) -> 
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"Abort")
-        await pilot.pause(0.5)
+        # The palette searches in the background: wait for its best match before choosing it.
+        await wait_for(pilot, lambda: "Abort" in str(highlighted_command(app)))
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
 

@@ -6,7 +6,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
-from ui_support import SIZE, Scenario, close_scenario, make_scenario, select_disk, settle, still_app
+from textual.widgets import DataTable
+from ui_support import (
+    SIZE,
+    Scenario,
+    close_scenario,
+    make_scenario,
+    select_disk,
+    settle,
+    still_app,
+    wait_for,
+)
 
 from blocktui.backends.fake import CLICK_DOMAIN, HOSTILE_DOMAIN, GiB, MiB
 from blocktui.core.model import JobKey
@@ -107,7 +117,8 @@ def test_history_screen(snap_compare: SnapCompare, scenario: Scenario) -> None:
     async def open_history(pilot: Pilot[int]) -> None:
         await settle(pilot)
         await pilot.press("h")
-        await pilot.pause(0.3)  # the journal is read in a worker
+        # The journal is read in a worker: wait for its rows, however busy the machine is.
+        await wait_for(pilot, lambda: pilot.app.screen.query_one("#history", DataTable).row_count > 0)
         await settle(pilot)
 
     assert snap_compare(still_app(scenario), terminal_size=SIZE, run_before=open_history)
