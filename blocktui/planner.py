@@ -343,7 +343,11 @@ class Planner:
         futures = [self.session.submit(host, partial(self._reattach, todo)) for host, todo in entries.items()]
         wait_for(futures, timeout)
         self.session.wake()
-        return [plan for f in futures if f.done() and f.exception() is None for plan in f.result()]
+        done = [f for f in futures if f.done()]
+        for future in done:
+            if (error := future.exception()) is not None:
+                raise error
+        return [plan for future in done for plan in future.result()]
 
     def _reattach(self, entries: list[Entry]) -> list[Plan]:
         taken: list[Plan] = []
