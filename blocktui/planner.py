@@ -219,22 +219,41 @@ class Planner:
             raise Conflict(f"{key.domain}/{key.disk} already has a plan ({current.status.value})")
         if self.session.backend(key.host).job_info(key.domain, key.disk) is not None:
             raise Conflict(f"{key.domain}/{key.disk} already has a block job")
+        return self._new_plan(
+            key, disk, JobKind.PULL, PlanStatus.QUEUED, bandwidth=bandwidth, base=base, chunk=chunk, gap=gap
+        )
+
+    def _new_plan(
+        self,
+        key: JobKey,
+        disk: Disk,
+        kind: JobKind,
+        status: PlanStatus,
+        *,
+        bandwidth: int,
+        base: str | None = None,
+        chunk: int = 0,
+        gap: float = 0.0,
+        size: int = 0,
+    ) -> Plan:
+        """Journal a plan owned by this process and add it to the table."""
         chain = tuple(layer.path for layer in disk.chain)
         entry_id = self.journal.record_job(
             host=key.host,
             domain=key.domain,
             disk=key.disk,
-            kind=JobKind.PULL.value,
+            kind=kind.value,
             origin="planned",
             chain_before=chain,
-            status=PlanStatus.QUEUED.value,
+            status=status.value,
             base=base,
             bandwidth=bandwidth,
+            size=size,
             chunk=chunk,
             gap=gap,
             owner=self._pid,
         )
-        plan = Plan(entry_id, key, bandwidth, base, chunk, gap, chain)
+        plan = Plan(entry_id, key, bandwidth, base, chunk, gap, chain, status=status, size=size)
         with self._lock:
             self._plans[key] = plan
         return plan
@@ -307,25 +326,10 @@ class Planner:
         job = self.session.backend(key.host).job_info(key.domain, key.disk)
         if job is None:
             raise NoJob(f"{key.domain}/{key.disk} has no block job to take charge of")
-        disk = self._disk(key)
-        chain = tuple(layer.path for layer in disk.chain)
-        entry_id = self.journal.record_job(
-            host=key.host,
-            domain=key.domain,
-            disk=key.disk,
-            kind=job.kind.value,
-            origin="planned",
-            chain_before=chain,
-            status=PlanStatus.ACTIVE.value,
-            bandwidth=job.bandwidth,
-            size=job.end,
-            owner=self._pid,
+        plan = self._new_plan(
+            key, self._disk(key), job.kind, PlanStatus.ACTIVE, bandwidth=job.bandwidth, size=job.end
         )
-        plan = Plan(entry_id, key, job.bandwidth, None, 0, 0.0, chain, status=PlanStatus.ACTIVE)
-        plan.size = job.end
         plan.applied = job.bandwidth
-        with self._lock:
-            self._plans[key] = plan
         return plan
 
     def reattach(self, timeout: float | None = None) -> list[Plan]:

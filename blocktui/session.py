@@ -108,6 +108,7 @@ class Session:
         self._opened = False
         self._last_scan: dict[str, float] = {}
         self._workers = {uri: HostWorker(f"blocktui-host-{uri}", clock) for uri in self._backends}
+        self._order = {uri: index for index, uri in enumerate(self._backends)}
         # The host's poll (or connect) in flight, so polls of one host never overlap or pile up.
         self._polls: dict[str, Future[None]] = {}
 
@@ -263,7 +264,12 @@ class Session:
                     for uri in self._backends
                 ),
                 domains=tuple(d for uri in self._backends for d in self._domains[uri]),
-                jobs=tuple(JobView.of(r, now) for r in self._tracker.records()),
+                # Hosts in the order given, each host's jobs in the order first seen: polls of
+                # several hosts finish in any order, the rows must not.
+                jobs=tuple(
+                    JobView.of(r, now)
+                    for r in sorted(self._tracker.records(), key=lambda r: self._order[r.key.host])
+                ),
             )
 
     def job(self, key: JobKey) -> JobView | None:
