@@ -7,6 +7,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from blocktui.core.words import agrees, counted
 from blocktui.journal import Journal
 from blocktui.planner import Planner
 from blocktui.session import Session
@@ -66,7 +67,8 @@ class BlocktuiApp(App[int]):
         running = self.main.running_jobs()
         self.main.stop_polling()
         if running:
-            message = f"blocktui: {running} running job{'s' if running != 1 else ''} continue on the hosts."
+            verb = agrees(running, "continues", "continue")
+            message = f"blocktui: {counted(running, 'running job')} {verb} on the hosts."
         else:
             message = "blocktui: no running jobs seen; any on the hosts keep running."
         self.exit(0, message=message)

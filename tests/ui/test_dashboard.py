@@ -292,6 +292,20 @@ async def test_quit_says_jobs_keep_running(scenario: Scenario, capsys: pytest.Ca
     assert "2 running jobs continue on the hosts" in printed.out + printed.err
 
 
+async def test_quit_with_one_running_job_says_it_in_the_singular(
+    scenario: Scenario, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario.alpha.abort("web01", "vda")
+    scenario.planner.step()
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+    printed = capsys.readouterr()
+    assert "1 running job continues on the hosts" in printed.out + printed.err
+
+
 async def test_filter_narrows_both_lists(scenario: Scenario) -> None:
     app = still_app(scenario)
     async with app.run_test(size=SIZE) as pilot:

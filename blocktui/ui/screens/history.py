@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Static
 from blocktui.core.errors import BlocktuiError
 from blocktui.core.model import JobState
 from blocktui.core.text import visible
+from blocktui.core.words import counted
 from blocktui.journal import Entry, Journal
 from blocktui.ui.format import STATE_STYLES, compact_size, host_label, safe
 from blocktui.ui.messages import ActionFailed, HistoryLoaded
@@ -119,7 +120,7 @@ class HistoryScreen(Screen[None]):
             table.add_row(*entry_cells(entry), key=str(entry.id))
         count = len(message.entries)
         line = self.query_one("#history-status", Static)
-        line.update(Text(f"{count} job{'s' if count != 1 else ''} in the journal", style="dim"))
+        line.update(Text(f"{counted(count, 'job')} in the journal", style="dim"))
         line.tooltip = Text(visible(str(self._journal.path)))
 
     @on(ActionFailed)

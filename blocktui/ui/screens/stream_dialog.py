@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from blocktui.core.errors import InvalidInput
 from blocktui.core.model import Disk
 from blocktui.core.text import visible
+from blocktui.core.words import counted
 from blocktui.ui.format import safe
 from blocktui.ui.widgets.bandwidth import BandwidthInput, bandwidth_of
 from blocktui.ui.widgets.chunking import ChunkInput, GapInput, chunk_of, gap_of
@@ -90,7 +91,7 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
         text.append_text(Text(", ").join(safe(disk.target, "bold") for disk in self._disks))
         if len(self._disks) == 1:
             layers = len(self._disks[0].chain)
-            text.append(f"  ({layers} backing layer{'s' if layers != 1 else ''})", style="dim")
+            text.append(f"  ({counted(layers, 'backing layer')})", style="dim")
         return text
 
     def on_mount(self) -> None:

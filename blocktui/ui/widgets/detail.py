@@ -12,6 +12,7 @@ from textual.widgets import Sparkline, Static
 from blocktui.core.model import Disk, Domain
 from blocktui.core.units import format_rate
 from blocktui.core.views import JobView
+from blocktui.core.words import counted
 from blocktui.ui.board import PlanInfo
 from blocktui.ui.format import (
     STATE_STYLES,
@@ -88,7 +89,7 @@ def describe_plan(plan: PlanInfo) -> Text:
         text.append(f", chunks of {format_size(plan.chunk)}")
         if plan.gap:
             text.append(f" with {plan.gap:g}s between")
-        text.append(f", {plan.checkpoints} checkpoint{'s' if plan.checkpoints != 1 else ''} so far")
+        text.append(f", {counted(plan.checkpoints, 'checkpoint')} so far")
     text.append("\n")
     if plan.checkpoint_pause:
         text.append("p stops at a checkpoint here (what is copied stays; resume pulls on)\n", style="dim")

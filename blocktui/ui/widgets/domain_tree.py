@@ -12,6 +12,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from blocktui.core.model import ConnectionState, Disk, Domain, DomainState, HostInfo, JobState
+from blocktui.core.words import counted
 from blocktui.ui.format import CONNECTION_STYLES, STATE_STYLES, safe
 
 
@@ -44,7 +45,7 @@ def disk_label(disk: Disk, job: JobState | None) -> Text:
         safe(disk.target, "bold"),
         "  ",
         safe(source),
-        Text(f"  {disk.depth} layer{'s' if disk.depth != 1 else ''} ", style="dim"),
+        Text(f"  {counted(disk.depth, 'layer')} ", style="dim"),
         safe(disk.format or "?", "dim"),
     )
 
