@@ -44,7 +44,7 @@ ui: $(STAMP)
 	$(BIN)/pytest -ra tests/ui
 
 screenshots: $(STAMP)
-	$(BIN)/python -m blocktui.ui.screenshots screenshots
+	$(BIN)/python tests/support/screenshots.py screenshots
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -6,6 +6,7 @@ The fake proves what the screen does with what a host reports; it proves nothing
 from __future__ import annotations
 
 import pytest
+from fake_backend import CLICK_DOMAIN, HOSTILE_DISK_SOURCE, HOSTILE_DOMAIN, MiB
 from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.widgets import Button, Static
@@ -25,7 +26,6 @@ from ui_support import (
     wait_for,
 )
 
-from blocktui.backends.fake import CLICK_DOMAIN, HOSTILE_DISK_SOURCE, HOSTILE_DOMAIN, MiB
 from blocktui.core.model import JobKey, JobState
 from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.screens.confirm import ConfirmScreen

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_backend import CLICK_DOMAIN, GiB
 from textual.widgets import Button, DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
 from ui_support import (
@@ -27,7 +28,6 @@ from ui_support import (
     wait_for,
 )
 
-from blocktui.backends.fake import CLICK_DOMAIN, GiB
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.ui.app import BlocktuiApp

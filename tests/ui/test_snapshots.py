@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from fake_backend import CLICK_DOMAIN, HOSTILE_DOMAIN, GiB, MiB
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 from ui_support import (
@@ -18,7 +19,6 @@ from ui_support import (
     wait_for,
 )
 
-from blocktui.backends.fake import CLICK_DOMAIN, HOSTILE_DOMAIN, GiB, MiB
 from blocktui.core.model import JobKey
 from blocktui.core.scheduler import HostPolicy
 from blocktui.ui.app import BlocktuiApp

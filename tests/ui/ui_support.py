@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fake_backend import FakeBackend, demo_backends, demo_jobs, demo_outcomes
 from textual.pilot import Pilot
 from textual.widgets import Input
 from textual.widgets.data_table import CellDoesNotExist
 
-from blocktui.backends.fake import FakeBackend, demo_backends, demo_jobs, demo_outcomes
 from blocktui.core.model import JobKey
 from blocktui.core.scheduler import HostPolicy
 from blocktui.journal import Journal

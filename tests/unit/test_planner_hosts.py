@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_backend import FakeBackend, demo_backends
 
-from blocktui.backends.fake import FakeBackend, demo_backends
 from blocktui.core.model import JobKey, JobState
 from blocktui.journal import Journal
 from blocktui.planner import Plan, Planner, PlanStatus

@@ -1,4 +1,4 @@
-"""Write SVG screenshots of the real dashboard on the demo lab: ``python -m blocktui.ui.screenshots DIR``.
+"""Write SVG screenshots of the real dashboard on the demo lab: ``python tests/support/screenshots.py DIR``.
 
 It creates two domains of its own in the lab, streams their disks (some throttled so they are
 still running, one to completion, one aborted), captures the main screen, the stream dialog and
@@ -7,6 +7,7 @@ the help screen at 120x40, then removes its domains. Nothing else in the lab is 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
@@ -91,8 +92,9 @@ async def capture(planner: Planner, directory: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """Create the lab domains, capture, clean up."""
-    args = sys.argv[1:] if argv is None else argv
-    directory = Path(args[0] if args else "screenshots")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", nargs="?", default="screenshots", help="where the SVGs go")
+    directory = Path(parser.parse_args(argv).directory)
     directory.mkdir(parents=True, exist_ok=True)
     with open_lab("libvirt") as lab:
         for name in DOMAINS:
