@@ -189,10 +189,8 @@ class Session:
         return self._worker(host).submit(work)
 
     def _worker(self, host: str) -> HostWorker:
-        try:
-            return self._workers[host]
-        except KeyError:
-            raise NotFound(f"host {host!r} is not connected in this session") from None
+        self.backend(host)  # a host this session does not have is NotFound, said in one place
+        return self._workers[host]
 
     # -- events and polling -----------------------------------------------------------------
 
