@@ -6,6 +6,13 @@ show one clear line and never a traceback.
 
 from __future__ import annotations
 
+import signal
+
+#: Signals that end blocktui the way Ctrl-C (the CLI) or ``q`` (the dashboard) does: SIGTERM (kill,
+#: a service manager), SIGHUP (the terminal closed). Plans are handed back in the journal, jobs keep
+#: running on their hosts.
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
 
 class BlocktuiError(Exception):
     """Base of every error blocktui reports to a person."""

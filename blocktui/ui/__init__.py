@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from blocktui.core.errors import ENDING_SIGNALS
 from blocktui.journal import Journal
 from blocktui.planner import Planner
 from blocktui.session import Session
@@ -63,6 +64,9 @@ def run_dashboard(session: Session, planner: Planner | None = None) -> int:
     app = BlocktuiApp(planner)
     loop = asyncio.new_event_loop()
     loop.set_default_executor(_DaemonExecutor())
+    # SIGTERM and SIGHUP quit as `q` does: the terminal is restored and the plans are handed back.
+    for signum in ENDING_SIGNALS:
+        loop.add_signal_handler(signum, app.action_quit)
     try:
         app.run(loop=loop)
     finally:
