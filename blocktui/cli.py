@@ -33,6 +33,10 @@ from blocktui.session import Session
 
 EXIT_INTERRUPTED = 130
 
+#: ``lab --qmp --style``: how the lab's QEMUs attach disks (``blocktui.lab.qemu_styles.STYLES``;
+#: spelled out so ``--help`` does not import the lab).
+QMP_LAB_STYLES = ("blockdev", "drive", "drive-device", "proxmox", "libvirt")
+
 DESCRIPTION = """\
 blocktui: watch and steer live disk streaming (block pull) on libvirt and QEMU hosts.
 
@@ -165,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--disks", type=positive_int, default=2, metavar="K", help="per domain, default 2")
     lab.add_argument("--size", type=size_arg, default=64 * 1024**2, metavar="SIZE", help="default 64M")
     lab.add_argument("--qmp", action="store_true", help="plain QEMU processes with QMP sockets")
+    lab.add_argument(
+        "--style",
+        choices=QMP_LAB_STYLES,
+        default="blockdev",
+        help="with --qmp: how QEMU attaches disks (-blockdev, -drive, as Proxmox VE or libvirt do)",
+    )
     return parser
 
 
@@ -488,7 +498,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from blocktui.lab import open_lab  # noqa: PLC0415
 
     kind = "qmp" if args.qmp else "libvirt"
-    with open_lab(kind) as lab:
+    with open_lab(kind, style=args.style) as lab:
         if args.action == "up":
             print(f"creating the {kind} lab in {lab.root} ...", file=sys.stderr)
             disks = lab.up(domains=args.domains, disks=args.disks, size=args.size)
