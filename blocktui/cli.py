@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument(
         "--qmp-dir", metavar="DIR", action="append", default=[], help="a folder of QMP sockets"
     )
+    hosts.add_argument(
+        "--qmp-hold",
+        action="store_true",
+        help="keep QMP sockets open (events at once) instead of a short session per look; only for "
+        "sockets no other tool uses: QEMU serves one client at a time",
+    )
     hosts.add_argument("--readonly", action="store_true", help="never change anything; refuse every mutation")
     cli_plans.add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -206,10 +212,11 @@ def open_session(args: argparse.Namespace, *, connect: bool = True) -> Iterator[
         if args.qmp or args.qmp_dir:
             from blocktui.backends.qmp import QmpBackend  # noqa: PLC0415 - optional backend
 
+            hold = args.qmp_hold
             for socket in args.qmp:
-                backends.append(QmpBackend(sockets=[Path(socket)], readonly=args.readonly))
+                backends.append(QmpBackend(sockets=[Path(socket)], readonly=args.readonly, hold=hold))
             for directory in args.qmp_dir:
-                backends.append(QmpBackend(directory=Path(directory), readonly=args.readonly))
+                backends.append(QmpBackend(directory=Path(directory), readonly=args.readonly, hold=hold))
         uris = list(args.connect)
         if not backends and not uris:
             uris.append(_default_uri())

@@ -319,7 +319,8 @@ class QmpLab(Lab):
         taken = {b.uri for b in self._backends}
         for directory in (self.socket_dir, self.spare_dir):
             directory.mkdir(parents=True, exist_ok=True)
-            backend = QmpBackend(directory=directory, readonly=readonly)
+            # The lab's sockets have no other user by design: hold them, for events.
+            backend = QmpBackend(directory=directory, readonly=readonly, hold=True)
             if backend.uri not in taken:
                 backend.connect()
                 self._backends.append(backend)

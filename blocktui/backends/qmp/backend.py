@@ -9,16 +9,13 @@ from typing import Any
 from qemu.qmp import ExecuteError
 
 from blocktui.backends.qmp.events import QmpEvents
-from blocktui.backends.qmp.graph import as_dict, as_list, disks_from, job_disks
+from blocktui.backends.qmp.graph import as_dict, as_list, disks_from
 from blocktui.backends.qmp.state import (
-    JOB_PREFIX,
-    LIVE_STATES,
     RUN_STATES,
     Qemu,
     QemuJob,
     check_bandwidth,
     job_id_for,
-    job_kind,
     translate_error,
 )
 from blocktui.core.errors import HostError, JobBusy, NoJob, NotFound, NothingToStream, ReadOnly
@@ -30,15 +27,16 @@ log = logging.getLogger(__name__)
 class QmpBackend(QmpEvents):
     """QEMU processes reached directly through QMP: Proxmox sockets, hand-started QEMU, the QMP lab.
 
-    Disks keep one name whichever way QEMU was started (see ``graph``). QEMU 7.2 crashes when
-    ``query-named-block-nodes`` or ``query-block`` (both walk ``bdrv_block_device_info`` ->
-    ``bdrv_refresh_filename``) run while a stream finishes, so file names are read only while no
-    job on that QEMU can be finishing, and cached otherwise; names and chain shapes come from the
-    block graph, which is safe at any moment.
+    Disks keep one name whichever way QEMU was started (see ``graph``). By default each look is a
+    short session, so other clients of a socket are served (``hold=True`` keeps sessions open, for
+    events: only for sockets nothing else uses). QEMU 7.2 crashes when ``query-named-block-nodes``
+    or ``query-block`` (both walk ``bdrv_block_device_info`` -> ``bdrv_refresh_filename``) run
+    while a stream finishes, so file names are read only while no job exists on that QEMU, and
+    remembered otherwise; names and chain shapes come from the block graph, safe at any moment.
     """
 
     supports_pause = True
-    supports_events = True
+    supports_events = True  # per instance: only with hold=True
     supports_base = True
 
     # -- reading state ----------------------------------------------------------------------
@@ -46,74 +44,6 @@ class QmpBackend(QmpEvents):
     async def _refresh_status(self, qemu: Qemu) -> None:
         status = as_dict(await self._execute(qemu, "query-status")).get("status")
         qemu.state = RUN_STATES.get(str(status), DomainState.NOSTATE)
-
-    async def _refresh_jobs(self, qemu: Qemu) -> list[QemuJob]:
-        """Read ``query-block-jobs`` (safe while jobs finish) into ``qemu.jobs``."""
-        # One reading at a time: an older reply must not undo what a newer one found.
-        async with qemu.jobs_lock:
-            return await self._refresh_jobs_locked(qemu)
-
-    async def _refresh_jobs_locked(self, qemu: Qemu) -> list[QemuJob]:
-        listed = as_list(await self._execute(qemu, "query-block-jobs"))
-        qemu.listed = {str(info.get("device")) for info in listed}
-        seen: list[QemuJob] = []
-        fresh: list[QemuJob] = []
-        for info in listed:
-            job_id = str(info.get("device"))
-            job = qemu.jobs.get(job_id)
-            if job is None:
-                job = qemu.jobs[job_id] = QemuJob(job_id, qemu.disk_for_device(job_id))
-                job.ours = job_id.startswith(JOB_PREFIX)
-            newly_known = not job.known
-            job.known = True
-            job.kind = job_kind(info.get("type"))
-            job.cur = int(info.get("offset", 0))
-            job.end = int(info.get("len", 0))
-            job.speed = int(info.get("speed", 0))
-            status = str(info.get("status"))
-            if status in LIVE_STATES:
-                job.state = LIVE_STATES[status]
-            elif status == "concluded" and not job.state.is_final:
-                error = info.get("error")
-                if error:
-                    job.error = str(error)
-                    job.state = JobState.CANCELLED if "cancel" in str(error).lower() else JobState.FAILED
-                else:
-                    job.state = JobState.COMPLETED
-                self._emit_job(qemu, job)
-                if job.ours:
-                    asyncio.get_running_loop().create_task(self._dismiss(qemu, job_id))
-                newly_known = False
-            if newly_known:
-                fresh.append(job)
-            if job.ours and job.state.is_final:
-                # Its outcome went out as an event; it lingers only until our job-dismiss lands.
-                continue
-            seen.append(job)
-        targets = {disk.target for disk in qemu.disks or ()}
-        if any(job.disk not in targets for job in fresh):
-            await self._place_jobs(qemu, [job for job in fresh if job.disk not in targets])
-        for job in fresh:
-            self._emit_job(qemu, job)
-        listed_ids = {str(info.get("device")) for info in listed}
-        for job_id in [j for j in qemu.jobs if j not in listed_ids]:
-            if qemu.jobs[job_id].kind is JobKind.UNKNOWN or qemu.jobs[job_id].state.is_final:
-                del qemu.jobs[job_id]  # a non-block job, or one already reported as ended
-        return seen
-
-    async def _place_jobs(self, qemu: Qemu, jobs: list[QemuJob]) -> None:
-        """Find the disks of other clients' jobs (their ids name no disk) from the block graph.
-
-        ``x-debug-query-block-graph`` only walks node names and edges, with no filename refresh, so
-        it is safe while jobs finish.
-        """
-        try:
-            placed = job_disks(await self._execute(qemu, "x-debug-query-block-graph"))
-        except ExecuteError as exc:
-            log.info("%s: no block graph (%s); jobs keep their ids as disk names", qemu.name, exc)
-            return
-        for job in jobs:
-            job.disk = placed.get(job.job_id, job.disk)
 
     async def _refresh_disks(self, qemu: Qemu) -> None:
         """Re-read disks and chains from the block graph, and file names while no job exists.
@@ -125,21 +55,31 @@ class QmpBackend(QmpEvents):
             await self._refresh_jobs(qemu)
             for job_id in sorted(qemu.listed):
                 job = qemu.jobs.get(job_id)
-                if job is not None and job.ours and job.state.is_final:
+                if job is not None and self._may_dismiss(job):
                     await self._dismiss(qemu, job_id)  # its outcome is recorded: let it go now
             graph = await self._execute(qemu, "x-debug-query-block-graph")
             if not qemu.listed:
                 qemu.named = as_list(await self._execute(qemu, "query-named-block-nodes", {"flat": True}))
         qemu.disks, qemu.chain_nodes = disks_from(graph, qemu.named)
 
-    async def _domain(self, qemu: Qemu, refresh: bool = True) -> Domain:
-        if qemu.connected and refresh:
+    async def _domain(self, qemu: Qemu, strict: bool = False) -> Domain:
+        """``qemu`` as a domain, re-read unless it is lost.
+
+        Args:
+            strict: raise HostError when a QEMU that is not lost cannot be read now (busy
+                socket), instead of answering with what was last read; settling a job's outcome
+                must not go by a stale chain.
+        """
+        if qemu.up:
             try:
-                await self._refresh_status(qemu)
-                await self._refresh_disks(qemu)
+                async with self._talking(qemu):
+                    await self._refresh_status(qemu)
+                    await self._refresh_disks(qemu)
             except (HostError, ExecuteError) as exc:
+                if strict and isinstance(exc, HostError) and qemu.state is not DomainState.LOST:
+                    raise
                 log.info("%s: refresh failed: %s", qemu.name, exc)
-        state = qemu.state if qemu.connected else DomainState.LOST
+        state = qemu.state if qemu.up or qemu.state is DomainState.LOST else DomainState.NOSTATE
         return Domain(self.uri, qemu.name, state, disks=qemu.disks or (), persistent=False)
 
     async def _domains(self) -> list[Domain]:
@@ -155,7 +95,7 @@ class QmpBackend(QmpEvents):
         raise NotFound(f"{self.uri}: no QEMU named {name!r}")
 
     async def _get_domain(self, name: str) -> Domain:
-        return await self._domain(await self._find(name))
+        return await self._domain(await self._find(name), strict=True)
 
     # -- Backend API ------------------------------------------------------------------------
 
@@ -172,7 +112,13 @@ class QmpBackend(QmpEvents):
 
     async def _start_stream(self, domain: str, disk: str, bandwidth: int, base: str | None) -> None:
         qemu = await self._find(domain)
-        await self._domain(qemu)
+        async with self._talking(qemu):
+            await self._start_stream_on(qemu, domain, disk, bandwidth, base)
+
+    async def _start_stream_on(
+        self, qemu: Qemu, domain: str, disk: str, bandwidth: int, base: str | None
+    ) -> None:
+        await self._domain(qemu, strict=True)
         found = next((d for d in qemu.disks or () if d.target == disk), None)
         if found is None:
             raise NotFound(f"{domain} has no disk {disk!r}")
@@ -201,7 +147,14 @@ class QmpBackend(QmpEvents):
             if previous is not None and previous.state.is_final:
                 await self._dismiss(qemu, job_id)  # our last job on this disk, ended but not yet dismissed
             qemu.jobs[job_id] = QemuJob(
-                job_id, disk, JobKind.PULL, JobState.QUEUED, speed=bandwidth, ours=True, known=True
+                job_id,
+                disk,
+                JobKind.PULL,
+                JobState.QUEUED,
+                speed=bandwidth,
+                ours=True,
+                known=True,
+                started_here=True,
             )
             try:
                 await self._execute(qemu, "block-stream", arguments)
@@ -214,20 +167,21 @@ class QmpBackend(QmpEvents):
 
     async def _job_command(self, domain: str, disk: str, command: str, extra: dict[str, Any]) -> None:
         qemu = await self._find(domain)
-        job = await self._current_job(qemu, disk)
-        if job is None:
-            raise NoJob(f"{domain}/{disk} has no block job")
         try:
-            if command in ("pause", "resume"):
-                await self._job_control(qemu, command, job.job_id)
-            else:
-                await self._execute(qemu, command, {"device": job.job_id, **extra})
+            async with self._talking(qemu):
+                job = await self._current_job(qemu, disk)
+                if job is None:
+                    raise NoJob(f"{domain}/{disk} has no block job")
+                if command in ("pause", "resume"):
+                    await self._job_control(qemu, command, job.job_id)
+                else:
+                    await self._execute(qemu, command, {"device": job.job_id, **extra})
         except ExecuteError as exc:
             raise translate_error(exc, f"{domain}/{disk}: {command} refused") from exc
 
     async def _current_job(self, qemu: Qemu, disk: str) -> QemuJob | None:
-        if not qemu.connected:
-            raise HostError(f"{qemu.name}: QEMU is not reachable at {qemu.socket} ({qemu.message or 'lost'})")
+        if not qemu.up:
+            raise self._unreachable_error(qemu)
         for job in await self._refresh_jobs(qemu):
             if job.disk == disk:
                 return job
@@ -255,21 +209,34 @@ class QmpBackend(QmpEvents):
 
     async def _job_info(self, domain: str, disk: str) -> BlockJob | None:
         qemu = await self._find(domain)
-        job = await self._current_job(qemu, disk)
+        try:
+            job = await self._current_job(qemu, disk)
+        except HostError:
+            if qemu.state is DomainState.LOST:
+                raise
+            # Busy socket: what we last knew, rather than a job that seems to have vanished.
+            job = next((j for j in self._last_known(qemu) if j.disk == disk), None)
+            if job is None:
+                raise
         return None if job is None else self._block_job(qemu, job)
+
+    @staticmethod
+    def _last_known(qemu: Qemu) -> list[QemuJob]:
+        return [job for job in qemu.jobs.values() if job.known and not job.state.is_final]
 
     def list_jobs(self) -> list[BlockJob]:
         return self._call(self._list_jobs())
 
     async def _list_jobs(self) -> list[BlockJob]:
         async def one(qemu: Qemu) -> list[BlockJob]:
-            if not qemu.connected:
-                return []
+            if qemu.state is DomainState.LOST and not qemu.up:
+                return []  # its jobs were reported UNKNOWN when it went away
             try:
                 jobs = await self._refresh_jobs(qemu)
             except (HostError, ExecuteError) as exc:
+                # Busy socket: keep showing what we last knew; its jobs have not ended by that.
                 log.info("%s: query-block-jobs failed: %s", qemu.name, exc)
-                return []
+                jobs = self._last_known(qemu)
             return [self._block_job(qemu, job) for job in jobs]
 
         per_qemu = await asyncio.gather(*(one(q) for q in self._qemus.values()))

@@ -1,24 +1,29 @@
-"""QMP events as our job events, and the job commands that differ between QEMU releases."""
+"""QMP job reports (events and ``query-block-jobs``) as ours, and the job commands that vary by release."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from qemu.qmp import ExecuteError, Message
 
-from blocktui.backends.qmp.graph import as_dict
-from blocktui.backends.qmp.link import QmpLink
-from blocktui.backends.qmp.state import LIVE_STATES, Qemu, QemuJob, job_kind
+from blocktui.backends.qmp.discovery import QmpDiscovery
+from blocktui.backends.qmp.graph import as_dict, as_list, job_disks
+from blocktui.backends.qmp.state import JOB_PREFIX, LINGER, LIVE_STATES, Qemu, QemuJob, job_kind
 from blocktui.core.errors import HostError
-from blocktui.core.model import DomainsChanged, DomainState, JobEvent, JobState
+from blocktui.core.model import DomainsChanged, DomainState, JobEvent, JobKind, JobState
 
 log = logging.getLogger(__name__)
 
 
-class QmpEvents(QmpLink):
-    """Turns QMP job and run-state events into ``JobEvent`` and ``DomainsChanged``."""
+class QmpEvents(QmpDiscovery):
+    """QMP job reports as ours: events (held sessions) and ``query-block-jobs`` (every session).
+
+    Both turn into ``JobEvent`` and ``DomainsChanged``; a concluded job's outcome is read from
+    ``query-block-jobs`` when no event told it (shared sockets, or events missed).
+    """
 
     # -- job commands -----------------------------------------------------------------------
 
@@ -96,8 +101,7 @@ class QmpEvents(QmpLink):
             if not job.state.is_final:
                 # No completion event seen (a non-block job, or events lost): ask QEMU.
                 asyncio.get_running_loop().create_task(self._refresh_jobs_quietly(qemu))
-            if job.ours:
-                asyncio.get_running_loop().create_task(self._dismiss(qemu, job_id))
+            self._dismiss_later(qemu, job)
         elif status == "null":
             qemu.jobs.pop(job_id, None)
             self._emit_safely(DomainsChanged(self.uri, qemu.name))
@@ -118,8 +122,23 @@ class QmpEvents(QmpLink):
             )
         )
 
+    @staticmethod
+    def _may_dismiss(job: QemuJob) -> bool:
+        """Whether this process may dismiss a concluded job now (see ``LINGER``)."""
+        if not job.ours or not job.state.is_final:
+            return False
+        lingered = job.concluded_at is not None and time.monotonic() - job.concluded_at >= LINGER
+        return job.started_here or lingered
+
+    def _dismiss_later(self, qemu: Qemu, job: QemuJob) -> None:
+        if job.concluded_at is None:
+            job.concluded_at = time.monotonic()
+        if not job.dismissing and self._may_dismiss(job):
+            job.dismissing = True
+            asyncio.get_running_loop().create_task(self._dismiss(qemu, job.job_id))
+
     async def _dismiss(self, qemu: Qemu, job_id: str) -> None:
-        # We asked for auto-dismiss=false only so the error stays readable until recorded.
+        # We asked for auto-dismiss=false so the outcome stays readable until recorded.
         job = qemu.jobs.get(job_id)
         if job is None or not job.state.is_final:
             return  # dismissed already, and the id may now belong to a newer job
@@ -127,6 +146,7 @@ class QmpEvents(QmpLink):
             await self._job_control(qemu, "dismiss", job_id)
             qemu.listed.discard(job_id)
         except (HostError, ExecuteError) as exc:
+            job.dismissing = False
             log.warning("%s: cannot dismiss job %s: %s", qemu.name, job_id, exc)
 
     async def _refresh_jobs_quietly(self, qemu: Qemu) -> None:
@@ -134,3 +154,73 @@ class QmpEvents(QmpLink):
             await self._refresh_jobs(qemu)
         except (HostError, ExecuteError) as exc:
             log.info("%s: query-block-jobs failed: %s", qemu.name, exc)
+
+    # -- reading jobs -------------------------------------------------------------------------
+
+    async def _refresh_jobs(self, qemu: Qemu) -> list[QemuJob]:
+        """Read ``query-block-jobs`` (safe while jobs finish) into ``qemu.jobs``."""
+        # One reading at a time: an older reply must not undo what a newer one found.
+        async with qemu.jobs_lock:
+            return await self._refresh_jobs_locked(qemu)
+
+    async def _refresh_jobs_locked(self, qemu: Qemu) -> list[QemuJob]:
+        listed = as_list(await self._execute(qemu, "query-block-jobs"))
+        qemu.listed = {str(info.get("device")) for info in listed}
+        seen: list[QemuJob] = []
+        fresh: list[QemuJob] = []
+        for info in listed:
+            job_id = str(info.get("device"))
+            job = qemu.jobs.get(job_id)
+            if job is None:
+                job = qemu.jobs[job_id] = QemuJob(job_id, qemu.disk_for_device(job_id))
+                job.ours = job_id.startswith(JOB_PREFIX)
+            newly_known = not job.known
+            job.known = True
+            job.kind = job_kind(info.get("type"))
+            job.cur = int(info.get("offset", 0))
+            job.end = int(info.get("len", 0))
+            job.speed = int(info.get("speed", 0))
+            status = str(info.get("status"))
+            if status in LIVE_STATES:
+                job.state = LIVE_STATES[status]
+            elif status == "concluded" and not job.state.is_final:
+                error = info.get("error")
+                if error:
+                    job.error = str(error)
+                    job.state = JobState.CANCELLED if "cancel" in str(error).lower() else JobState.FAILED
+                else:
+                    job.state = JobState.COMPLETED
+                self._emit_job(qemu, job)
+                newly_known = False
+            if status == "concluded":
+                self._dismiss_later(qemu, job)
+            if newly_known:
+                fresh.append(job)
+            if job.ours and job.state.is_final:
+                # Its outcome went out as an event; it lingers only until our job-dismiss lands.
+                continue
+            seen.append(job)
+        targets = {disk.target for disk in qemu.disks or ()}
+        if any(job.disk not in targets for job in fresh):
+            await self._place_jobs(qemu, [job for job in fresh if job.disk not in targets])
+        for job in fresh:
+            self._emit_job(qemu, job)
+        listed_ids = {str(info.get("device")) for info in listed}
+        for job_id in [j for j in qemu.jobs if j not in listed_ids]:
+            if qemu.jobs[job_id].kind is JobKind.UNKNOWN or qemu.jobs[job_id].state.is_final:
+                del qemu.jobs[job_id]  # a non-block job, or one already reported as ended
+        return seen
+
+    async def _place_jobs(self, qemu: Qemu, jobs: list[QemuJob]) -> None:
+        """Find the disks of other clients' jobs (their ids name no disk) from the block graph.
+
+        ``x-debug-query-block-graph`` only walks node names and edges, with no filename refresh, so
+        it is safe while jobs finish.
+        """
+        try:
+            placed = job_disks(await self._execute(qemu, "x-debug-query-block-graph"))
+        except ExecuteError as exc:
+            log.info("%s: no block graph (%s); jobs keep their ids as disk names", qemu.name, exc)
+            return
+        for job in jobs:
+            job.disk = placed.get(job.job_id, job.disk)

@@ -1,4 +1,10 @@
-"""The QMP backend's asyncio loop, its sessions with each QEMU, and discovery of their sockets."""
+"""The QMP backend's asyncio loop and its sessions with each QEMU: held open, or short and let go.
+
+A QEMU unix-socket monitor serves one client at a time; a client that stays connected makes every
+other one wait (on Proxmox VE: its status daemon, ``qm``, backups). So unless the socket is ours
+alone by design (``hold``: the lab's own sockets, ``--qmp-hold``), each batch of commands opens a
+session, runs, and closes it: another client waits at most for that batch.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import contextlib
 import logging
 import threading
 from abc import abstractmethod
-from collections.abc import Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,37 +21,30 @@ from typing import Any, TypeVar
 from qemu.qmp import ExecuteError, Message, QMPClient, QMPError, Runstate
 
 from blocktui.backends.base import Backend
-from blocktui.backends.qmp.graph import as_dict, as_list
-from blocktui.backends.qmp.state import (
-    CONNECT_TIMEOUT,
-    LOST_NOTE,
-    SOCKET_PATTERNS,
-    Forwarder,
-    Qemu,
-    QemuJob,
-)
-from blocktui.core.errors import BlocktuiError, HostError
-from blocktui.core.model import (
-    ConnectionEvent,
-    ConnectionState,
-    DomainsChanged,
-    DomainState,
-    HostInfo,
-    JobEvent,
-    JobState,
-)
+from blocktui.backends.qmp.state import CONNECT_TIMEOUT, LOST_NOTE, Forwarder, Qemu, QemuJob
+from blocktui.core.errors import HostError
+from blocktui.core.model import ConnectionEvent, DomainsChanged, DomainState, JobEvent, JobState
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class QmpLink(Backend):
-    """The QMP backend's plumbing: one asyncio loop in a daemon thread, one session per QEMU.
+class QemuGone(HostError):
+    """The QEMU's socket refuses connections or is missing: the process has gone."""
 
-    Each QEMU is one domain, named by ``query-name`` or else by its socket's file name. The
-    synchronous methods submit work to the loop with a timeout. Subclasses read state and handle
-    events (``_refresh_status``, ``_refresh_jobs``, ``_on_event``).
+
+class QmpLink(Backend):
+    """The QMP backend's plumbing: one asyncio loop in a daemon thread, sessions with each QEMU.
+
+    The synchronous methods submit work to the loop with a timeout. Subclasses discover the QEMUs
+    and read their state (``_update_host_state``, ``_refresh_status``, ``_refresh_jobs``,
+    ``_on_event``).
+
+    Attributes:
+        hold: keep one session per QEMU open (events arrive as they happen). Without it, sessions
+            are short and outcomes are read from ``query-block-jobs`` (our jobs stay listed until
+            we dismiss them) and from the chain.
     """
 
     def __init__(
@@ -56,6 +55,7 @@ class QmpLink(Backend):
         readonly: bool = False,
         timeout: float = 10.0,
         rescan_interval: float = 2.0,
+        hold: bool = False,
     ) -> None:
         self._sockets = tuple(Path(s).absolute() for s in sockets)
         self._directory = Path(directory).absolute() if directory is not None else None
@@ -65,58 +65,17 @@ class QmpLink(Backend):
         super().__init__("qmp:" + ",".join(places), readonly=readonly)
         self.timeout = timeout
         self.rescan_interval = rescan_interval
+        self.hold = hold
+        # Events arrive only through a session that stays open.
+        self.supports_events = hold
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._qemus: dict[Path, Qemu] = {}
-        self._rescanner: asyncio.Task[None] | None = None
         self._scan_lock = asyncio.Lock()
-        self._host_state = ConnectionState.CONNECTING
-        self._host_message = ""
 
     # -- loop plumbing ----------------------------------------------------------------------
 
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            coro.close()
-            raise HostError(f"{self.uri}: not connected")
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
-        limit = timeout if timeout is not None else self.timeout * 2 + 1
-        try:
-            return future.result(limit)
-        except FutureTimeout as exc:
-            future.cancel()
-            raise HostError(f"{self.uri}: QEMU did not answer within {limit:.0f} s") from exc
-
-    async def _execute(self, qemu: Qemu, command: str, arguments: dict[str, Any] | None = None) -> object:
-        """Run one QMP command on ``qemu``, translating transport failures to HostError."""
-        client = qemu.client
-        if client is None or not qemu.connected:
-            raise HostError(f"{qemu.name}: QEMU is not reachable at {qemu.socket} ({qemu.message or 'lost'})")
-        try:
-            return await asyncio.wait_for(client.execute(command, arguments), self.timeout)
-        except ExecuteError:
-            raise
-        except TimeoutError as exc:
-            raise HostError(
-                f"{qemu.name}: QEMU did not answer {command} within {self.timeout:.0f} s"
-            ) from exc
-        except (QMPError, OSError, EOFError) as exc:
-            raise HostError(f"{qemu.name}: {command} failed: {exc or type(exc).__name__}") from exc
-
-    def _emit_safely(self, event: JobEvent | ConnectionEvent | DomainsChanged) -> None:
-        try:
-            self.emit(event)
-        except Exception:  # a broken listener must not kill the QMP reader
-            log.exception("event listener failed on %r", event)
-
-    # -- connection -------------------------------------------------------------------------
-
-    def connect(self) -> None:
-        if self._loop is not None:
-            return
-        if self._directory is not None and not self._directory.is_dir():
-            raise HostError(f"{self.uri}: {self._directory} is not a directory of QMP sockets")
+    def _start_loop(self) -> None:
         loop = asyncio.new_event_loop()
         ready = threading.Event()
 
@@ -129,149 +88,120 @@ class QmpLink(Backend):
         self._thread.start()
         ready.wait()
         self._loop = loop
-        try:
-            self._call(self._scan(), timeout=self.timeout * 2 + 5)
-        except BlocktuiError:
-            self.close()
-            raise
-        if self._sockets and not self._directory and not any(q.connected for q in self._qemus.values()):
-            message = "; ".join(q.message for q in self._qemus.values())
-            self.close()
-            raise HostError(f"{self.uri}: no QEMU reachable ({message})")
-        self._call(self._start_rescanner())
-        self._host_state = ConnectionState.CONNECTED
-        self._emit_safely(ConnectionEvent(self.uri, ConnectionState.CONNECTED))
 
-    @property
-    def connected(self) -> bool:
-        """Whether ``connect`` succeeded and ``close`` has not run since."""
-        return self._loop is not None
-
-    async def _start_rescanner(self) -> None:
-        self._rescanner = asyncio.get_running_loop().create_task(self._rescan_forever())
-
-    def close(self) -> None:
+    def _stop_loop(self) -> None:
         loop = self._loop
         if loop is None:
             return
         if loop.is_running():
-            with contextlib.suppress(BlocktuiError):
-                self._call(self._shutdown(), timeout=self.timeout + 2)
             loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=5)
         loop.close()
         self._loop = None
         self._thread = None
-        self._host_state = ConnectionState.DISCONNECTED
 
-    async def _shutdown(self) -> None:
-        if self._rescanner is not None:
-            self._rescanner.cancel()
-        for qemu in list(self._qemus.values()):
-            await self._drop_connection(qemu)
-        self._qemus.clear()
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            coro.close()
+            raise HostError(f"{self.uri}: not connected")
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        limit = timeout if timeout is not None else self.timeout * 2 + CONNECT_TIMEOUT + 1
+        try:
+            return future.result(limit)
+        except FutureTimeout as exc:
+            future.cancel()
+            raise HostError(f"{self.uri}: QEMU did not answer within {limit:.0f} s") from exc
 
-    async def _rescan_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.rescan_interval)
-            try:
-                await self._scan()
-            except Exception:  # keep rescanning: one bad socket must not end discovery
-                log.exception("%s: rescan failed", self.uri)
+    def _emit_safely(self, event: JobEvent | ConnectionEvent | DomainsChanged) -> None:
+        try:
+            self.emit(event)
+        except Exception:  # a broken listener must not kill the QMP reader
+            log.exception("event listener failed on %r", event)
 
-    def _socket_paths(self) -> list[Path]:
-        paths = list(self._sockets)
-        if self._directory is not None:
-            for pattern in SOCKET_PATTERNS:
-                paths.extend(sorted(self._directory.glob(pattern)))
-        return list(dict.fromkeys(paths))
+    # -- sessions ---------------------------------------------------------------------------
 
-    async def _scan(self) -> None:
-        """Pick up new sockets, forget vanished ones (directory mode), reconnect lost QEMUs."""
-        # The periodic rescan and a lookup of a new name may overlap: connect each QEMU once.
-        async with self._scan_lock:
-            await self._scan_once()
+    async def _execute(self, qemu: Qemu, command: str, arguments: dict[str, Any] | None = None) -> object:
+        """Run one QMP command on ``qemu``, translating transport failures to HostError."""
+        if not self.hold and qemu.client is None:
+            async with self._talking(qemu):
+                return await self._execute(qemu, command, arguments)
+        client = qemu.client
+        if client is None or not qemu.connected:
+            raise self._unreachable_error(qemu)
+        try:
+            return await asyncio.wait_for(client.execute(command, arguments), self.timeout)
+        except ExecuteError:
+            raise
+        except TimeoutError as exc:
+            raise HostError(
+                f"{qemu.name}: QEMU did not answer {command} within {self.timeout:.0f} s"
+            ) from exc
+        except (QMPError, OSError, EOFError) as exc:
+            raise HostError(f"{qemu.name}: {command} failed: {exc or type(exc).__name__}") from exc
 
-    async def _scan_once(self) -> None:
-        paths = self._socket_paths()
-        changed = False
-        for path in list(self._qemus):
-            if path not in paths and path not in self._sockets:
-                qemu = self._qemus.pop(path)
-                await self._lose(qemu, "its socket was removed")
-                changed = True
-        attempts = []
-        for path in paths:
-            known = self._qemus.get(path)
-            if known is None:
-                known = self._qemus[path] = Qemu(socket=path, name=path.stem)
-                changed = True
-            if not known.connected:
-                attempts.append(self._connect_qemu(known))
-        results = await asyncio.gather(*attempts)
-        if changed or any(results):
-            self._name_domains()
-            self._emit_safely(DomainsChanged(self.uri))
+    @contextlib.asynccontextmanager
+    async def _talking(self, qemu: Qemu) -> AsyncIterator[None]:
+        """One session for a batch of commands: the held one, or a short one closed after.
+
+        Raises:
+            HostError: QEMU cannot be reached (``QemuGone`` when its socket refuses: then its
+                unfinished jobs are reported UNKNOWN).
+        """
+        if self.hold:
+            if not qemu.connected:
+                raise self._unreachable_error(qemu)
+            yield
+            return
+        async with qemu.open_lock:
+            if not qemu.connected:
+                await self._drop_connection(qemu)
+                try:
+                    qemu.client = await self._open(qemu)
+                except HostError as exc:
+                    await self._unreachable(qemu, exc)
+                    raise
+            qemu.users += 1
+        try:
+            yield
+        finally:
+            qemu.users -= 1
+            if qemu.users == 0:
+                await self._drop_connection(qemu)
+
+    @staticmethod
+    def _unreachable_error(qemu: Qemu) -> HostError:
+        return HostError(f"{qemu.name}: QEMU is not reachable at {qemu.socket} ({qemu.message or 'lost'})")
+
+    async def _unreachable(self, qemu: Qemu, exc: HostError) -> None:
+        was_up, qemu.up = qemu.up, False
+        if isinstance(exc, QemuGone) and was_up:
+            await self._lose(qemu, str(exc))
+        qemu.message = str(exc)
         self._update_host_state()
 
-    def _update_host_state(self) -> None:
-        total = len(self._qemus)
-        up = sum(q.connected for q in self._qemus.values())
-        if total and not up:
-            state = ConnectionState.DISCONNECTED
-            message = "no QEMU reachable: " + "; ".join(
-                f"{q.socket.name}: {q.message}" for q in self._qemus.values()
-            )
-        else:
-            state = ConnectionState.CONNECTED
-            message = f"{up} of {total} QEMU processes reachable" if up != total else ""
-        if self._host_state in (ConnectionState.CONNECTED, ConnectionState.DISCONNECTED) and (
-            state is not self._host_state or message != self._host_message
-        ):
-            self._host_state, self._host_message = state, message
-            self._emit_safely(ConnectionEvent(self.uri, state, message))
-        else:
-            self._host_message = message
-
-    async def _connect_qemu(self, qemu: Qemu) -> bool:
-        """Open a session to one QEMU; True when it is now connected."""
+    async def _open(self, qemu: Qemu) -> QMPClient:
+        """A new QMP session with ``qemu``, its events going to ``_on_event``."""
         client = QMPClient(qemu.socket.name)
         # The default listener queues every event forever; reject at the door, we use our own.
         client.events.event_filter = lambda _event: False
         client.register_listener(Forwarder(lambda event: self._on_event(qemu, event)))
         try:
             await asyncio.wait_for(client.connect(str(qemu.socket)), CONNECT_TIMEOUT)
-        except TimeoutError:
-            qemu.message = "no greeting (another client may hold the socket: QEMU serves one at a time)"
+        except TimeoutError as exc:
             await self._abandon(client)
-            return False
+            raise HostError(
+                f"{qemu.name}: no QMP greeting within {CONNECT_TIMEOUT:.0f} s at {qemu.socket}: another "
+                "client holds the socket (QEMU serves one at a time); try again when it lets go"
+            ) from exc
         except (QMPError, OSError) as exc:
-            cause = getattr(exc, "exc", exc)
-            qemu.message = f"cannot connect: {cause}"
             await self._abandon(client)
-            return False
-        qemu.client = client
-        try:
-            greeting = client.greeting
-            if greeting is not None:
-                # 0.0.6 models the greeting as an object whose ``version`` is a plain mapping.
-                release = as_dict(greeting.QMP.version.get("qemu"))
-                qemu.version = f"QEMU {release.get('major')}.{release.get('minor')}.{release.get('micro')}"
-            name = as_dict(await self._execute(qemu, "query-name")).get("name")
-            qemu.qmp_name = str(name) if name else None
-            commands = await self._execute(qemu, "query-commands")
-            names = {str(c.get("name")) for c in as_list(commands)}
-            qemu.job_commands = {"job-pause", "job-resume", "job-dismiss"} <= names
-            await self._refresh_status(qemu)
-            await self._refresh_jobs(qemu)
-        except (HostError, ExecuteError) as exc:
-            qemu.message = str(exc)
-            await self._drop_connection(qemu)
-            return False
-        qemu.message = ""
-        qemu.watcher = asyncio.get_running_loop().create_task(self._watch(qemu, client))
-        return True
+            cause = getattr(exc, "exc", exc)
+            gone = isinstance(cause, ConnectionRefusedError | FileNotFoundError)
+            error = QemuGone if gone else HostError
+            raise error(f"{qemu.name}: cannot connect to {qemu.socket}: {cause}") from exc
+        return client
 
     async def _abandon(self, client: QMPClient) -> None:
         with contextlib.suppress(QMPError, OSError, EOFError):
@@ -286,7 +216,7 @@ class QmpLink(Backend):
             await self._abandon(client)
 
     async def _watch(self, qemu: Qemu, client: QMPClient) -> None:
-        """Notice the session ending (QEMU killed, quit, socket closed) and report it."""
+        """Notice a held session ending (QEMU killed, quit, socket closed) and report it."""
         while client.runstate is Runstate.RUNNING:
             await client.runstate_changed()
         if qemu.client is client:
@@ -296,6 +226,7 @@ class QmpLink(Backend):
     async def _lose(self, qemu: Qemu, why: str) -> None:
         """Mark a QEMU lost; its unfinished jobs end as UNKNOWN, never as completed."""
         await self._drop_connection(qemu)
+        qemu.up = False
         qemu.state = DomainState.LOST
         qemu.message = why
         for job in list(qemu.jobs.values()):
@@ -314,19 +245,14 @@ class QmpLink(Backend):
                     )
                 )
         qemu.jobs.clear()
+        qemu.listed.clear()
         self._emit_safely(DomainsChanged(self.uri, qemu.name))
 
-    def _name_domains(self) -> None:
-        """Domain names: ``query-name`` when set and unique, else the socket's stem."""
-        wanted = {path: (q.qmp_name or path.stem) for path, q in self._qemus.items()}
-        counts: dict[str, int] = {}
-        for name in wanted.values():
-            counts[name] = counts.get(name, 0) + 1
-        for path, qemu in self._qemus.items():
-            name = wanted[path]
-            qemu.name = name if counts[name] == 1 else f"{name}@{path.stem}"
-
     # -- what subclasses provide ---------------------------------------------------------------
+
+    @abstractmethod
+    def _update_host_state(self) -> None:
+        """Re-derive the host's health from its QEMUs' and report a change."""
 
     @abstractmethod
     def _on_event(self, qemu: Qemu, event: Message) -> None:
@@ -339,14 +265,3 @@ class QmpLink(Backend):
     @abstractmethod
     async def _refresh_jobs(self, qemu: Qemu) -> list[QemuJob]:
         """Read ``qemu``'s block jobs."""
-
-    def host_info(self) -> HostInfo:
-        versions = sorted({q.version for q in self._qemus.values() if q.version})
-        return HostInfo(
-            uri=self.uri,
-            state=self._host_state,
-            readonly=self.readonly,
-            hypervisor=", ".join(versions) or "QEMU (QMP)",
-            message=self._host_message,
-            extra={"qemu processes": str(len(self._qemus))},
-        )

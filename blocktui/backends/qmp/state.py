@@ -61,6 +61,11 @@ RUN_STATES = {
     "colo": DomainState.RUNNING,
 }
 
+#: Seconds a concluded blocktui job started by another process is left for that process to read its
+#: outcome (it polls twice a second) before this one dismisses it: a blocktui that died must not
+#: leave it forever, nor may a bystander take the outcome from the one waiting for it.
+LINGER = 10.0
+
 LOST_NOTE = "the QEMU process went away (its QMP connection closed) while the job ran; its outcome is unknown"
 
 
@@ -86,7 +91,14 @@ class QemuJob:
     end: int = 0
     speed: int = 0
     error: str | None = None
+    #: A blocktui job (our job id prefix), started by this process or another blocktui.
     ours: bool = False
+    #: Started by this very process: it may dismiss the job as soon as it read the outcome.
+    started_here: bool = False
+    #: When this process first saw the job concluded (monotonic seconds).
+    concluded_at: float | None = None
+    #: A job-dismiss for it is on its way.
+    dismissing: bool = False
     #: Seen in query-block-jobs (so a block job, with its disk worked out), or started by us.
     known: bool = False
 
@@ -115,12 +127,18 @@ class Qemu:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     jobs_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     watcher: asyncio.Task[None] | None = None
+    #: The last contact succeeded (held: the session is open; shared: the last short one worked).
+    up: bool = False
+    #: Coroutines inside a short session (``QmpLink._talking``); the last one out lets go.
+    users: int = 0
+    open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: Whether this QEMU has ``job-pause``/``job-resume``/``job-dismiss`` (read once per connection);
     #: QEMU 10.1 deprecates the ``block-job-*`` forms of those three.
     job_commands: bool = True
 
     @property
     def connected(self) -> bool:
+        """Whether a QMP session with this QEMU is open right now."""
         return self.client is not None and self.client.runstate is Runstate.RUNNING
 
     def disk_for_device(self, device: str) -> str:
