@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TextIO
 # cli_plans reads this module's helpers at call time, so the import cycle is harmless.
 from blocktui import __version__, cli_plans
 from blocktui.backends.base import Backend
-from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, Conflict, HostError, NotFound
+from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, Conflict, HostError, InvalidInput, NotFound
 from blocktui.core.model import BlockJob, ConnectionState, Domain, JobKey, JobState
 from blocktui.core.text import visible
 from blocktui.core.units import (
@@ -178,8 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--style",
         choices=QMP_LAB_STYLES,
-        default="blockdev",
-        help="with --qmp: how QEMU attaches disks (-blockdev, -drive, as Proxmox VE or libvirt do)",
+        help="with --qmp: how QEMU attaches disks (default blockdev; -drive; as Proxmox VE or libvirt do)",
     )
     return parser
 
@@ -505,7 +504,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from blocktui.lab import open_lab  # noqa: PLC0415
 
     kind = "qmp" if args.qmp else "libvirt"
-    with open_lab(kind, style=args.style) as lab:
+    if args.style is not None and not args.qmp:
+        raise InvalidInput("--style applies to the QMP lab only: add --qmp")
+    with open_lab(kind, style=args.style or "blockdev") as lab:
         if args.action == "up":
             print(f"creating the {kind} lab in {lab.root} ...", file=sys.stderr)
             disks = lab.up(domains=args.domains, disks=args.disks, size=args.size)
@@ -518,9 +519,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
         if not disks:
             print(f"no {kind} lab in {lab.root}; 'blocktui lab up' creates one")
             return 0
+        width = max(5, *(len(disk.target) for disk in disks))
         for disk in disks:
             chain = " <- ".join(p.name for p in (disk.top, *disk.backing))
-            print(f"{disk.domain:10} {disk.target:5} {format_size(disk.size):>10}  {chain}")
+            print(f"{disk.domain:10} {disk.target:{width}} {format_size(disk.size):>10}  {chain}")
     return 0
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from blocktui.backends.qmp import QmpBackend
+from blocktui.core.model import BlockJob, JobState
 from blocktui.lab import DiskSpec, LabDisk
 from blocktui.lab.images import backing_file, compare, flatten_copy
 from blocktui.lab.qmp_lab import QmpLab
@@ -96,8 +98,8 @@ def waiter(styled: QmpLab, domain: Domain, tmp_path: Path) -> Blocktui:
 
 @pytest.fixture
 def operator(styled: QmpLab, domain: Domain, tmp_path: Path) -> Blocktui:
-    """Another blocktui, from another terminal (the spare socket: QEMU serves one client per socket)."""
-    return Blocktui(styled.spare_socket(domain[0]), tmp_path / "state")
+    """Another blocktui, from another terminal, on the same socket (neither holds it)."""
+    return Blocktui(styled.socket(domain[0]), tmp_path / "state")
 
 
 @pytest.fixture
@@ -205,3 +207,43 @@ def test_another_process_aborts_and_a_stream_to_a_base_keeps_it(
     styled.flush(name)
     assert backing_file(disk.top) == base
     assert compare(disk.top, saved)
+
+
+def test_in_process_pause_resume_rethrottle_and_abort(styled: QmpLab, domain: Domain) -> None:
+    name, disk, saved = domain
+    backend = QmpBackend(sockets=[styled.socket(name)], timeout=5.0)
+    backend.connect()
+    try:
+        backend.start_stream(name, disk.target, bandwidth=MIB)
+        _wait_state(backend, name, disk.target, JobState.ACTIVE)
+        backend.pause(name, disk.target)
+        paused = _wait_state(backend, name, disk.target, JobState.PAUSED)
+        backend.set_speed(name, disk.target, 2 * MIB)
+        backend.resume(name, disk.target)
+        resumed = _wait_state(backend, name, disk.target, JobState.ACTIVE)
+        backend.abort(name, disk.target)
+        deadline = time.monotonic() + DEADLINE
+        while backend.job_info(name, disk.target) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert backend.job_info(name, disk.target) is None
+        listed = backend.get_domain(name).disk(disk.target)
+    finally:
+        backend.close()
+
+    assert paused.cur < paused.end
+    assert resumed.bandwidth == 2 * MIB
+    assert listed is not None and len(listed.chain) == 2
+    styled.flush(name)
+    assert backing_file(disk.top) == str(disk.backing[0])
+    assert compare(disk.top, saved)
+
+
+def _wait_state(backend: QmpBackend, domain: str, disk: str, state: JobState) -> BlockJob:
+    deadline = time.monotonic() + DEADLINE
+    job = None
+    while time.monotonic() < deadline:
+        job = backend.job_info(domain, disk)
+        if job is not None and job.state is state:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"{domain}/{disk} never reached {state}; last {job}")

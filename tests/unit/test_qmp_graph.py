@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from blocktui.backends.qmp.graph import disks_from, job_disks, qdev_id
+from blocktui.backends.qmp.state import job_control
 from blocktui.lab.qemu_styles import STYLES
 
 SAMPLES = Path(__file__).parent / "qmp_samples"
@@ -107,3 +108,9 @@ def test_the_cli_offers_every_lab_style() -> None:
     from blocktui.cli import QMP_LAB_STYLES
 
     assert QMP_LAB_STYLES == STYLES
+
+
+def test_job_commands_where_qemu_has_them_else_the_block_job_forms() -> None:
+    assert job_control("pause", "j1", job_commands=True) == ("job-pause", {"id": "j1"})
+    assert job_control("dismiss", "j1", job_commands=True) == ("job-dismiss", {"id": "j1"})
+    assert job_control("resume", "j1", job_commands=False) == ("block-job-resume", {"device": "j1"})

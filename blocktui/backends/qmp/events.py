@@ -11,7 +11,15 @@ from qemu.qmp import ExecuteError, Message
 
 from blocktui.backends.qmp.discovery import QmpDiscovery
 from blocktui.backends.qmp.graph import as_dict, as_list, job_disks
-from blocktui.backends.qmp.state import JOB_PREFIX, LINGER, LIVE_STATES, Qemu, QemuJob, job_kind
+from blocktui.backends.qmp.state import (
+    JOB_PREFIX,
+    LINGER,
+    LIVE_STATES,
+    Qemu,
+    QemuJob,
+    job_control,
+    job_kind,
+)
 from blocktui.core.errors import HostError
 from blocktui.core.model import DomainsChanged, DomainState, JobEvent, JobKind, JobState
 
@@ -28,14 +36,9 @@ class QmpEvents(QmpDiscovery):
     # -- job commands -----------------------------------------------------------------------
 
     async def _job_control(self, qemu: Qemu, verb: str, job_id: str) -> None:
-        """``pause``, ``resume`` or ``dismiss`` one job, with ``job-*`` where QEMU has it.
-
-        QEMU 10.1 deprecates ``block-job-pause/resume/dismiss``; QEMU before 3.0 has only those.
-        """
-        if qemu.job_commands:
-            await self._execute(qemu, f"job-{verb}", {"id": job_id})
-        else:
-            await self._execute(qemu, f"block-job-{verb}", {"device": job_id})
+        """``pause``, ``resume`` or ``dismiss`` one job, with ``job-*`` where QEMU has it."""
+        command, arguments = job_control(verb, job_id, job_commands=qemu.job_commands)
+        await self._execute(qemu, command, arguments)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -173,7 +176,8 @@ class QmpEvents(QmpDiscovery):
             job = qemu.jobs.get(job_id)
             if job is None:
                 job = qemu.jobs[job_id] = QemuJob(job_id, qemu.disk_for_device(job_id))
-                job.ours = job_id.startswith(JOB_PREFIX)
+            # Also for a job first learned from an event, which does not say whose it is.
+            job.ours = job.ours or job_id.startswith(JOB_PREFIX)
             newly_known = not job.known
             job.known = True
             job.kind = job_kind(info.get("type"))

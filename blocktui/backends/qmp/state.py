@@ -74,6 +74,17 @@ def job_id_for(disk: str) -> str:
     return JOB_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "_", disk)
 
 
+def job_control(verb: str, job_id: str, *, job_commands: bool) -> tuple[str, dict[str, Any]]:
+    """The QMP command and arguments to ``pause``, ``resume`` or ``dismiss`` one job.
+
+    QEMU 10.1 deprecates ``block-job-pause/resume/dismiss`` for ``job-*`` (which take ``id``);
+    QEMU before 3.0 has only the ``block-job-*`` forms (which take ``device``).
+    """
+    if job_commands:
+        return f"job-{verb}", {"id": job_id}
+    return f"block-job-{verb}", {"device": job_id}
+
+
 def job_kind(job_type: object) -> JobKind:
     """Our kind for a QMP ``JobType`` (``stream``, ``mirror``, ...)."""
     return KINDS.get(str(job_type), JobKind.UNKNOWN)
