@@ -170,7 +170,8 @@ class QmpEvents(QmpDiscovery):
         listed = as_list(await self._execute(qemu, "query-block-jobs"))
         qemu.listed = {str(info.get("device")) for info in listed}
         seen: list[QemuJob] = []
-        fresh: list[QemuJob] = []
+        fresh: list[QemuJob] = []  # first seen now: placed on their disk, then reported
+        ended: list[QemuJob] = []  # concluded since the last look: reported once placed
         for info in listed:
             job_id = str(info.get("device"))
             job = qemu.jobs.get(job_id)
@@ -194,8 +195,7 @@ class QmpEvents(QmpDiscovery):
                     job.state = JobState.CANCELLED if "cancel" in str(error).lower() else JobState.FAILED
                 else:
                     job.state = JobState.COMPLETED
-                self._emit_job(qemu, job)
-                newly_known = False
+                ended.append(job)
             if status == "concluded":
                 self._dismiss_later(qemu, job)
             if newly_known:
@@ -207,7 +207,7 @@ class QmpEvents(QmpDiscovery):
         targets = {disk.target for disk in qemu.disks or ()}
         if any(job.disk not in targets for job in fresh):
             await self._place_jobs(qemu, [job for job in fresh if job.disk not in targets])
-        for job in fresh:
+        for job in fresh + [job for job in ended if job not in fresh]:
             self._emit_job(qemu, job)
         listed_ids = {str(info.get("device")) for info in listed}
         for job_id in [j for j in qemu.jobs if j not in listed_ids]:
