@@ -70,6 +70,8 @@ class QmpBackend(QmpEvents):
                 socket), instead of answering with what was last read; settling a job's outcome
                 must not go by a stale chain.
         """
+        if strict and not qemu.up and qemu.state is not DomainState.LOST:
+            raise self._unreachable_error(qemu)
         if qemu.up:
             try:
                 async with self._talking(qemu):
@@ -79,8 +81,8 @@ class QmpBackend(QmpEvents):
                 if strict and isinstance(exc, HostError) and qemu.state is not DomainState.LOST:
                     raise
                 log.info("%s: refresh failed: %s", qemu.name, exc)
-        state = qemu.state if qemu.up or qemu.state is DomainState.LOST else DomainState.NOSTATE
-        return Domain(self.uri, qemu.name, state, disks=qemu.disks or (), persistent=False)
+        # Unreachable but not gone (a busy socket): its last known state; LOST once it is gone.
+        return Domain(self.uri, qemu.name, qemu.state, disks=qemu.disks or (), persistent=False)
 
     async def _domains(self) -> list[Domain]:
         return list(await asyncio.gather(*(self._domain(q) for q in self._qemus.values())))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -97,13 +96,13 @@ class QmpEvents(QmpDiscovery):
             if job is None:
                 # Started by another client (or a non-block job): learn its type and device.
                 job = qemu.jobs[job_id] = QemuJob(job_id, qemu.disk_for_device(job_id))
-                asyncio.get_running_loop().create_task(self._refresh_jobs_quietly(qemu))
+                self._spawn(self._refresh_jobs_quietly(qemu))
             job.state = LIVE_STATES[status]
             self._emit_job(qemu, job)
         elif status == "concluded" and job is not None:
             if not job.state.is_final:
                 # No completion event seen (a non-block job, or events lost): ask QEMU.
-                asyncio.get_running_loop().create_task(self._refresh_jobs_quietly(qemu))
+                self._spawn(self._refresh_jobs_quietly(qemu))
             self._dismiss_later(qemu, job)
         elif status == "null":
             qemu.jobs.pop(job_id, None)
@@ -138,7 +137,7 @@ class QmpEvents(QmpDiscovery):
             job.concluded_at = time.monotonic()
         if not job.dismissing and self._may_dismiss(job):
             job.dismissing = True
-            asyncio.get_running_loop().create_task(self._dismiss(qemu, job.job_id))
+            self._spawn(self._dismiss(qemu, job.job_id))
 
     async def _dismiss(self, qemu: Qemu, job_id: str) -> None:
         # We asked for auto-dismiss=false so the outcome stays readable until recorded.

@@ -72,6 +72,8 @@ class QmpLink(Backend):
         self._thread: threading.Thread | None = None
         self._qemus: dict[Path, Qemu] = {}
         self._scan_lock = asyncio.Lock()
+        # The loop keeps only weak references to tasks: hold ours until they finish.
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- loop plumbing ----------------------------------------------------------------------
 
@@ -113,6 +115,12 @@ class QmpLink(Backend):
         except FutureTimeout as exc:
             future.cancel()
             raise HostError(f"{self.uri}: QEMU did not answer within {limit:.0f} s") from exc
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` on the loop in the background (from the loop thread)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _emit_safely(self, event: JobEvent | ConnectionEvent | DomainsChanged) -> None:
         try:
@@ -162,6 +170,9 @@ class QmpLink(Backend):
                 except HostError as exc:
                     await self._unreachable(qemu, exc)
                     raise
+                if not qemu.up and qemu.state is not DomainState.LOST:
+                    qemu.up = True  # free again after a busy spell (a new process is probed first)
+                    self._update_host_state()
             qemu.users += 1
         try:
             yield
