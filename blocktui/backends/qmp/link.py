@@ -132,9 +132,14 @@ class QmpLink(Backend):
 
     async def _execute(self, qemu: Qemu, command: str, arguments: dict[str, Any] | None = None) -> object:
         """Run one QMP command on ``qemu``, translating transport failures to HostError."""
-        if not self.hold and qemu.client is None:
-            async with self._talking(qemu):
-                return await self._execute(qemu, command, arguments)
+        if self.hold:
+            return await self._send(qemu, command, arguments)
+        # Inside a caller's session this only counts one more user, so a background task (a
+        # dismiss) never has the session closed under its command.
+        async with self._talking(qemu):
+            return await self._send(qemu, command, arguments)
+
+    async def _send(self, qemu: Qemu, command: str, arguments: dict[str, Any] | None) -> object:
         client = qemu.client
         if client is None or not qemu.connected:
             raise self._unreachable_error(qemu)
