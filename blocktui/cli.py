@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TextIO
 # cli_plans reads this module's helpers at call time, so the import cycle is harmless.
 from blocktui import __version__, cli_plans
 from blocktui.backends.base import Backend
-from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, Conflict, HostError, NotFound
+from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, Conflict, HostError, InvalidInput, NotFound
 from blocktui.core.model import BlockJob, ConnectionState, Domain, JobKey, JobState
 from blocktui.core.text import visible
 from blocktui.core.units import (
@@ -32,6 +32,10 @@ from blocktui.core.views import JobView
 from blocktui.session import Session
 
 EXIT_INTERRUPTED = 130
+
+#: ``lab --qmp --style``: how the lab's QEMUs attach disks (``blocktui.lab.qemu_styles.STYLES``;
+#: spelled out so ``--help`` does not import the lab).
+QMP_LAB_STYLES = ("blockdev", "drive", "drive-device", "proxmox", "libvirt")
 
 DESCRIPTION = """\
 blocktui: watch and steer live disk streaming (block pull) on libvirt and QEMU hosts.
@@ -109,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     hosts.add_argument(
         "--qmp-dir", metavar="DIR", action="append", default=[], help="a folder of QMP sockets"
     )
+    hosts.add_argument(
+        "--qmp-hold",
+        action="store_true",
+        help="keep QMP sockets open (events at once) instead of a short session per look; only for "
+        "sockets no other tool uses: QEMU serves one client at a time",
+    )
     hosts.add_argument("--readonly", action="store_true", help="never change anything; refuse every mutation")
     cli_plans.add_global_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -165,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--disks", type=positive_int, default=2, metavar="K", help="per domain, default 2")
     lab.add_argument("--size", type=size_arg, default=64 * 1024**2, metavar="SIZE", help="default 64M")
     lab.add_argument("--qmp", action="store_true", help="plain QEMU processes with QMP sockets")
+    lab.add_argument(
+        "--style",
+        choices=QMP_LAB_STYLES,
+        help="with --qmp: how QEMU attaches disks (default blockdev; -drive; as Proxmox VE or libvirt do)",
+    )
     return parser
 
 
@@ -196,10 +211,11 @@ def open_session(args: argparse.Namespace, *, connect: bool = True) -> Iterator[
         if args.qmp or args.qmp_dir:
             from blocktui.backends.qmp import QmpBackend  # noqa: PLC0415 - optional backend
 
+            hold = args.qmp_hold
             for socket in args.qmp:
-                backends.append(QmpBackend(sockets=[Path(socket)], readonly=args.readonly))
+                backends.append(QmpBackend(sockets=[Path(socket)], readonly=args.readonly, hold=hold))
             for directory in args.qmp_dir:
-                backends.append(QmpBackend(directory=Path(directory), readonly=args.readonly))
+                backends.append(QmpBackend(directory=Path(directory), readonly=args.readonly, hold=hold))
         uris = list(args.connect)
         if not backends and not uris:
             uris.append(_default_uri())
@@ -488,7 +504,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from blocktui.lab import open_lab  # noqa: PLC0415
 
     kind = "qmp" if args.qmp else "libvirt"
-    with open_lab(kind) as lab:
+    if args.style is not None and not args.qmp:
+        raise InvalidInput("--style applies to the QMP lab only: add --qmp")
+    with open_lab(kind, style=args.style or "blockdev") as lab:
         if args.action == "up":
             print(f"creating the {kind} lab in {lab.root} ...", file=sys.stderr)
             disks = lab.up(domains=args.domains, disks=args.disks, size=args.size)
@@ -501,9 +519,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
         if not disks:
             print(f"no {kind} lab in {lab.root}; 'blocktui lab up' creates one")
             return 0
+        width = max(5, *(len(disk.target) for disk in disks))
         for disk in disks:
             chain = " <- ".join(p.name for p in (disk.top, *disk.backing))
-            print(f"{disk.domain:10} {disk.target:5} {format_size(disk.size):>10}  {chain}")
+            print(f"{disk.domain:10} {disk.target:{width}} {format_size(disk.size):>10}  {chain}")
     return 0
 
 

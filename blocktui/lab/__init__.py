@@ -153,11 +153,14 @@ class Lab(ABC):
         self.close()
 
 
-def open_lab(kind: str, root: Path | None = None) -> Lab:
+def open_lab(kind: str, root: Path | None = None, *, style: str = "blockdev") -> Lab:
     """Open the lab of ``kind`` (one of ``LAB_KINDS``) at ``root`` (default ``lab_root()/kind``).
 
+    Args:
+        style: for the QMP lab, how its QEMUs attach disks (``blocktui.lab.qemu_styles.STYLES``).
+
     Raises:
-        InvalidInput: unknown kind.
+        InvalidInput: unknown kind or style.
         HostError: the lab cannot be opened (libvirt or QEMU missing, root locked by another process).
     """
     base = root if root is not None else lab_root() / kind
@@ -169,5 +172,5 @@ def open_lab(kind: str, root: Path | None = None) -> Lab:
     if kind == "qmp":
         from blocktui.lab.qmp_lab import QmpLab  # noqa: PLC0415
 
-        return QmpLab(base)
+        return QmpLab(base, style)
     raise InvalidInput(f"unknown lab kind {kind!r}; choose one of {', '.join(LAB_KINDS)}")

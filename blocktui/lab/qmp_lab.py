@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from blocktui.backends.base import Backend
 
@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 from blocktui.core.errors import Conflict, HostError, InvalidInput
 from blocktui.lab import MIB, DiskSpec, Lab, LabDisk, default_specs
 from blocktui.lab.images import create_chain
+from blocktui.lab.qemu_styles import (
+    StyledDisk,
+    blkdebug_args,
+    check_style,
+    disk_args,
+    disk_name,
+    machine_args,
+    write_halt_rom,
+)
 
 QEMU = "qemu-system-x86_64"
 
@@ -38,7 +47,10 @@ def _alive(pid: int) -> bool:
 
 
 class QmpLab(Lab):
-    """Plain QEMU processes started with ``-machine none``: each starts in about 40 ms.
+    """Plain QEMU processes with no guest OS: each starts in about 40 ms.
+
+    ``style`` says how they attach disks (``-blockdev``, ``-drive``, Proxmox's or libvirt's way), so
+    disks get the names QEMU gives them when started that way; ``LabDisk.target`` is that name.
 
     Layout under ``root``: ``images/<domain>/`` (qcow2 chains), ``qmp/<domain>.qmp`` (the socket
     backends scan), ``spare/<domain>.qmp`` (a second monitor, for a client other than the backend:
@@ -48,8 +60,15 @@ class QmpLab(Lab):
 
     kind = "qmp"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, style: str = "blockdev") -> None:
+        """Open the lab at ``root``; its QEMUs attach their disks in ``style`` (see ``qemu_styles``).
+
+        Raises:
+            HostError: QEMU is not installed.
+            InvalidInput: an unknown style, or a root too long for socket paths.
+        """
         super().__init__(root)
+        self.style = check_style(style)
         if shutil.which(QEMU) is None:
             raise HostError(f"{QEMU} is not installed (Debian: apt install qemu-system-x86)")
         self.socket_dir = root / "qmp"
@@ -116,45 +135,6 @@ class QmpLab(Lab):
         if _alive(pid) and self.pid(name) == pid:
             os.kill(pid, signal.SIGKILL)
 
-    def _blockdev_args(
-        self, name: str, spec: DiskSpec, top: Path, backing: tuple[Path, ...], error_at: int | None
-    ) -> list[str]:
-        if error_at is None:
-            # QEMU opens the backing chain named in the image headers, with implicit node names.
-            return [
-                "-blockdev",
-                f"driver=file,filename={top},node-name={spec.target}-file",
-                "-blockdev",
-                f"driver=qcow2,file={spec.target}-file,node-name={spec.target}",
-            ]
-        if not backing:
-            raise InvalidInput(f"{name}/{spec.target}: a read error needs a backing image to put it in")
-        # The deepest image reads through blkdebug, which fails every read touching ``error_at``.
-        base = backing[-1]
-        node: dict[str, Any] = {
-            "driver": "qcow2",
-            "node-name": f"{spec.target}-l{len(backing)}",
-            "file": {
-                "driver": "blkdebug",
-                "image": {"driver": "file", "filename": str(base)},
-                "inject-error": [{"event": "read_aio", "sector": error_at // 512, "errno": 5}],
-            },
-        }
-        args = ["-blockdev", json.dumps(node)]
-        below = node["node-name"]
-        for level, path in reversed(list(enumerate(backing[:-1], start=1))):
-            layer = {"driver": "qcow2", "node-name": f"{spec.target}-l{level}", "backing": below}
-            layer["file"] = {"driver": "file", "filename": str(path)}
-            args += ["-blockdev", json.dumps(layer)]
-            below = str(layer["node-name"])
-        top_node = {
-            "driver": "qcow2",
-            "node-name": spec.target,
-            "backing": below,
-            "file": {"driver": "file", "filename": str(top)},
-        }
-        return [*args, "-blockdev", json.dumps(top_node)]
-
     def _start(
         self, name: str, disks: list[LabDisk], specs: list[DiskSpec], errors: Mapping[str, int]
     ) -> None:
@@ -162,8 +142,7 @@ class QmpLab(Lab):
             directory.mkdir(parents=True, exist_ok=True)
         argv = [
             QEMU,
-            "-machine",
-            "none",
+            *machine_args(self.style, write_halt_rom(self.run_dir / "halt.rom")),
             "-nodefaults",
             "-display",
             "none",
@@ -177,8 +156,18 @@ class QmpLab(Lab):
             str(self._pidfile(name)),
             "-daemonize",
         ]
-        for spec, disk in zip(specs, disks, strict=True):
-            argv += self._blockdev_args(name, spec, disk.top, disk.backing, errors.get(spec.target))
+        if errors:
+            if self.style != "blockdev":
+                raise InvalidInput(f"{name}: read errors are injected only in the blockdev style")
+            for spec, disk in zip(specs, disks, strict=True):
+                error_at = errors.get(spec.target)
+                if error_at is None:
+                    argv += disk_args("blockdev", [StyledDisk(spec.target, disk.top, disk.backing)])
+                else:
+                    argv += blkdebug_args(spec.target, disk.top, disk.backing, error_at)
+        else:
+            styled = [StyledDisk(spec.target, d.top, d.backing) for spec, d in zip(specs, disks, strict=True)]
+            argv += disk_args(self.style, styled)
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines()
@@ -203,9 +192,10 @@ class QmpLab(Lab):
         if self.pid(name) is not None or self._manifest(name).exists():
             raise Conflict(f"lab domain {name} already exists; 'blocktui lab down' removes it")
         created: list[LabDisk] = []
-        for spec in disks:
+        for index, spec in enumerate(disks):
             chain = create_chain(self.image_dir / name, spec.target, spec.size, spec.depth)
-            created.append(LabDisk(name, spec.target, chain.top, chain.backing, spec.size))
+            target = disk_name(self.style, index, spec.target)
+            created.append(LabDisk(name, target, chain.top, chain.backing, spec.size))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         manifest = [
             {"target": d.target, "top": str(d.top), "backing": [str(p) for p in d.backing], "size": d.size}
@@ -282,15 +272,21 @@ class QmpLab(Lab):
         # Imported here: the lab package must load without qemu.qmp for the libvirt lab.
         from qemu.qmp import QMPClient, QMPError  # noqa: PLC0415
 
+        from blocktui.backends.qmp.graph import disks_from  # noqa: PLC0415
+
         client = QMPClient(f"flush-{name}")
         try:
             await asyncio.wait_for(client.connect(str(self.spare_socket(name))), 3.0)
         except (TimeoutError, QMPError, OSError) as exc:
             raise HostError(f"cannot flush lab domain {name}: its spare QMP monitor is unavailable") from exc
         try:
+            # HMP qemu-io takes a drive id or a node name, not a device id: flush each disk's
+            # format node, found the way the backend finds it.
+            disks, _chains = disks_from(await client.execute("x-debug-query-block-graph"))
+            nodes = {disk.target: disk.node or disk.target for disk in disks}
             for target in targets:
                 reply = await client.execute(
-                    "human-monitor-command", {"command-line": f'qemu-io {target} "flush"'}
+                    "human-monitor-command", {"command-line": f'qemu-io {nodes.get(target, target)} "flush"'}
                 )
                 if isinstance(reply, str) and reply.strip():
                     raise HostError(f"flushing {name}/{target} failed: {reply.strip()}")
@@ -323,7 +319,8 @@ class QmpLab(Lab):
         taken = {b.uri for b in self._backends}
         for directory in (self.socket_dir, self.spare_dir):
             directory.mkdir(parents=True, exist_ok=True)
-            backend = QmpBackend(directory=directory, readonly=readonly)
+            # The lab's sockets have no other user by design: hold them, for events.
+            backend = QmpBackend(directory=directory, readonly=readonly, hold=True)
             if backend.uri not in taken:
                 backend.connect()
                 self._backends.append(backend)

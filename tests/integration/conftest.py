@@ -22,9 +22,14 @@ from blocktui.backends.base import Backend
 from blocktui.core.model import BackendEvent, JobEvent, JobState
 from blocktui.lab import LAB_DIR_ENV, DiskSpec, Lab, LabDisk, open_lab
 from blocktui.lab.images import flatten_copy
+from blocktui.lab.qemu_styles import STYLES
 
-#: Lab kinds every integration test runs against; add "qmp" here to run them on the QMP lab too.
+#: Lab kinds every integration test runs against (the QMP lab starts its QEMUs with -blockdev).
 LAB_KINDS = ["libvirt", "qmp"]
+
+#: Those plus the QMP lab with its QEMUs started in every other common way (``qmp-proxmox``: as
+#: Proxmox VE does). Tests opt in with ``pytest.mark.parametrize("lab", ALL_LAB_KINDS, indirect=True)``.
+ALL_LAB_KINDS = [*LAB_KINDS, *(f"qmp-{style}" for style in STYLES if style != "blockdev")]
 
 MIB = 1024 * 1024
 
@@ -47,6 +52,12 @@ def _free_root(kind: str, root: Path) -> Path | None:
     return root if can_open(root) else None
 
 
+def _open(kind: str, root: Path) -> Lab:
+    if kind.startswith("qmp-"):
+        return open_lab("qmp", root, style=kind.removeprefix("qmp-"))
+    return open_lab(kind, root)
+
+
 @pytest.fixture(scope="session", params=LAB_KINDS)
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The session's lab of one kind; domains left over from an interrupted run are removed first.
@@ -59,7 +70,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     fresh = root is None
     if root is None:
         root = Path(tempfile.mkdtemp(prefix="btl-", dir="/tmp")) / kind
-    opened = open_lab(kind, root)
+    opened = _open(kind, root)
     opened.down()
     try:
         yield opened

@@ -14,9 +14,10 @@ from blocktui.core.units import parse_bandwidth
 from blocktui.lab import DiskSpec, Lab, LabDisk
 from blocktui.lab.images import backing_file, check, compare
 
-from .conftest import MIB, DomainFactory, EventLog, SaveContent
+from .conftest import ALL_LAB_KINDS, MIB, DomainFactory, EventLog, SaveContent
 
-pytestmark = pytest.mark.integration
+# Every way of starting QEMU the QMP backend serves: -blockdev, -drive, Proxmox's, libvirt's.
+pytestmark = [pytest.mark.integration, pytest.mark.parametrize("lab", ALL_LAB_KINDS, indirect=True)]
 
 
 def wait_progress(backend: Backend, disk: LabDisk, at_least: int, timeout: float = 60.0) -> BlockJob:
@@ -141,7 +142,7 @@ def test_two_disks_of_one_domain_stream_together(
     running = {job.disk for job in backend.list_jobs() if job.domain == first.domain}
     outcomes = [events.wait_job(disk.domain, disk.target) for disk in (first, second)]
 
-    assert running <= {"vda", "vdb"}
+    assert running <= {first.target, second.target}
     assert [outcome.state for outcome in outcomes] == [JobState.COMPLETED, JobState.COMPLETED]
     for disk in (first, second):
         assert_streamed(lab, disk, saved[disk.target])

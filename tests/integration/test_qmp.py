@@ -103,7 +103,7 @@ def events() -> Events:
 @pytest.fixture
 def backend(qlab: QmpLab, events: Events) -> Iterator[QmpBackend]:
     qlab.socket_dir.mkdir(parents=True, exist_ok=True)
-    opened = QmpBackend(directory=qlab.socket_dir, timeout=5.0)
+    opened = QmpBackend(directory=qlab.socket_dir, timeout=5.0, hold=True)
     opened.set_listener(events)
     opened.connect()
     try:
