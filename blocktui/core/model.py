@@ -103,7 +103,11 @@ class Disk:
 
 @dataclass(frozen=True, slots=True)
 class Domain:
-    """A virtual machine on one host (a libvirt domain or one QEMU process)."""
+    """A virtual machine on one host (a libvirt domain or one QEMU process).
+
+    Attributes:
+        error: why the domain could not be read (its disks are then unknown); empty when it could.
+    """
 
     host: str
     name: str
@@ -111,6 +115,7 @@ class Domain:
     disks: tuple[Disk, ...] = ()
     uuid: str | None = None
     persistent: bool = True
+    error: str = ""
 
     def disk(self, target: str) -> Disk | None:
         """The disk with this target name, or None."""
