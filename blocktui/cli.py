@@ -18,7 +18,7 @@ from blocktui import __version__, cli_plans
 from blocktui.backends.base import Backend
 from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, Conflict, HostError, NotFound
 from blocktui.core.model import BlockJob, ConnectionState, Domain, JobKey, JobState
-from blocktui.core.text import visible
+from blocktui.core.text import printable, visible
 from blocktui.core.units import (
     BANDWIDTH_HELP,
     format_bandwidth,
@@ -32,6 +32,9 @@ from blocktui.core.views import JobView
 from blocktui.session import Session
 
 EXIT_INTERRUPTED = 130
+#: Seconds one host call may take before the command gives up ("host not answering", exit 5).
+#: Sized so a command that makes a few calls still ends within 15 s on a loaded machine.
+CALL_TIMEOUT = 8.0
 
 DESCRIPTION = """\
 blocktui: watch and steer live disk streaming (block pull) on libvirt and QEMU hosts.
@@ -206,7 +209,9 @@ def open_session(args: argparse.Namespace, *, connect: bool = True) -> Iterator[
         if uris:
             from blocktui.backends.libvirt import LibvirtBackend  # noqa: PLC0415
 
-            backends.extend(LibvirtBackend(uri, readonly=args.readonly) for uri in uris)
+            backends.extend(
+                LibvirtBackend(uri, readonly=args.readonly, call_timeout=CALL_TIMEOUT) for uri in uris
+            )
         session = Session(backends, readonly=args.readonly)
         if not connect:
             yield session
@@ -235,6 +240,8 @@ def find_domain(session: Session, name: str) -> Domain:
             f"domain {visible(name)!r} exists on several hosts "
             f"({', '.join(d.host for d in matches)}); name one host with -c"
         )
+    if matches[0].error:
+        raise HostError(f"domain {visible(name)!r} on {matches[0].host}: {matches[0].error}")
     return matches[0]
 
 
@@ -252,7 +259,7 @@ def find_disk_key(session: Session, domain: str, disk: str) -> JobKey:
 
 def domain_json(domain: Domain) -> dict[str, Any]:
     """The ``ls --json`` record of one domain."""
-    return {
+    record: dict[str, Any] = {
         "uri": domain.host,
         "name": domain.name,
         "state": domain.state.value,
@@ -266,6 +273,9 @@ def domain_json(domain: Domain) -> dict[str, Any]:
             for disk in domain.disks
         ],
     }
+    if domain.error:
+        record["error"] = domain.error
+    return record
 
 
 def job_json(job: BlockJob | JobView) -> dict[str, Any]:
@@ -286,6 +296,11 @@ def job_json(job: BlockJob | JobView) -> dict[str, Any]:
     if isinstance(job, JobView) and job.note:
         record["note"] = job.note
     return record
+
+
+def one_line(message: str) -> str:
+    """``blocktui: MESSAGE`` on one line, control characters from a host shown, not obeyed."""
+    return f"blocktui: {printable(' '.join(message.split()))}"
 
 
 def print_json(value: object, out: TextIO | None = None) -> None:
@@ -309,6 +324,8 @@ def print_domains(domains: Sequence[Domain], out: TextIO) -> None:
         return
     for domain in domains:
         out.write(f"{visible(domain.name)}  ({domain.state.value})  {visible(domain.host)}\n")
+        if domain.error:
+            out.write("  (disks unknown: it cannot be read)\n")
         for disk in domain.disks:
             marker = "streamable" if disk.has_backing else "standalone"
             source = visible(disk.source or "(empty)")
@@ -390,8 +407,13 @@ def progress_line(view: JobView) -> None:
 
 
 def cmd_ls(session: Session, args: argparse.Namespace) -> int:
-    """List domains."""
+    """List domains; each one that cannot be read is also one line on stderr (still exit 0)."""
     domains = session.domains()
+    for domain in domains:
+        if domain.error:
+            print(
+                one_line(f"domain {visible(domain.name)!r} on {domain.host}: {domain.error}"), file=sys.stderr
+            )
     if args.json:
         print_json([domain_json(d) for d in domains])
     else:
@@ -533,8 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open_session(args, connect=command is not cmd_dashboard) as session:
             return command(session, args)
     except BlocktuiError as exc:
-        # One line, whatever the host's message held.
-        print(f"blocktui: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(one_line(str(exc)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("\nblocktui: interrupted; jobs already started keep running on the host", file=sys.stderr)

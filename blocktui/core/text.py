@@ -43,3 +43,17 @@ def visible(text: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def printable(text: str) -> str:
+    """Like ``visible``, but backslashes stay single: for text that may already hold ``visible`` parts.
+
+    Error messages mix names already shown with ``visible`` and raw text from a host; escaping
+    them again would double every backslash, while leaving them raw would let a host's control
+    characters reach the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        _escape(char) if unicodedata.category(char) in _INVISIBLE_CATEGORIES else char for char in text
+    )
