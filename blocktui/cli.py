@@ -269,6 +269,7 @@ def domain_json(domain: Domain) -> dict[str, Any]:
                 "source": disk.source,
                 "format": disk.format,
                 "chain": [{"path": layer.path, "format": layer.format} for layer in disk.chain],
+                **({} if disk.chain_known else {"chain_known": False}),
             }
             for disk in domain.disks
         ],
@@ -328,6 +329,8 @@ def print_domains(domains: Sequence[Domain], out: TextIO) -> None:
             out.write("  (disks unknown: it cannot be read)\n")
         for disk in domain.disks:
             marker = "streamable" if disk.has_backing else "standalone"
+            if not disk.chain_known:
+                marker = "chain not known while the domain is off"
             source = visible(disk.source or "(empty)")
             out.write(f"  {visible(disk.target)}  {disk.format or '?'}  {source}  [{marker}]\n")
             for layer in disk.chain:

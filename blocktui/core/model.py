@@ -79,6 +79,8 @@ class Disk:
         source: the active (top) image's path, or None for an empty drive.
         chain: the backing images, nearest first; empty when the disk stands alone.
         node: the backend's own handle for the top node (QMP node name), when it has one.
+        chain_known: False when the backend could not see the chain (libvirt describes no backing
+            chain for a shut-off domain): an empty ``chain`` then proves nothing.
     """
 
     target: str
@@ -89,6 +91,7 @@ class Disk:
     readonly: bool = False
     chain: tuple[ChainLayer, ...] = ()
     node: str | None = None
+    chain_known: bool = True
 
     @property
     def has_backing(self) -> bool:

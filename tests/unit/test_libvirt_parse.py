@@ -61,6 +61,17 @@ def test_live_xml_gives_targets_sources_and_chains_nearest_first() -> None:
     assert vda.chain == (ChainLayer("/v/mid.qcow2", "qcow2"), ChainLayer("/dev/vg/base", "raw"))
     assert (sda.source, sda.readonly, sda.has_backing) == ("rbd://mon1:6789/pool/image", True, False)
     assert (hdc.device, hdc.source) == ("cdrom", None)
+    assert vda.chain_known and not sda.chain_known
+
+
+def test_inactive_xml_says_the_chain_is_not_known_rather_than_empty() -> None:
+    inactive = "<domain><name>vm</name><devices><disk type='file' device='disk'>"
+    inactive += "<source file='/v/top.qcow2'/><target dev='vda'/></disk></devices></domain>"
+    live = inactive.replace("<target", "<backingStore/><target")
+
+    assert parse_disks(inactive)[0].chain_known is False
+    assert parse_disks(live)[0].chain_known is True
+    assert parse_disks(live)[0].chain == ()
 
 
 def _domain(name: str, source: str = "/v/top.qcow2") -> str:

@@ -118,6 +118,8 @@ def disks_of(root: ET.Element) -> tuple[Disk, ...]:
                 device=element.get("device", "disk"),
                 readonly=element.find("readonly") is not None,
                 chain=chain_of(element),
+                # Live XML ends every chain with ``<backingStore/>``; inactive XML has none at all.
+                chain_known=element.find("backingStore") is not None,
             )
         )
     return tuple(disks)
