@@ -6,14 +6,14 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 # The CLI module imports this one while it loads: its helpers are looked up at call time.
 from blocktui import cli as base
 from blocktui.core.errors import InvalidInput, NoJob
-from blocktui.core.model import JobKey, JobState
+from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
@@ -92,8 +92,10 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
             key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap
         )
         show = None if args.json else base.progress_line
+        outage = OutageNotice(key)
         while plan.status is not PlanStatus.DONE:
             snapshot = planner.step()
+            outage.update(snapshot.hosts)
             view = next((v for v in snapshot.jobs if v.key == key), None)
             if show is not None and view is not None and not view.state.is_final:
                 show(view)
@@ -114,6 +116,37 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
             points = ", ".join(f"{format_size(c.boundary)} (+{c.overshoot} B)" for c in entry.checkpoints)
             print(f"checkpoints: {points}")
     return 0 if completed else 1
+
+
+class OutageNotice:
+    """Says once on stderr that the host stopped answering while a job is followed, and once that it is back.
+
+    The job goes on in QEMU meanwhile; the session reconnects and the job's true outcome is reported.
+    """
+
+    def __init__(self, key: JobKey, out: TextIO | None = None) -> None:
+        self.key = key
+        self.out = out
+        self.down = False
+
+    def update(self, hosts: Iterable[HostInfo]) -> None:
+        """Compare the host's state with the last one seen and say what changed."""
+        info = next((h for h in hosts if h.uri == self.key.host), None)
+        if info is None:
+            return
+        down = info.state is not ConnectionState.CONNECTED
+        if down == self.down:
+            return
+        self.down = down
+        where = f"{visible(self.key.domain)}/{visible(self.key.disk)}"
+        if down:
+            why = f" ({info.message})" if info.message and "answering" not in info.message else ""
+            message = f"{info.uri} is not answering{why}; still waiting for {where}, whose job goes on"
+        else:
+            message = f"{info.uri} is answering again; following {where}"
+        if sys.stderr.isatty() and self.out is None:
+            sys.stderr.write("\n")  # off the progress line
+        print(base.one_line(message), file=self.out or sys.stderr, flush=True)
 
 
 def _open_plan(journal: Journal, key: JobKey) -> Entry | None:

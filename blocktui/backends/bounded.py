@@ -19,7 +19,8 @@ class Deadline:
     A library call blocked on a frozen host cannot be interrupted, so the helper is a daemon thread
     left to finish (or not) on its own. While one is stuck, later calls fail at once instead of
     piling up more stuck threads; ``on_stuck`` and ``on_unstuck`` tell the owner when the host
-    stops and starts answering again.
+    stops and starts answering again (called with the deadline's lock held: they must not make
+    bounded calls themselves).
     """
 
     def __init__(
@@ -63,10 +64,10 @@ class Deadline:
         done = threading.Event()
         outcome: list[T] = []
         failure: list[BaseException] = []
-        timed_out = False
+        late = False  # set (under the lock) once the caller gave up on this call
 
         def work() -> None:
-            nonlocal timed_out
+            nonlocal late
             self._inside.active = True
             try:
                 outcome.append(function())
@@ -75,21 +76,21 @@ class Deadline:
             finally:
                 with self._lock:
                     done.set()
-                    late = timed_out
                     if late:
                         self._stuck -= 1
-                if late and self._on_unstuck is not None:
-                    self._on_unstuck()
+                        # Under the lock, so "answering again" never overtakes "not answering".
+                        if self._stuck == 0 and self._on_unstuck is not None:
+                            self._on_unstuck()
 
         threading.Thread(target=work, name=f"blocktui-call-{self.host}", daemon=True).start()
         if not done.wait(self.timeout):
             with self._lock:
                 if not done.is_set():
-                    timed_out = True
+                    late = True
                     self._stuck += 1
-            if timed_out:
-                if self._on_stuck is not None:
-                    self._on_stuck()
+                    if self._stuck == 1 and self._on_stuck is not None:
+                        self._on_stuck()
+            if late:
                 raise self.error()
         if failure:
             raise failure[0]

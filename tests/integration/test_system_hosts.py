@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import queue
+import signal
+import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -120,3 +126,95 @@ def test_a_frozen_daemon_makes_every_host_command_give_up_with_exit_5(
     again = system_host.run("jobs", "--json", timeout=60)
     assert again.returncode == 0, again.stderr
     assert isinstance(json.loads(again.stdout), list)
+
+
+class Lines:
+    """A background reader of a process's stderr, to wait for a line without fixed sleeps."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert process.stderr is not None
+        threading.Thread(target=self._read, args=(process.stderr,), daemon=True).start()
+
+    def _read(self, stream: TextIO) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, words: str, timeout: float) -> str:
+        """The first line holding ``words``; fails the test after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if words in line:
+                return line
+        raise AssertionError(f"no stderr line with {words!r} within {timeout} s; saw {self.seen}")
+
+    def rest(self) -> list[str]:
+        """Every line read so far, and whatever is queued."""
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return self.seen
+
+
+def _wait_for_job(system_host: SystemHost, name: str, timeout: float = 60) -> None:
+    dom = system_host.domain(name)
+    deadline = time.monotonic() + timeout
+    while not dom.blockJobInfo("vda", 0):
+        assert time.monotonic() < deadline, f"no job on {name}/vda within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_stream_wait_rides_out_a_frozen_daemon_and_reports_the_true_outcome(
+    system_host: SystemHost, tmp_path: Path
+) -> None:
+    name = f"{PREFIX}outage"
+    disk = system_host.define(name, size=16 * 1024 * 1024)
+    system_host.start(name)
+    saved = tmp_path / "before.raw"
+    flatten_copy(disk.top, saved)
+    # Slow enough that the job is still running when the daemon freezes (8 s at 2 MiB/s).
+    process = system_host.popen("stream", name, "vda", "--bandwidth", "2M", "--wait", "--json")
+    try:
+        stderr = Lines(process)
+        _wait_for_job(system_host, name)
+        with frozen(system_host.daemon.pid):
+            said = stderr.wait_for("not answering", timeout=60)
+        out, _err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 0, (out, stderr.rest())
+    assert json.loads(out)["state"] == "completed"
+    assert "still waiting" in said
+    assert sum("not answering" in line for line in stderr.rest()) == 1
+    system_host.flush(name)
+    assert compare(disk.top, saved)
+
+
+def test_a_domain_killed_mid_stream_gives_the_final_json_and_exit_1(system_host: SystemHost) -> None:
+    name = f"{PREFIX}killed"
+    system_host.define(name, size=16 * 1024 * 1024)
+    system_host.start(name)
+    process = system_host.popen("stream", name, "vda", "--bandwidth", "1M", "--wait", "--json")
+    try:
+        _wait_for_job(system_host, name)
+        os.kill(system_host.qemu_pid(name), signal.SIGKILL)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert process.returncode == 1, err
+    final = json.loads(out)
+    assert final["state"] in {"unknown", "failed"}
+    assert final["domain"] == name and final["disk"] == "vda"
+    assert final["remaining"] > 0
+    assert final.get("error") or final.get("note")

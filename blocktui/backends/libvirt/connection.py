@@ -32,6 +32,8 @@ KEEPALIVE_COUNT = 3
 #: Reconnection backoff: first delay, growth factor, ceiling (seconds).
 RECONNECT_FIRST_DELAY = 0.5
 RECONNECT_MAX_DELAY = 30.0
+#: Seconds after a stalled host answers again before saying so a second time (see ``_on_unstuck``).
+REANNOUNCE_DELAY = 1.0
 
 
 def _hypervisor_version(number: int) -> str:
@@ -317,6 +319,17 @@ class LibvirtConnection(Backend):
             self._state = ConnectionState.CONNECTED
             self._message = ""
         self._forget_link()
+        self._announce_connected()
+        # A caller that timed out just before may still be recording "not answering" from its
+        # error; a second word a moment later leaves the last word with the truth.
+        timer = threading.Timer(REANNOUNCE_DELAY, self._announce_connected)
+        timer.daemon = True
+        timer.start()
+
+    def _announce_connected(self) -> None:
+        with self._lock:
+            if self._state is not ConnectionState.CONNECTED or self._closing.is_set():
+                return
         self._safe_emit(ConnectionEvent(self.host, ConnectionState.CONNECTED, "answering again"))
         self._safe_emit(DomainsChanged(self.host))
 
