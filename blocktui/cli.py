@@ -561,5 +561,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(one_line(str(exc)), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("\nblocktui: interrupted; jobs already started keep running on the host", file=sys.stderr)
+        where = "the host" if _host_count(args) == 1 else "their hosts"
+        print(f"\nblocktui: interrupted; jobs already started keep running on {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _host_count(args: argparse.Namespace) -> int:
+    """How many hosts the options name (the default URI when none)."""
+    return len(args.connect) + int(args.lab) + len(args.qmp) + len(args.qmp_dir) or 1

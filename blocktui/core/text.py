@@ -57,3 +57,22 @@ def printable(text: str) -> str:
     return "".join(
         _escape(char) if unicodedata.category(char) in _INVISIBLE_CATEGORIES else char for char in text
     )
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 job``, ``2 jobs``, ``0 jobs``: a count with its noun in the right number."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def jobs_continue(running: int, hosts: int) -> str:
+    """What leaving says about jobs left running: ``1 running job continues on the host``.
+
+    Args:
+        running: jobs still running that this process was showing.
+        hosts: the hosts those jobs (or, with none, the session) are on.
+    """
+    where = "the host" if hosts == 1 else "the hosts"
+    if running == 0:
+        return f"no running jobs seen; any on {where} keep running"
+    verb = "continues" if running == 1 else "continue"
+    return f"{counted(running, 'running job')} {verb} on {where}"
