@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,14 @@ MIB = 1024 * 1024
 
 def _quiet(_context: object, _error: object) -> None:
     """libvirt's error callback: the error is raised as an exception anyway."""
+
+
+def _remove(dom: libvirt.virDomain) -> None:
+    for step in (dom.destroy, dom.undefine):
+        try:
+            step()
+        except libvirt.libvirtError:
+            continue  # not running, or already gone
 
 
 @dataclass(frozen=True)
@@ -86,14 +95,14 @@ class SystemHost:
     def remove_domains(self) -> None:
         """Destroy and undefine every domain this host made, or that carries the test prefix."""
         wanted = set(self._uuids)
-        for dom in self.conn.listAllDomains(0):
-            if dom.UUIDString() not in wanted and not dom.name().startswith(PREFIX):
-                continue
-            for step in (dom.destroy, dom.undefine):
-                try:
-                    step()
-                except libvirt.libvirtError:
-                    continue  # not running, or already gone
+        doomed = [
+            dom
+            for dom in self.conn.listAllDomains(0)
+            if dom.UUIDString() in wanted or dom.name().startswith(PREFIX)
+        ]
+        # Each destroy waits a second or two for its QEMU to exit: wait for them together.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(_remove, doomed))
         self._uuids.clear()
 
     def close(self) -> None:

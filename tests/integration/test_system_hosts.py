@@ -84,6 +84,10 @@ def test_hostile_names_and_paths_are_listed_and_other_domains_stream(
     (odd_disk,) = domains[odd_path]["disks"]
     assert odd_disk["chain"][0]["path"].endswith(f"base{REPLACEMENT}[31m.qcow2")
 
+    jobs = system_host.run("jobs", "--json", timeout=60)  # reads the live XML of every running domain
+    assert jobs.returncode == 0, jobs.stderr
+    assert [j for j in json.loads(jobs.stdout) if j["domain"].startswith(PREFIX)] == []
+
     text = system_host.run("ls", timeout=60)
     assert text.returncode == 0, text.stderr
     for raw in ("\x1b", "\x07", "\u009b", "\u202e"):
