@@ -23,7 +23,7 @@ from blocktui.cli_output import (
     print_json,
     progress_line,
 )
-from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, NotFound
+from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, NotAnswering, NotFound
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.text import visible
 from blocktui.core.units import (
@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 EXIT_INTERRUPTED = 130
+#: Commands that ask a host to change something.
+CHANGES = frozenset({"stream", "speed", "abort", "pause", "resume"})
 
 DESCRIPTION = """\
 blocktui: watch and steer live disk streaming (block pull) on libvirt and QEMU hosts.
@@ -357,7 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open_session(args, connect=command is not cmd_dashboard) as session:
             return command(session, args)
     except BlocktuiError as exc:
-        print(one_line(str(exc)), file=sys.stderr)
+        message = str(exc)
+        if isinstance(exc, NotAnswering) and args.command in CHANGES:
+            # The request may have reached the host before it stopped answering.
+            message += "; it may still take effect there: 'blocktui jobs' shows the job once it answers"
+        print(one_line(message), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         where = "the host" if _host_count(args) == 1 else "their hosts"

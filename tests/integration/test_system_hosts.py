@@ -173,6 +173,17 @@ def _wait_for_job(system_host: SystemHost, name: str, timeout: float = 60) -> No
         time.sleep(0.05)
 
 
+def _wait_for_plan_active(system_host: SystemHost, name: str, timeout: float = 60) -> None:
+    """Until the journal shows blocktui's stream of ``name`` running (its start call has returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = system_host.json("history", "--json")
+        if any(e["domain"] == name and e["status"] == "active" for e in entries):
+            return
+        assert time.monotonic() < deadline, f"no active plan for {name} within {timeout} s: {entries}"
+        time.sleep(0.1)
+
+
 def test_stream_wait_rides_out_a_frozen_daemon_and_reports_the_true_outcome(
     system_host: SystemHost, tmp_path: Path
 ) -> None:
@@ -185,7 +196,8 @@ def test_stream_wait_rides_out_a_frozen_daemon_and_reports_the_true_outcome(
     process = system_host.popen("stream", name, "vda", "--bandwidth", "2M", "--wait", "--json")
     try:
         stderr = Lines(process)
-        _wait_for_job(system_host, name)
+        # Frozen once the stream runs: a freeze during the start call itself is a planner matter.
+        _wait_for_plan_active(system_host, name)
         with frozen(system_host.daemon.pid):
             said = stderr.wait_for("not answering", timeout=60)
         out, _err = process.communicate(timeout=120)
