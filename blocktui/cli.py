@@ -356,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "history":
             return cli_plans.cmd_history(args)
         command = COMMANDS.get(args.command, cmd_dashboard)
-        with open_session(args, connect=command is not cmd_dashboard) as session:
+        dashboard = command is cmd_dashboard
+        with open_session(args, connect=not dashboard, bounded=not dashboard) as session:
             return command(session, args)
     except BlocktuiError as exc:
         message = str(exc)
