@@ -130,6 +130,9 @@ class LibvirtConnection(Backend):
                 self._state = ConnectionState.DISCONNECTED
                 self._message = str(exc)
             raise
+        if self._closing.is_set():
+            # Closed while this connect was in flight (it outlived its deadline): let go of it.
+            self.close()
 
     def _open(self) -> libvirt.virConnect:
         uri = non_interactive(self.uri)
