@@ -117,6 +117,12 @@ def test_a_forbidden_character_in_a_path_is_replaced_visibly_not_dropped() -> No
     assert vda.chain[0].path == "/v/base.qcow2"
 
 
+def test_newlines_and_tabs_in_a_path_survive_attribute_normalisation() -> None:
+    (vda,) = parse_disks(_domain("vm", source="/v/two\nlines\tand tab.qcow2"))
+
+    assert vda.source == "/v/two\nlines\tand tab.qcow2"
+
+
 def test_xml_broken_otherwise_is_one_line_error() -> None:
     with pytest.raises(UnreadableXml) as caught:
         parse_disks("<domain><name>vm</name><devices><disk></devices></domain>")

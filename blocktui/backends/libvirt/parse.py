@@ -37,9 +37,26 @@ def _reference(match: re.Match[str]) -> str:
     return match.group(0) if _allowed(code) else REPLACEMENT
 
 
+# A parser turns a raw newline or tab inside an attribute value into a space (XML attribute-value
+# normalisation); libvirt writes them raw, so a path holding one would come back changed.
+_ATTRIBUTE = re.compile(r"='[^'<]*'|=\"[^\"<]*\"")
+_WHITESPACE_REFERENCES = {"\n": "&#10;", "\t": "&#9;", "\r": "&#13;"}
+
+
+def _keep_whitespace(match: re.Match[str]) -> str:
+    value = match.group(0)
+    for char, reference in _WHITESPACE_REFERENCES.items():
+        value = value.replace(char, reference)
+    return value
+
+
 def well_formed(xml: str) -> str:
-    """``xml`` with every character XML 1.0 forbids (raw or as a reference) replaced by U+FFFD."""
-    return _REFERENCE.sub(_reference, _FORBIDDEN.sub(REPLACEMENT, xml))
+    """``xml`` with every character XML 1.0 forbids (raw or as a reference) replaced by U+FFFD.
+
+    Newlines and tabs inside attribute values are written as references, so they survive parsing.
+    """
+    cleaned = _REFERENCE.sub(_reference, _FORBIDDEN.sub(REPLACEMENT, xml))
+    return _ATTRIBUTE.sub(_keep_whitespace, cleaned)
 
 
 def read_xml(xml: str) -> ET.Element:
