@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+import libvirt
 import pytest
 
 from blocktui.backends.fake import FakeBackend
@@ -87,3 +88,44 @@ def test_the_backend_turns_unreadable_xml_into_the_domains_error_keeping_its_rea
 
     assert (domain.name, domain.state, domain.disks) == ("vm\x1b", DomainState.RUNNING, ())
     assert "cannot be read" in domain.error and "\n" not in domain.error
+
+
+class _Refusing(_Dom):
+    """A domain handle whose description the host refuses (not a link failure)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def XMLDesc(self, _flags: int) -> str:
+        exc = libvirt.libvirtError("cannot describe")
+        exc.err = (self.code, libvirt.VIR_FROM_QEMU, "internal error: cannot describe", 2, "", "", "", 0, 0)
+        raise exc
+
+
+class _Conn:
+    def __init__(self, *doms: _Dom) -> None:
+        self.doms = list(doms)
+
+    def listAllDomains(self, _flags: int) -> list[_Dom]:
+        return self.doms
+
+
+def _backend_over(*doms: _Dom) -> LibvirtBackend:
+    backend = LibvirtBackend(HOST)
+    backend._conn = _Conn(*doms)  # a stand-in connection: no daemon needed to test the listing rule
+    return backend
+
+
+def test_a_domain_the_host_refuses_to_describe_is_one_row_among_the_others() -> None:
+    good = _Dom()
+    good.XMLDesc = lambda _flags: "<domain><name>vm</name><devices/></domain>"  # type: ignore[method-assign]
+    listed = _backend_over(_Refusing(libvirt.VIR_ERR_INTERNAL_ERROR), good).list_domains()
+
+    assert len(listed) == 2
+    assert [bool(d.error) for d in listed] == [True, False]
+    assert "cannot read this domain: internal error" in listed[0].error
+
+
+def test_a_lost_link_while_listing_is_still_a_host_error() -> None:
+    with pytest.raises(HostError, match="reachable"):
+        _backend_over(_Refusing(libvirt.VIR_ERR_SYSTEM_ERROR)).list_domains()
