@@ -17,6 +17,7 @@ from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
+from blocktui.core.views import JobView
 from blocktui.journal import Entry, Journal, pid_alive
 from blocktui.planner import GUARD_ENV, Planner, PlanStatus
 from blocktui.session import Session
@@ -106,16 +107,42 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
     view = session.job(key)
     completed = entry is not None and entry.status == JobState.COMPLETED.value
     if args.json:
-        record = base.job_json(view) if view is not None else {}
-        if entry is not None:
-            record["plan"] = entry.as_json()
-        base.print_json(record)
-    elif view is not None:
+        base.print_json(final_record(key, view, entry))
+    elif view is not None and (view.state.is_final or entry is None):
         print(base.describe_end(view))
-        if entry is not None and entry.checkpoints:
-            points = ", ".join(f"{format_size(c.boundary)} (+{c.overshoot} B)" for c in entry.checkpoints)
-            print(f"checkpoints: {points}")
+    elif entry is not None:
+        reason = entry.error or entry.note
+        where = f"{visible(key.domain)}/{visible(key.disk)}"
+        line = f"{where}: {entry.status} after {format_size(entry.bytes_done)} copied"
+        print(f"{line}: {visible(reason)}" if reason else line)
+    if not args.json and entry is not None and entry.checkpoints:
+        points = ", ".join(f"{format_size(c.boundary)} (+{c.overshoot} B)" for c in entry.checkpoints)
+        print(f"checkpoints: {points}")
     return 0 if completed else 1
+
+
+def final_record(key: JobKey, view: JobView | None, entry: Entry | None) -> dict[str, Any]:
+    """The JSON ``stream --wait`` prints: the job as last seen, its outcome, and the plan.
+
+    The plan's outcome in the journal decides the exit code, so it is the record's ``state`` too
+    whenever the last view of the job is not final (a plan can end on an error while the job was
+    last seen running: the domain died, a host refused).
+    """
+    record: dict[str, Any] = base.job_json(view) if view is not None else {}
+    if entry is None:
+        return record
+    if view is None:
+        record.update(uri=key.host, domain=key.domain, disk=key.disk, kind=entry.kind)
+        record.update(cur=entry.bytes_done, end=entry.size, remaining=max(0, entry.size - entry.bytes_done))
+        record["bandwidth"] = entry.bandwidth
+    if view is None or not view.state.is_final:
+        record["state"] = entry.status
+        if entry.error:
+            record["error"] = entry.error
+        if entry.note:
+            record["note"] = entry.note
+    record["plan"] = entry.as_json()
+    return record
 
 
 class OutageNotice:

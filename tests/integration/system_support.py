@@ -58,7 +58,8 @@ class SystemHost:
         libvirt.registerErrorHandler(_quiet, None)
         self.conn = libvirt.open(SYSTEM_URI)
         self._uuids: list[str] = []
-        self.env = {**os.environ, "BLOCKTUI_STATE_DIR": str(work / "state")}
+        # faulthandler: a test can make a stuck blocktui print its threads' stacks (SIGABRT).
+        self.env = {**os.environ, "BLOCKTUI_STATE_DIR": str(work / "state"), "PYTHONFAULTHANDLER": "1"}
         self.env.pop("LIBVIRT_DEFAULT_URI", None)
         self.remove_domains()  # left over from an interrupted run
 
