@@ -93,12 +93,13 @@ def test_the_backend_turns_unreadable_xml_into_the_domains_error_keeping_its_rea
 class _Refusing(_Dom):
     """A domain handle whose description the host refuses (not a link failure)."""
 
-    def __init__(self, code: int) -> None:
+    def __init__(self, code: int, source: int = libvirt.VIR_FROM_QEMU) -> None:
         self.code = code
+        self.source = source
 
     def XMLDesc(self, _flags: int) -> str:
         exc = libvirt.libvirtError("cannot describe")
-        exc.err = (self.code, libvirt.VIR_FROM_QEMU, "internal error: cannot describe", 2, "", "", "", 0, 0)
+        exc.err = (self.code, self.source, "internal error: cannot describe", 2, "", "", "", 0, 0)
         raise exc
 
 
@@ -128,4 +129,4 @@ def test_a_domain_the_host_refuses_to_describe_is_one_row_among_the_others() -> 
 
 def test_a_lost_link_while_listing_is_still_a_host_error() -> None:
     with pytest.raises(HostError, match="reachable"):
-        _backend_over(_Refusing(libvirt.VIR_ERR_SYSTEM_ERROR)).list_domains()
+        _backend_over(_Refusing(libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC)).list_domains()

@@ -6,6 +6,7 @@ import libvirt
 import pytest
 
 from blocktui.backends.libvirt import UnreadableXml, embed_root, map_error, non_interactive, parse_disks
+from blocktui.backends.libvirt.errors import is_connection_error
 from blocktui.backends.libvirt.parse import REPLACEMENT, well_formed
 from blocktui.core.errors import (
     BlocktuiError,
@@ -159,9 +160,9 @@ def test_disks_without_a_file_are_listed_by_protocol_and_name() -> None:
     }
 
 
-def _error(code: int, message: str) -> libvirt.libvirtError:
+def _error(code: int, message: str, source: int = libvirt.VIR_FROM_QEMU) -> libvirt.libvirtError:
     exc = libvirt.libvirtError(message)
-    exc.err = (code, libvirt.VIR_FROM_QEMU, message, 2, "", "", "", 0, 0)
+    exc.err = (code, source, message, 2, "", "", "", 0, 0)
     return exc
 
 
@@ -182,7 +183,7 @@ def _error(code: int, message: str) -> libvirt.libvirtError:
         (libvirt.VIR_ERR_INVALID_ARG, "could not find image '/x' in chain for '/top'", NotFound),
         (libvirt.VIR_ERR_INVALID_ARG, "invalid argument: disk 'vdz' not found in domain", NotFound),
         (libvirt.VIR_ERR_NO_SUPPORT, "this function is not supported by the connection driver", Unsupported),
-        (libvirt.VIR_ERR_SYSTEM_ERROR, "Cannot recv data: Connection reset by peer", HostError),
+        (libvirt.VIR_ERR_SYSTEM_ERROR, "Unable to read from monitor: Connection reset by peer", Conflict),
         (libvirt.VIR_ERR_INTERNAL_ERROR, "unable to execute QEMU command", HostError),
     ],
 )
@@ -194,6 +195,16 @@ def test_libvirt_errors_map_to_one_line_errors_of_our_tree(
     assert type(mapped) is expected
     assert str(mapped).startswith("cannot stream vm/vda: ")
     assert "\n" not in str(mapped)
+
+
+def test_a_lost_link_is_a_host_error_but_a_dead_qemu_is_that_domains_conflict() -> None:
+    link = _error(
+        libvirt.VIR_ERR_SYSTEM_ERROR, "Cannot recv data: Connection reset by peer", libvirt.VIR_FROM_RPC
+    )
+    monitor = _error(libvirt.VIR_ERR_SYSTEM_ERROR, "Unable to read from monitor: Connection reset by peer")
+
+    assert type(map_error(link, "x")) is HostError and is_connection_error(link)
+    assert type(map_error(monitor, "x")) is Conflict and not is_connection_error(monitor)
 
 
 def test_ssh_uris_never_prompt_on_the_terminal() -> None:

@@ -79,15 +79,12 @@ class LibvirtBackend(LibvirtConnection):
 
     # -- events -------------------------------------------------------------------------------------
 
+    # fmt: off
     def _on_block_job(
-        self,
-        _conn: libvirt.virConnect,
-        dom: libvirt.virDomain,
-        disk: str,
-        job_type: int,
-        status: int,
+        self, _conn: libvirt.virConnect, dom: libvirt.virDomain, disk: str, job_type: int, status: int,
         _o: object,
     ) -> None:
+        # fmt: on
         state = EVENT_STATES.get(status)
         if state is None:
             return
@@ -120,7 +117,12 @@ class LibvirtBackend(LibvirtConnection):
         try:
             return function()
         except libvirt.libvirtError as exc:
-            raise map_error(exc, action) from exc
+            error = map_error(exc, action)
+            if isinstance(error, HostError) and not is_connection_error(exc):
+                # The host answered, with a failure: the link is up, and a listener that takes
+                # every host error for a lost link (the session does) must hear so.
+                self._confirm_connected_soon()
+            raise error from exc
 
     def _lookup(self, name: str) -> libvirt.virDomain:
         # Progress polls look up every running job's domain twice a second: keep the handles, and

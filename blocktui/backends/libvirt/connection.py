@@ -43,6 +43,19 @@ def _hypervisor_version(number: int) -> str:
     return f"{major}.{minor}.{release}"
 
 
+def _describe(uri: str, conn: libvirt.virConnect) -> tuple[str, dict[str, str]]:
+    """What the header shows: hypervisor and version, libvirt's version, the host name."""
+    extra: dict[str, str] = {}
+    try:
+        hypervisor = f"{conn.getType()} {_hypervisor_version(conn.getVersion())}"
+        extra["libvirt"] = _hypervisor_version(conn.getLibVersion())
+        extra["hostname"] = conn.getHostname()
+    except libvirt.libvirtError as exc:
+        log.debug("cannot describe %s: %s", uri, exc)
+        hypervisor = ""
+    return hypervisor, extra
+
+
 class LibvirtConnection(Backend):
     """The connection half of the libvirt backend: open, keepalive, close callback, reconnect.
 
@@ -71,6 +84,7 @@ class LibvirtConnection(Backend):
         self._reconnect_thread: threading.Thread | None = None
         #: Set while the host is shown reconnecting because a call timed out, not because the link closed.
         self._stalled = False
+        self._confirming = False  # a "still connected" word is scheduled
         self._deadline = (
             None
             if call_timeout is None
@@ -84,15 +98,12 @@ class LibvirtConnection(Backend):
 
     # -- hooks for the backend ----------------------------------------------------------------------
 
+    # fmt: off
     def _on_block_job(  # noqa: PLR0917 - libvirt's callback signature
-        self,
-        conn: libvirt.virConnect,
-        dom: libvirt.virDomain,
-        disk: str,
-        job_type: int,
-        status: int,
+        self, conn: libvirt.virConnect, dom: libvirt.virDomain, disk: str, job_type: int, status: int,
         opaque: object,
     ) -> None:
+        # fmt: on
         """libvirt's BLOCK_JOB_2 callback (the backend overrides it)."""
 
     def _on_lifecycle(
@@ -185,7 +196,7 @@ class LibvirtConnection(Backend):
                     None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
                 ),
             ]
-        hypervisor, extra = self._describe(conn)
+        hypervisor, extra = _describe(self.uri, conn)
         with self._lock:
             self._conn = conn
             self._callback_ids = ids
@@ -193,17 +204,6 @@ class LibvirtConnection(Backend):
             self._extra = extra
             self._state = ConnectionState.CONNECTED
             self._message = ""
-
-    def _describe(self, conn: libvirt.virConnect) -> tuple[str, dict[str, str]]:
-        extra: dict[str, str] = {}
-        try:
-            hypervisor = f"{conn.getType()} {_hypervisor_version(conn.getVersion())}"
-            extra["libvirt"] = _hypervisor_version(conn.getLibVersion())
-            extra["hostname"] = conn.getHostname()
-        except libvirt.libvirtError as exc:
-            log.debug("cannot describe %s: %s", self.uri, exc)
-            hypervisor = ""
-        return hypervisor, extra
 
     def close(self) -> None:
         """Close the connection; running jobs keep running on the host."""
@@ -325,7 +325,21 @@ class LibvirtConnection(Backend):
         self._announce_connected()
         # A caller that timed out just before may still be recording "not answering" from its
         # error; a second word a moment later leaves the last word with the truth.
-        timer = threading.Timer(REANNOUNCE_DELAY, self._announce_connected)
+        self._confirm_connected_soon()
+
+    def _confirm_connected_soon(self) -> None:
+        """Say again, a moment from now, that the link is up (once, however many errors ask)."""
+        with self._lock:
+            if self._confirming:
+                return
+            self._confirming = True
+
+        def confirm() -> None:
+            with self._lock:
+                self._confirming = False
+            self._announce_connected()
+
+        timer = threading.Timer(REANNOUNCE_DELAY, confirm)
         timer.daemon = True
         timer.start()
 

@@ -67,6 +67,10 @@ _UNSUPPORTED_ERRORS = frozenset(
 )
 
 
+#: Error sources about one domain's hypervisor process rather than the link to the host: a system
+#: error from there is QEMU's monitor socket closing, not libvirtd being unreachable.
+_DOMAIN_SOURCES = frozenset({libvirt.VIR_FROM_QEMU})
+
 #: Phrases libvirt uses (with varying codes) for a disk or base image that does not exist.
 _NOT_FOUND_WORDS = ("could not find image", "not found in chain", "not found in domain")
 
@@ -99,6 +103,9 @@ def map_error(exc: libvirt.libvirtError, action: str) -> BlocktuiError:
         return InvalidInput(full)
     if code in _UNSUPPORTED_ERRORS:
         return Unsupported(full)
+    if code in _CONNECTION_ERRORS and exc.get_error_domain() in _DOMAIN_SOURCES:
+        # "Unable to read from monitor": that domain's QEMU went away, the host is fine.
+        return Conflict(f"{full} (the domain's QEMU process went away)")
     if code in _CONNECTION_ERRORS:
         return HostError(f"{full} (check that the host and libvirtd are reachable)")
     return HostError(full)
@@ -106,4 +113,4 @@ def map_error(exc: libvirt.libvirtError, action: str) -> BlocktuiError:
 
 def is_connection_error(exc: libvirt.libvirtError) -> bool:
     """Whether the error is about the link to the host rather than about one domain or disk."""
-    return exc.get_error_code() in _CONNECTION_ERRORS
+    return exc.get_error_code() in _CONNECTION_ERRORS and exc.get_error_domain() not in _DOMAIN_SOURCES
