@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 # cli_plans reads this module's helpers at call time, so the import cycle is harmless.
 from blocktui import __version__, cli_plans
-from blocktui.backends.base import Backend
-from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, Conflict, HostError, InvalidInput, NotFound
-from blocktui.core.model import BlockJob, ConnectionState, Domain, JobKey, JobState
+from blocktui.cli_hosts import find_disk_key, find_domain, open_session
+from blocktui.cli_output import (
+    describe_end,
+    domain_json,
+    job_json,
+    one_line,
+    print_domains,
+    print_jobs,
+    print_json,
+    progress_line,
+)
+from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, InvalidInput, NotAnswering, NotFound
+from blocktui.core.model import JobKey, JobState
 from blocktui.core.text import visible
 from blocktui.core.units import (
     BANDWIDTH_HELP,
     format_bandwidth,
-    format_duration,
-    format_rate,
     format_size,
     parse_bandwidth,
     parse_size,
@@ -31,7 +36,25 @@ from blocktui.core.units import (
 from blocktui.core.views import JobView
 from blocktui.session import Session
 
+# Output helpers live in cli_output; cli_plans reaches them through this module.
+__all__ = [
+    "describe_end",
+    "domain_json",
+    "find_disk_key",
+    "find_domain",
+    "job_json",
+    "main",
+    "one_line",
+    "open_session",
+    "print_domains",
+    "print_jobs",
+    "print_json",
+    "progress_line",
+]
+
 EXIT_INTERRUPTED = 130
+#: Commands that ask a host to change something.
+CHANGES = frozenset({"stream", "speed", "abort", "pause", "resume"})
 
 #: ``lab --qmp --style``: how the lab's QEMUs attach disks (``blocktui.lab.qemu_styles.STYLES``;
 #: spelled out so ``--help`` does not import the lab).
@@ -183,197 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- hosts ----------------------------------------------------------------------------------
-
-
-def _default_uri() -> str:
-    uri = os.environ.get("LIBVIRT_DEFAULT_URI")
-    if uri:
-        return uri
-    return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
-
-
-@contextmanager
-def open_session(args: argparse.Namespace, *, connect: bool = True) -> Iterator[Session]:
-    """Build a session for the hosts the options name; close them (and any lab) on exit.
-
-    Args:
-        connect: open the connections now; the dashboard opens them itself, in a worker.
-    """
-    with ExitStack() as stack:
-        backends: list[Backend] = []
-        if args.lab:
-            from blocktui.lab import open_lab  # noqa: PLC0415 - only --lab needs libvirt's lab
-
-            lab = open_lab("libvirt")
-            stack.callback(lab.close)
-            backends.append(lab.backend(readonly=args.readonly))
-        if args.qmp or args.qmp_dir:
-            from blocktui.backends.qmp import QmpBackend  # noqa: PLC0415 - optional backend
-
-            hold = args.qmp_hold
-            for socket in args.qmp:
-                backends.append(QmpBackend(sockets=[Path(socket)], readonly=args.readonly, hold=hold))
-            for directory in args.qmp_dir:
-                backends.append(QmpBackend(directory=Path(directory), readonly=args.readonly, hold=hold))
-        uris = list(args.connect)
-        if not backends and not uris:
-            uris.append(_default_uri())
-        if uris:
-            from blocktui.backends.libvirt import LibvirtBackend  # noqa: PLC0415
-
-            backends.extend(LibvirtBackend(uri, readonly=args.readonly) for uri in uris)
-        session = Session(backends, readonly=args.readonly)
-        if not connect:
-            yield session
-            return
-        stack.callback(session.close)
-        session.open()
-        for info in session.snapshot().hosts:
-            if info.state is not ConnectionState.CONNECTED and len(backends) == 1:
-                raise HostError(info.message or f"cannot connect to {info.uri}")
-        yield session
-
-
-def find_domain(session: Session, name: str) -> Domain:
-    """The one domain called ``name`` on any host.
-
-    Raises:
-        NotFound: no host has it.
-        Conflict: several hosts have it.
-    """
-    matches = [d for d in session.domains() if d.name == name]
-    if not matches:
-        hosts = ", ".join(session.hosts)
-        raise NotFound(f"no domain {visible(name)!r} on {hosts}; 'blocktui ls' lists them")
-    if len(matches) > 1:
-        raise Conflict(
-            f"domain {visible(name)!r} exists on several hosts "
-            f"({', '.join(d.host for d in matches)}); name one host with -c"
-        )
-    return matches[0]
-
-
-def find_disk_key(session: Session, domain: str, disk: str) -> JobKey:
-    """The job key for ``domain``/``disk``, checking both exist."""
-    found = find_domain(session, domain)
-    if found.disk(disk) is None:
-        targets = ", ".join(visible(d.target) for d in found.disks) or "none listed"
-        raise NotFound(f"domain {visible(domain)!r} has no disk {visible(disk)!r} (disks: {targets})")
-    return JobKey(found.host, found.name, disk)
-
-
-# -- output ---------------------------------------------------------------------------------
-
-
-def domain_json(domain: Domain) -> dict[str, Any]:
-    """The ``ls --json`` record of one domain."""
-    return {
-        "uri": domain.host,
-        "name": domain.name,
-        "state": domain.state.value,
-        "disks": [
-            {
-                "target": disk.target,
-                "source": disk.source,
-                "format": disk.format,
-                "chain": [{"path": layer.path, "format": layer.format} for layer in disk.chain],
-            }
-            for disk in domain.disks
-        ],
-    }
-
-
-def job_json(job: BlockJob | JobView) -> dict[str, Any]:
-    """The ``jobs --json`` record of one job (views add error and note when known)."""
-    record: dict[str, Any] = {
-        "uri": job.key.host,
-        "domain": job.key.domain,
-        "disk": job.key.disk,
-        "kind": job.kind.value,
-        "state": job.state.value,
-        "cur": job.cur,
-        "end": job.end,
-        "remaining": job.remaining,
-        "bandwidth": job.bandwidth,
-    }
-    if job.error:
-        record["error"] = job.error
-    if isinstance(job, JobView) and job.note:
-        record["note"] = job.note
-    return record
-
-
-def print_json(value: object, out: TextIO | None = None) -> None:
-    """Machine-readable output: indented JSON and a newline."""
-    stream = sys.stdout if out is None else out
-    json.dump(value, stream, indent=2)
-    stream.write("\n")
-
-
-def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-        out.write("\n")
-
-
-def print_domains(domains: Sequence[Domain], out: TextIO) -> None:
-    """Domains, disks and chains as indented text."""
-    if not domains:
-        out.write("no domains\n")
-        return
-    for domain in domains:
-        out.write(f"{visible(domain.name)}  ({domain.state.value})  {visible(domain.host)}\n")
-        for disk in domain.disks:
-            marker = "streamable" if disk.has_backing else "standalone"
-            source = visible(disk.source or "(empty)")
-            out.write(f"  {visible(disk.target)}  {disk.format or '?'}  {source}  [{marker}]\n")
-            for layer in disk.chain:
-                out.write(f"      <- {visible(layer.path)}  {layer.format or '?'}\n")
-
-
-def print_jobs(jobs: Sequence[BlockJob | JobView], out: TextIO) -> None:
-    """A table of jobs."""
-    if not jobs:
-        out.write("no block jobs\n")
-        return
-    rows = [["HOST", "DOMAIN", "DISK", "KIND", "STATE", "PROGRESS", "DONE", "TOTAL", "RATE", "LIMIT", "ETA"]]
-    for job in jobs:
-        view = job if isinstance(job, JobView) else None
-        percent = f"{100 * job.cur / job.end:.1f}%" if job.end else "—"
-        state = job.state.value
-        if view is not None and view.note:
-            state += f" ({view.note})"
-        rows.append(
-            [
-                visible(job.key.host),
-                visible(job.key.domain),
-                visible(job.key.disk),
-                job.kind.value,
-                state,
-                percent,
-                format_size(job.cur),
-                format_size(job.end),
-                format_rate(view.rate) if view else "—",
-                format_bandwidth(job.bandwidth),
-                format_duration(view.eta) if view else "—",
-            ]
-        )
-    _table(rows, out)
-
-
-def describe_end(view: JobView) -> str:
-    """One line saying how a job ended, with bytes copied and the reason when known."""
-    where = f"{visible(view.key.domain)}/{visible(view.key.disk)}"
-    done = f"{format_size(view.cur)} of {format_size(view.end)}"
-    if view.state is JobState.COMPLETED:
-        return f"{where}: completed, {format_size(view.end)} streamed in {format_duration(view.elapsed)}"
-    reason = view.error or view.note
-    line = f"{where}: {view.state.value} after {done} copied"
-    return f"{line}: {visible(reason)}" if reason else line
-
-
 # -- commands -------------------------------------------------------------------------------
 
 
@@ -393,21 +225,14 @@ def wait_for_end(
         session.wait(session.poll_interval)
 
 
-def progress_line(view: JobView) -> None:
-    if not sys.stderr.isatty():
-        return
-    line = (
-        f"\r{visible(view.key.domain)}/{visible(view.key.disk)} {view.state.value} "
-        f"{100 * view.fraction:5.1f}%  {format_size(view.cur)} / {format_size(view.end)}  "
-        f"{format_rate(view.rate)}  ETA {format_duration(view.eta)}   "
-    )
-    sys.stderr.write(line)
-    sys.stderr.flush()
-
-
 def cmd_ls(session: Session, args: argparse.Namespace) -> int:
-    """List domains."""
+    """List domains; each one that cannot be read is also one line on stderr (still exit 0)."""
     domains = session.domains()
+    for domain in domains:
+        if domain.error:
+            print(
+                one_line(f"domain {visible(domain.name)!r} on {domain.host}: {domain.error}"), file=sys.stderr
+            )
     if args.json:
         print_json([domain_json(d) for d in domains])
     else:
@@ -549,12 +374,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "history":
             return cli_plans.cmd_history(args)
         command = COMMANDS.get(args.command, cmd_dashboard)
-        with open_session(args, connect=command is not cmd_dashboard) as session:
+        dashboard = command is cmd_dashboard
+        with open_session(args, connect=not dashboard, bounded=not dashboard) as session:
             return command(session, args)
     except BlocktuiError as exc:
-        # One line, whatever the host's message held.
-        print(f"blocktui: {' '.join(str(exc).split())}", file=sys.stderr)
+        message = str(exc)
+        if isinstance(exc, NotAnswering) and args.command in CHANGES:
+            # The request may have reached the host before it stopped answering.
+            message += "; it may still take effect there: 'blocktui jobs' shows the job once it answers"
+        print(one_line(message), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("\nblocktui: interrupted; jobs already started keep running on the host", file=sys.stderr)
+        where = "the host" if _host_count(args) == 1 else "their hosts"
+        print(f"\nblocktui: interrupted; jobs already started keep running on {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _host_count(args: argparse.Namespace) -> int:
+    """How many hosts the options name (the default URI when none)."""
+    return len(args.connect) + int(args.lab) + len(args.qmp) + len(args.qmp_dir) or 1

@@ -6,17 +6,18 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 # The CLI module imports this one while it loads: its helpers are looked up at call time.
 from blocktui import cli as base
 from blocktui.core.errors import InvalidInput, NoJob
-from blocktui.core.model import JobKey, JobState
+from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
+from blocktui.core.views import JobView
 from blocktui.journal import Entry, Journal, pid_alive
 from blocktui.planner import GUARD_ENV, Planner, PlanStatus
 from blocktui.session import Session
@@ -92,8 +93,10 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
             key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap
         )
         show = None if args.json else base.progress_line
+        outage = OutageNotice(key)
         while plan.status is not PlanStatus.DONE:
             snapshot = planner.step()
+            outage.update(snapshot.hosts)
             view = next((v for v in snapshot.jobs if v.key == key), None)
             if show is not None and view is not None and not view.state.is_final:
                 show(view)
@@ -104,16 +107,73 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
     view = session.job(key)
     completed = entry is not None and entry.status == JobState.COMPLETED.value
     if args.json:
-        record = base.job_json(view) if view is not None else {}
-        if entry is not None:
-            record["plan"] = entry.as_json()
-        base.print_json(record)
-    elif view is not None:
+        base.print_json(final_record(key, view, entry))
+    elif view is not None and (view.state.is_final or entry is None):
         print(base.describe_end(view))
-        if entry is not None and entry.checkpoints:
-            points = ", ".join(f"{format_size(c.boundary)} (+{c.overshoot} B)" for c in entry.checkpoints)
-            print(f"checkpoints: {points}")
+    elif entry is not None:
+        reason = entry.error or entry.note
+        where = f"{visible(key.domain)}/{visible(key.disk)}"
+        line = f"{where}: {entry.status} after {format_size(entry.bytes_done)} copied"
+        print(f"{line}: {visible(reason)}" if reason else line)
+    if not args.json and entry is not None and entry.checkpoints:
+        points = ", ".join(f"{format_size(c.boundary)} (+{c.overshoot} B)" for c in entry.checkpoints)
+        print(f"checkpoints: {points}")
     return 0 if completed else 1
+
+
+def final_record(key: JobKey, view: JobView | None, entry: Entry | None) -> dict[str, Any]:
+    """The JSON ``stream --wait`` prints: the job as last seen, its outcome, and the plan.
+
+    The plan's outcome in the journal decides the exit code, so it is the record's ``state`` too
+    whenever the last view of the job is not final (a plan can end on an error while the job was
+    last seen running: the domain died, a host refused).
+    """
+    record: dict[str, Any] = base.job_json(view) if view is not None else {}
+    if entry is None:
+        return record
+    if view is None:
+        record.update(uri=key.host, domain=key.domain, disk=key.disk, kind=entry.kind)
+        record.update(cur=entry.bytes_done, end=entry.size, remaining=max(0, entry.size - entry.bytes_done))
+        record["bandwidth"] = entry.bandwidth
+    if view is None or not view.state.is_final:
+        record["state"] = entry.status
+        if entry.error:
+            record["error"] = entry.error
+        if entry.note:
+            record["note"] = entry.note
+    record["plan"] = entry.as_json()
+    return record
+
+
+class OutageNotice:
+    """Says once on stderr that the host stopped answering while a job is followed, and once that it is back.
+
+    The job goes on in QEMU meanwhile; the session reconnects and the job's true outcome is reported.
+    """
+
+    def __init__(self, key: JobKey, out: TextIO | None = None) -> None:
+        self.key = key
+        self.out = out
+        self.down = False
+
+    def update(self, hosts: Iterable[HostInfo]) -> None:
+        """Compare the host's state with the last one seen and say what changed."""
+        info = next((h for h in hosts if h.uri == self.key.host), None)
+        if info is None:
+            return
+        down = info.state is not ConnectionState.CONNECTED
+        if down == self.down:
+            return
+        self.down = down
+        where = f"{visible(self.key.domain)}/{visible(self.key.disk)}"
+        if down:
+            why = f" ({info.message})" if info.message and "answering" not in info.message else ""
+            message = f"{info.uri} is not answering{why}; still waiting for {where}, whose job goes on"
+        else:
+            message = f"{info.uri} is answering again; following {where}"
+        if sys.stderr.isatty() and self.out is None:
+            sys.stderr.write("\n")  # off the progress line
+        print(base.one_line(message), file=self.out or sys.stderr, flush=True)
 
 
 def _open_plan(journal: Journal, key: JobKey) -> Entry | None:

@@ -158,6 +158,23 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _make_private(path: Path) -> None:
+    """Create the journal's directory (0700) and file (0600) for their user alone.
+
+    The journal names hosts, domains and image paths. An existing directory is tightened only when
+    it is blocktui's own default one: ``$BLOCKTUI_STATE_DIR`` may name a directory others share.
+    SQLite gives its -wal and -shm files the database file's mode.
+    """
+    directory = path.parent
+    if not directory.exists():
+        directory.mkdir(mode=0o700, parents=True)
+        directory.chmod(0o700)  # mkdir's mode is filtered through the umask
+    elif not os.environ.get(STATE_DIR_ENV) and directory == state_dir():
+        directory.chmod(0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+
+
 _UPDATABLE = frozenset(
     {"status", "bandwidth", "size", "chunk", "gap", "pause_requested", "owner", "bytes_done", "error", "note"}
 )
@@ -171,7 +188,7 @@ class Journal:
         self._clock = clock
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private(self.path)
             self._db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=10000")

@@ -24,7 +24,8 @@ def _route_log_output() -> None:
     if os.environ.get("LIBVIRT_LOG_OUTPUTS"):
         return
     try:
-        LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
+        # Private: libvirt's errors name domains and image paths.
+        LOG_FILE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # One old generation is kept; a dashboard left polling a failing host must not fill the disk.
         if LOG_FILE.exists() and LOG_FILE.stat().st_size > MAX_LOG_BYTES:
             LOG_FILE.replace(LOG_FILE.with_suffix(".log.1"))

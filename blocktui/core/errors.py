@@ -56,6 +56,10 @@ class HostError(BlocktuiError):
     exit_code = 5
 
 
+class NotAnswering(HostError):
+    """The host took a request and gave no reply in time (a frozen or overloaded daemon)."""
+
+
 class ReadOnly(BlocktuiError):
     """The connection is read-only (or the user asked for --readonly) and the request would change a disk."""
 

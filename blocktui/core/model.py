@@ -79,6 +79,8 @@ class Disk:
         source: the active (top) image's path, or None for an empty drive.
         chain: the backing images, nearest first; empty when the disk stands alone.
         node: the backend's own handle for the top node (QMP node name), when it has one.
+        chain_known: False when the backend could not see the chain (libvirt describes no backing
+            chain for a shut-off domain): an empty ``chain`` then proves nothing.
     """
 
     target: str
@@ -89,6 +91,7 @@ class Disk:
     readonly: bool = False
     chain: tuple[ChainLayer, ...] = ()
     node: str | None = None
+    chain_known: bool = True
 
     @property
     def has_backing(self) -> bool:
@@ -103,7 +106,11 @@ class Disk:
 
 @dataclass(frozen=True, slots=True)
 class Domain:
-    """A virtual machine on one host (a libvirt domain or one QEMU process)."""
+    """A virtual machine on one host (a libvirt domain or one QEMU process).
+
+    Attributes:
+        error: why the domain could not be read (its disks are then unknown); empty when it could.
+    """
 
     host: str
     name: str
@@ -111,6 +118,7 @@ class Domain:
     disks: tuple[Disk, ...] = ()
     uuid: str | None = None
     persistent: bool = True
+    error: str = ""
 
     def disk(self, target: str) -> Disk | None:
         """The disk with this target name, or None."""

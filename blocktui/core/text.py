@@ -43,3 +43,36 @@ def visible(text: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def printable(text: str) -> str:
+    """Like ``visible``, but backslashes stay single: for text that may already hold ``visible`` parts.
+
+    Error messages mix names already shown with ``visible`` and raw text from a host; escaping
+    them again would double every backslash, while leaving them raw would let a host's control
+    characters reach the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        _escape(char) if unicodedata.category(char) in _INVISIBLE_CATEGORIES else char for char in text
+    )
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 job``, ``2 jobs``, ``0 jobs``: a count with its noun in the right number."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def jobs_continue(running: int, hosts: int) -> str:
+    """What leaving says about jobs left running: ``1 running job continues on the host``.
+
+    Args:
+        running: jobs still running that this process was showing.
+        hosts: the hosts those jobs (or, with none, the session) are on.
+    """
+    where = "the host" if hosts == 1 else "the hosts"
+    if running == 0:
+        return f"no running jobs seen; any on {where} keep running"
+    verb = "continues" if running == 1 else "continue"
+    return f"{counted(running, 'running job')} {verb} on {where}"

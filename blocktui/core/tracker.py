@@ -255,7 +255,10 @@ class JobTracker:
             record.ended = None if record.state is JobState.PAUSED else now
         else:
             record.state = JobState.UNKNOWN
-            record.note = note or "the job vanished and the backing chain is unchanged"
+            unseen = "the job vanished and its backing chain cannot be seen"
+            record.note = note or (
+                unseen if not disk.chain_known else "the job vanished and the backing chain is unchanged"
+            )
         return record
 
     def end_checkpoint(self, key: JobKey, note: str) -> JobRecord | None:
@@ -323,6 +326,8 @@ class JobTracker:
 
 def _chain_shrank(record: JobRecord, disk: Disk) -> bool:
     """Whether the disk's chain shows the job's layers gone."""
+    if not disk.chain_known:
+        return False  # no chain seen (a domain that stopped) is not a chain that lost its layers
     before = record.chain_before
     if before is None:
         # Without the chain before, only an empty chain proves a whole-chain pull finished.

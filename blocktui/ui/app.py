@@ -7,7 +7,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from blocktui.core.words import agrees, counted
+from blocktui.core.text import jobs_continue
 from blocktui.journal import Journal
 from blocktui.planner import Planner
 from blocktui.session import Session
@@ -66,9 +66,5 @@ class BlocktuiApp(App[int]):
         """Stop polling and leave, saying that running jobs go on without us."""
         running = self.main.running_jobs()
         self.main.stop_polling()
-        if running:
-            verb = agrees(running, "continues", "continue")
-            message = f"blocktui: {counted(running, 'running job')} {verb} on the hosts."
-        else:
-            message = "blocktui: no running jobs seen; any on the hosts keep running."
+        message = f"blocktui: {jobs_continue(running, len(self.session.hosts))}."
         self.exit(0, message=message)

@@ -23,6 +23,9 @@ from blocktui.core.model import BackendEvent, JobEvent, JobState
 from blocktui.lab import LAB_DIR_ENV, DiskSpec, Lab, LabDisk, open_lab
 from blocktui.lab.images import flatten_copy
 from blocktui.lab.qemu_styles import STYLES
+from blocktui.lab.system import SystemDaemonError, system_daemon
+
+from .system_support import SystemHost
 
 #: Lab kinds every integration test runs against (the QMP lab starts its QEMUs with -blockdev).
 LAB_KINDS = ["libvirt", "qmp"]
@@ -32,6 +35,30 @@ LAB_KINDS = ["libvirt", "qmp"]
 ALL_LAB_KINDS = [*LAB_KINDS, *(f"qmp-{style}" for style in STYLES if style != "blockdev")]
 
 MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def system_host() -> Iterator[SystemHost]:
+    """A system libvirtd for the run (started if none runs, stopped after only if started here).
+
+    Its test domains are named ``btsys-*`` and always removed at the end, with their images.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root: starts a system libvirtd (virtlogd -d, libvirtd -d) and TCG domains")
+    if shutil.which("libvirtd") is None:
+        pytest.skip("libvirtd is not installed (apt-get install libvirt-daemon libvirt-daemon-driver-qemu)")
+    work = Path(tempfile.mkdtemp(prefix="btsys-", dir="/tmp"))
+    try:
+        with system_daemon() as daemon:
+            host = SystemHost(daemon, work)
+            try:
+                yield host
+            finally:
+                host.close()
+    except SystemDaemonError as exc:
+        pytest.fail(f"cannot use a system libvirtd: {exc}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _lab_base() -> Path:

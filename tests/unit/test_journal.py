@@ -89,3 +89,39 @@ def test_update_rejects_unknown_columns(tmp_path: Path) -> None:
     assert entry is not None and entry.status == "active" and entry.bandwidth == 5
     with pytest.raises(ValueError, match="cannot update"):
         journal.update(job_id, host="x")
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_journal_and_its_new_directory_are_private_to_their_user(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        journal = Journal(tmp_path / "state" / "journal.sqlite3")
+        make(journal)
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "state") == 0o700
+    files = sorted((tmp_path / "state").iterdir())
+    assert files and all(_mode(f) == 0o600 for f in files), [(f.name, oct(_mode(f))) for f in files]
+    journal.close()
+
+
+def test_the_default_state_directory_is_tightened_but_a_chosen_one_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(STATE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    default_path().parent.mkdir(parents=True, mode=0o755)
+    default_path().parent.chmod(0o755)
+    Journal().close()
+    assert _mode(default_path().parent) == 0o700
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    monkeypatch.setenv(STATE_DIR_ENV, str(shared))
+    Journal().close()
+    assert _mode(shared) == 0o755
+    assert _mode(shared / "journal.sqlite3") == 0o600

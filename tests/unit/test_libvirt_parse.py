@@ -5,7 +5,9 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from blocktui.backends.libvirt import _embed_root, _non_interactive, map_error, parse_disks
+from blocktui.backends.libvirt import UnreadableXml, embed_root, map_error, non_interactive, parse_disks
+from blocktui.backends.libvirt.errors import is_connection_error
+from blocktui.backends.libvirt.parse import REPLACEMENT, well_formed
 from blocktui.core.errors import (
     BlocktuiError,
     Conflict,
@@ -58,13 +60,109 @@ def test_live_xml_gives_targets_sources_and_chains_nearest_first() -> None:
         "disk",
     )
     assert vda.chain == (ChainLayer("/v/mid.qcow2", "qcow2"), ChainLayer("/dev/vg/base", "raw"))
-    assert (sda.source, sda.readonly, sda.has_backing) == ("rbd://mon1/pool/image", True, False)
+    assert (sda.source, sda.readonly, sda.has_backing) == ("rbd://mon1:6789/pool/image", True, False)
     assert (hdc.device, hdc.source) == ("cdrom", None)
+    assert vda.chain_known and not sda.chain_known
 
 
-def _error(code: int, message: str) -> libvirt.libvirtError:
+def test_inactive_xml_says_the_chain_is_not_known_rather_than_empty() -> None:
+    inactive = "<domain><name>vm</name><devices><disk type='file' device='disk'>"
+    inactive += "<source file='/v/top.qcow2'/><target dev='vda'/></disk></devices></domain>"
+    live = inactive.replace("<target", "<backingStore/><target")
+
+    assert parse_disks(inactive)[0].chain_known is False
+    assert parse_disks(live)[0].chain_known is True
+    assert parse_disks(live)[0].chain == ()
+
+
+def _domain(name: str, source: str = "/v/top.qcow2") -> str:
+    """A domain document as libvirt writes it: names and paths copied in, only ``<>&'"`` escaped."""
+    return (
+        f"<domain type='qemu'><name>{name}</name><devices>"
+        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+        f"<source file='{source}'/><backingStore type='file'><format type='qcow2'/>"
+        "<source file='/v/base.qcow2'/><backingStore/></backingStore>"
+        "<target dev='vda' bus='virtio'/></disk></devices></domain>"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "esc\x1b[31mred",
+        "osc\x1b]0;x\x07",
+        "bell\x07and\x01soh",
+        "vt\x0bff\x0c",
+        "by reference &#27; and &#x1B;",
+    ],
+)
+def test_characters_xml_forbids_in_a_name_do_not_hide_the_disks(name: str) -> None:
+    (vda,) = parse_disks(_domain(name))
+
+    assert (vda.target, vda.source, vda.has_backing) == ("vda", "/v/top.qcow2", True)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["c1 \u009b", "bidi \u202e", "line\nbreak", "[@click=app.quit]", "x" * 200, "spaces and [brackets]"],
+)
+def test_names_xml_allows_parse_as_they_are(name: str) -> None:
+    assert well_formed(_domain(name)) == _domain(name)
+    assert parse_disks(_domain(name))[0].target == "vda"
+
+
+def test_a_forbidden_character_in_a_path_is_replaced_visibly_not_dropped() -> None:
+    (vda,) = parse_disks(_domain("vm", source="/v/odd\x1bname.qcow2"))
+
+    assert vda.source == f"/v/odd{REPLACEMENT}name.qcow2"
+    assert vda.chain[0].path == "/v/base.qcow2"
+
+
+def test_newlines_and_tabs_in_a_path_survive_attribute_normalisation() -> None:
+    (vda,) = parse_disks(_domain("vm", source="/v/two\nlines\tand tab.qcow2"))
+
+    assert vda.source == "/v/two\nlines\tand tab.qcow2"
+
+
+def test_xml_broken_otherwise_is_one_line_error() -> None:
+    with pytest.raises(UnreadableXml) as caught:
+        parse_disks("<domain><name>vm</name><devices><disk></devices></domain>")
+
+    assert "\n" not in str(caught.value)
+    assert "cannot be read" in str(caught.value)
+
+
+def test_disks_without_a_file_are_listed_by_protocol_and_name() -> None:
+    xml = """<domain><name>vm</name><devices>
+      <disk type='network' device='disk'><driver name='qemu' type='raw'/>
+        <source protocol='nbd'><host name='nbd.example' port='10809'/></source>
+        <target dev='vdb' bus='virtio'/></disk>
+      <disk type='network' device='disk'><driver name='qemu' type='raw'/>
+        <source protocol='nbd' name='export1'><host transport='unix' socket='/run/nbd.sock'/></source>
+        <target dev='vdc' bus='virtio'/></disk>
+      <disk type='network' device='disk'><driver name='qemu' type='raw'/>
+        <source protocol='iscsi' name='iqn.2013-07.com.example:t1/1'><host name='10.0.0.9'/></source>
+        <target dev='sdb' bus='scsi'/></disk>
+      <disk type='block' device='disk'><driver name='qemu' type='raw'/>
+        <source dev='/dev/vg0/lv1'/><target dev='vdd' bus='virtio'/></disk>
+      <disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>
+        <source pool='default' volume='v1.qcow2'/><target dev='vde' bus='virtio'/></disk>
+    </devices></domain>"""
+
+    sources = {disk.target: disk.source for disk in parse_disks(xml)}
+
+    assert sources == {
+        "vdb": "nbd://nbd.example:10809/",
+        "vdc": "nbd+unix:///export1?socket=/run/nbd.sock",
+        "sdb": "iscsi://10.0.0.9/iqn.2013-07.com.example:t1/1",
+        "vdd": "/dev/vg0/lv1",
+        "vde": "default/v1.qcow2",
+    }
+
+
+def _error(code: int, message: str, source: int = libvirt.VIR_FROM_QEMU) -> libvirt.libvirtError:
     exc = libvirt.libvirtError(message)
-    exc.err = (code, libvirt.VIR_FROM_QEMU, message, 2, "", "", "", 0, 0)
+    exc.err = (code, source, message, 2, "", "", "", 0, 0)
     return exc
 
 
@@ -85,7 +183,7 @@ def _error(code: int, message: str) -> libvirt.libvirtError:
         (libvirt.VIR_ERR_INVALID_ARG, "could not find image '/x' in chain for '/top'", NotFound),
         (libvirt.VIR_ERR_INVALID_ARG, "invalid argument: disk 'vdz' not found in domain", NotFound),
         (libvirt.VIR_ERR_NO_SUPPORT, "this function is not supported by the connection driver", Unsupported),
-        (libvirt.VIR_ERR_SYSTEM_ERROR, "Cannot recv data: Connection reset by peer", HostError),
+        (libvirt.VIR_ERR_SYSTEM_ERROR, "Unable to read from monitor: Connection reset by peer", Conflict),
         (libvirt.VIR_ERR_INTERNAL_ERROR, "unable to execute QEMU command", HostError),
     ],
 )
@@ -99,14 +197,24 @@ def test_libvirt_errors_map_to_one_line_errors_of_our_tree(
     assert "\n" not in str(mapped)
 
 
+def test_a_lost_link_is_a_host_error_but_a_dead_qemu_is_that_domains_conflict() -> None:
+    link = _error(
+        libvirt.VIR_ERR_SYSTEM_ERROR, "Cannot recv data: Connection reset by peer", libvirt.VIR_FROM_RPC
+    )
+    monitor = _error(libvirt.VIR_ERR_SYSTEM_ERROR, "Unable to read from monitor: Connection reset by peer")
+
+    assert type(map_error(link, "x")) is HostError and is_connection_error(link)
+    assert type(map_error(monitor, "x")) is Conflict and not is_connection_error(monitor)
+
+
 def test_ssh_uris_never_prompt_on_the_terminal() -> None:
-    assert _non_interactive("qemu+ssh://root@h/system") == "qemu+ssh://root@h/system?no_tty=1"
-    assert _non_interactive("qemu+ssh://h/system?keyfile=/k") == "qemu+ssh://h/system?keyfile=/k&no_tty=1"
-    assert _non_interactive("qemu+ssh://h/system?no_tty=0") == "qemu+ssh://h/system?no_tty=0"
-    assert _non_interactive("qemu:///embed?root=/tmp/l") == "qemu:///embed?root=/tmp/l"
+    assert non_interactive("qemu+ssh://root@h/system") == "qemu+ssh://root@h/system?no_tty=1"
+    assert non_interactive("qemu+ssh://h/system?keyfile=/k") == "qemu+ssh://h/system?keyfile=/k&no_tty=1"
+    assert non_interactive("qemu+ssh://h/system?no_tty=0") == "qemu+ssh://h/system?no_tty=0"
+    assert non_interactive("qemu:///embed?root=/tmp/l") == "qemu:///embed?root=/tmp/l"
 
 
 def test_only_embed_uris_name_an_embedded_root() -> None:
-    assert _embed_root("qemu:///embed?root=/tmp/btl/libvirt") == "/tmp/btl/libvirt"
-    assert _embed_root("qemu:///system") is None
-    assert _embed_root("qemu+ssh://h/embed?root=/x") is None
+    assert embed_root("qemu:///embed?root=/tmp/btl/libvirt") == "/tmp/btl/libvirt"
+    assert embed_root("qemu:///system") is None
+    assert embed_root("qemu+ssh://h/embed?root=/x") is None

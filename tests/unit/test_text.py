@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blocktui.core.text import visible
+from blocktui.core.text import counted, jobs_continue, printable, visible
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,27 @@ def test_nothing_invisible_survives() -> None:
     )
     shown = visible(hostile)
     assert shown.isprintable()
+
+
+@pytest.mark.parametrize(
+    ("running", "hosts", "said"),
+    [
+        (1, 1, "1 running job continues on the host"),
+        (2, 2, "2 running jobs continue on the hosts"),
+        (3, 1, "3 running jobs continue on the host"),
+        (1, 2, "1 running job continues on the hosts"),
+        (0, 1, "no running jobs seen; any on the host keep running"),
+        (0, 3, "no running jobs seen; any on the hosts keep running"),
+    ],
+)
+def test_leaving_messages_agree_in_number(running: int, hosts: int, said: str) -> None:
+    assert jobs_continue(running, hosts) == said
+
+
+def test_counts_take_the_right_noun() -> None:
+    assert [counted(n, "domain") for n in (0, 1, 2)] == ["0 domains", "1 domain", "2 domains"]
+    assert counted(2, "QEMU process", "QEMU processes") == "2 QEMU processes"
+
+
+def test_printable_escapes_controls_but_not_backslashes() -> None:
+    assert printable("a\\x1bb\x1b]0;t\x07") == "a\\x1bb\\e]0;t\\x07"

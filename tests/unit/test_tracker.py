@@ -86,6 +86,17 @@ def test_vanished_pull_with_unchanged_chain_is_unknown_not_success() -> None:
     assert "unchanged" in record.note
 
 
+def test_vanished_pull_on_a_stopped_domain_is_unknown_though_no_chain_is_listed() -> None:
+    # libvirt lists no backing chain for a shut-off domain: that is not a chain the pull emptied.
+    tracker = JobTracker(Clock())
+    tracker.observe_jobs(HOST, [job(10 * MIB)], chains={KEY: CHAIN})
+    tracker.observe_jobs(HOST, [])
+    unseen = Disk("vda", "/img/top.qcow2", "qcow2", chain=(), chain_known=False)
+    record = tracker.settle(KEY, unseen, note="the domain is shutoff")
+    assert record is not None
+    assert (record.state, record.cur, record.note) == (JobState.UNKNOWN, 10 * MIB, "the domain is shutoff")
+
+
 def test_vanished_job_on_a_gone_domain_is_unknown() -> None:
     tracker = JobTracker(Clock())
     tracker.observe_jobs(HOST, [job(10 * MIB)], chains={KEY: CHAIN})

@@ -15,8 +15,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from blocktui.core.errors import InvalidInput
 from blocktui.core.model import Disk
-from blocktui.core.text import visible
-from blocktui.core.words import counted
+from blocktui.core.text import counted, visible
 from blocktui.ui.format import safe
 from blocktui.ui.widgets.bandwidth import BandwidthInput, bandwidth_of
 from blocktui.ui.widgets.chunking import ChunkInput, GapInput, chunk_of, gap_of

@@ -10,9 +10,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import Sparkline, Static
 
 from blocktui.core.model import Disk, Domain
+from blocktui.core.text import counted
 from blocktui.core.units import format_rate
 from blocktui.core.views import JobView
-from blocktui.core.words import counted
 from blocktui.ui.board import PlanInfo
 from blocktui.ui.format import (
     STATE_STYLES,

@@ -12,7 +12,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from blocktui.core.model import ConnectionState, Disk, Domain, DomainState, HostInfo, JobState
-from blocktui.core.words import counted
+from blocktui.core.text import counted
 from blocktui.ui.format import CONNECTION_STYLES, STATE_STYLES, safe
 
 

@@ -1,0 +1,202 @@
+"""What every libvirt connection of a process shares: the one embedded root, and helpers for URIs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+# libvirt_events must be imported before libvirt: it routes libvirt's log output away from stderr.
+import blocktui.backends.libvirt_events  # noqa: F401  # isort: skip
+
+import libvirt
+
+from blocktui.core.errors import HostError
+
+if TYPE_CHECKING:
+    from blocktui.backends.libvirt.connection import LibvirtConnection
+
+log = logging.getLogger(__name__)
+
+# libvirt's embedded driver serves one root per process lifetime: a second root is refused even after
+# the first is closed, and a failed first open (root locked by another process) leaves the driver dead.
+embedded_lock = threading.Lock()
+embedded: dict[str, str] = {"root": "", "failed": ""}
+
+
+# Every open of an embedded URI registers the QEMU driver anew, and libvirt refuses after a few
+# dozen ("Too many drivers"): backends of this process share one connection to the embedded root,
+# closed when its last user lets go. Being in-process, it has no link to lose (no keepalive, no
+# close callback).
+@dataclass
+class SharedConnection:
+    """The embedded connection, its users, and the one set of event callbacks they all listen to.
+
+    libvirt tracks one callback per event and connection, so the backends sharing the connection
+    subscribe here and the callbacks fan each event out to them.
+    """
+
+    conn: libvirt.virConnect | None = None
+    users: int = 0
+    callback_ids: list[int] = field(default_factory=list)
+    subscribers: list[LibvirtConnection] = field(default_factory=list)
+
+
+shared = SharedConnection()
+
+
+def _fan_block_job(  # noqa: PLR0917 - libvirt's callback signature
+    conn: libvirt.virConnect, dom: libvirt.virDomain, disk: str, job_type: int, status: int, opaque: object
+) -> None:
+    for backend in list(shared.subscribers):
+        backend._on_block_job(conn, dom, disk, job_type, status, opaque)
+
+
+def _fan_lifecycle(
+    conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, opaque: object
+) -> None:
+    for backend in list(shared.subscribers):
+        backend._on_lifecycle(conn, dom, event, detail, opaque)
+
+
+def subscribe_shared(conn: libvirt.virConnect, backend: LibvirtConnection) -> None:
+    with embedded_lock:
+        if not shared.callback_ids:
+            shared.callback_ids = [
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, _fan_block_job, None
+                ),
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, _fan_lifecycle, None
+                ),
+            ]
+        shared.subscribers.append(backend)
+
+
+def release_shared(conn: libvirt.virConnect, owner: LibvirtConnection | None) -> bool:
+    """Let go of the shared embedded connection; True when ``conn`` is it and others still use it."""
+    with embedded_lock:
+        current = shared.conn
+        if current is None or conn is not current:
+            return False
+        if owner in shared.subscribers:
+            shared.subscribers.remove(owner)
+        shared.users -= 1
+        if shared.users > 0:
+            return True
+        ids, shared.callback_ids = shared.callback_ids, []
+        shared.conn = None
+    for callback_id in ids:
+        try:
+            current.domainEventDeregisterAny(callback_id)
+        except libvirt.libvirtError as exc:
+            log.debug("cannot deregister event callback %d: %s", callback_id, exc)
+    return False
+
+
+def embed_root(uri: str) -> str | None:
+    """The ``root`` of a ``qemu:///embed?root=DIR`` URI, or None for any other URI."""
+    parts = urlsplit(uri)
+    if parts.netloc or not parts.path.startswith("/embed"):
+        return None
+    return dict(parse_qsl(parts.query)).get("root", "")
+
+
+def embedded_root() -> str | None:
+    """The embedded root this process has opened, if any (there can be only one)."""
+    with embedded_lock:
+        return embedded["root"] or None
+
+
+def release(
+    conn: libvirt.virConnect, callback_ids: list[int], owner: LibvirtConnection | None = None
+) -> None:
+    """Drop callbacks and close a connection that may already be dead; failures only get logged."""
+    for callback_id in callback_ids:
+        try:
+            conn.domainEventDeregisterAny(callback_id)
+        except libvirt.libvirtError as exc:
+            log.debug("cannot deregister event callback %d: %s", callback_id, exc)
+    if release_shared(conn, owner):
+        return  # other backends of this process still use the embedded connection
+    try:
+        conn.unregisterCloseCallback()
+    except libvirt.libvirtError as exc:
+        log.debug("cannot unregister close callback: %s", exc)
+    try:
+        conn.close()
+    except libvirt.libvirtError as exc:
+        log.debug("closing a dead connection failed: %s", exc)
+
+
+@contextmanager
+def steady_cpu() -> Iterator[None]:
+    """Run the block with the calling thread on one CPU, then restore its affinity.
+
+    The embedded QEMU driver checks its capabilities cache against the CPUID of whichever CPU the
+    thread happens to run on. In VMs whose vCPUs report different CPUID data (seen here), a different
+    CPU means "host cpuid changed" and a 4 s re-probe of QEMU on every open; one fixed CPU keeps the
+    cache valid. QEMU itself is not pinned: libvirt gives it every host CPU.
+    """
+    try:
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(allowed)})
+    except (AttributeError, OSError, ValueError):
+        # No affinity control here (another OS, a restricted container): run unpinned.
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def non_interactive(uri: str) -> str:
+    """Add ``no_tty=1`` to ssh transports so ssh never prompts on the terminal the dashboard owns."""
+    parts = urlsplit(uri)
+    if "+ssh" not in parts.scheme and "+libssh" not in parts.scheme:
+        return uri
+    if any(key == "no_tty" for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        return uri
+    # Appended to the query as written, so the user's own parameters keep their exact spelling.
+    query = f"{parts.query}&no_tty=1" if parts.query else "no_tty=1"
+    return urlunsplit(parts._replace(query=query))
+
+
+def open_embedded(uri: str, root: str, opener: Callable[[], libvirt.virConnect]) -> libvirt.virConnect:
+    """The process's connection to the embedded ``root``, opened by ``opener`` the first time.
+
+    Raises:
+        HostError: another root is open, or the embedded driver failed earlier in this process.
+    """
+    with embedded_lock:
+        if embedded["failed"]:
+            raise HostError(
+                f"cannot connect to {uri}: the embedded driver failed earlier in this process "
+                f"({embedded['failed']}); libvirt cannot restart it, so start blocktui again"
+            )
+        held = embedded["root"]
+        if held == root and shared.conn is not None:
+            shared.users += 1
+            return shared.conn
+        if held and held != root:
+            raise HostError(
+                f"cannot connect to {uri}: this process already opened the embedded root {held}, "
+                "and libvirt allows one embedded root per process"
+            )
+        try:
+            with steady_cpu():
+                conn = opener()
+        except HostError as exc:
+            if not held:
+                # A failed first open leaves libvirt's embedded driver dead until the process exits.
+                embedded["failed"] = str(exc)
+            raise
+        embedded["root"] = root
+        shared.conn, shared.users = conn, 1
+        return conn
