@@ -234,6 +234,7 @@ class Session:
 
         def run() -> None:
             try:
+                self._catch_up(uri)
                 with self._lock:
                     stale = uri in self._stale_hosts
                 if stale:
@@ -248,6 +249,21 @@ class Session:
 
         poll = self._polls[uri] = self._workers[uri].submit(run)
         return poll
+
+    def _catch_up(self, uri: str) -> None:
+        """Take the backend's word that it is connected again (a failed poll marked it reconnecting).
+
+        A backend reports its recovery with an event only when it had noticed the loss itself; a
+        call that failed while the connection held (an error the host answered with) leaves no
+        event to wait for. ``host_info`` never calls the host, so asking costs nothing.
+        """
+        if self._hosts[uri].state is not ConnectionState.RECONNECTING:
+            return
+        info = self._backends[uri].host_info()
+        if info.state is ConnectionState.CONNECTED:
+            with self._lock:
+                self._hosts[uri] = info
+                self._stale_hosts.add(uri)
 
     def snapshot(self) -> Snapshot:
         """What the tracker and domain cache hold now, without contacting any host."""

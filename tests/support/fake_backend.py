@@ -94,6 +94,8 @@ class FakeBackend(Backend):
         self.supports_base = supports_base
         self.hypervisor = hypervisor
         self.fail_connect = fail_connect
+        #: Errors the next calls raise, one per call, as a host that answers with an error does.
+        self.errors: list[HostError] = []
         self.state = ConnectionState.DISCONNECTED
         self.calls: list[str] = []
         self._domains: dict[str, Domain] = {d.name: replace(d, host=uri) for d in domains or []}
@@ -105,6 +107,11 @@ class FakeBackend(Backend):
         self._gate.set()
 
     # -- scripting (tests call these) ------------------------------------------------------
+
+    def add_domain(self, domain: Domain) -> None:
+        """A domain appears on the host (one that cannot be read carries its ``error``)."""
+        with self._lock:
+            self._domains[domain.name] = domain
 
     def add_job(self, job: FakeJob) -> None:
         """Put a job on a disk as if another client had started it."""
@@ -249,6 +256,8 @@ class FakeBackend(Backend):
 
     def _enter(self, call: str) -> None:
         self.calls.append(call)
+        if self.errors:
+            raise self.errors.pop(0)
         self._gate.wait()
 
     def _writable(self) -> None:

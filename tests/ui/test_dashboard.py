@@ -26,7 +26,7 @@ from ui_support import (
     wait_for,
 )
 
-from blocktui.core.model import JobKey, JobState
+from blocktui.core.model import Domain, DomainState, JobKey, JobState
 from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.screens.confirm import ConfirmScreen
 from blocktui.ui.screens.help import HelpScreen
@@ -279,6 +279,21 @@ async def test_command_palette_offers_actions_that_apply(scenario: Scenario) -> 
         await wait_for(pilot, lambda: "Abort" in str(highlighted_command(app)))
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+
+
+async def test_an_unreadable_domain_is_its_own_row_and_the_others_stay(scenario: Scenario) -> None:
+    alpha = scenario.alpha
+    alpha.add_domain(
+        Domain(alpha.uri, "bad\x1bname", DomainState.RUNNING, error="not well-formed (invalid token)")
+    )
+    scenario.session.refresh_domains()
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        text = "\n".join(screen_text(app))
+        assert "bad\\ename running  unreadable: not we" in text  # the narrow tree cuts the reason
+        assert "web01" in text and "db01" in text  # every readable domain is still there
+        assert "\x1b" not in text
 
 
 async def test_quit_says_jobs_keep_running(scenario: Scenario, capsys: pytest.CaptureFixture[str]) -> None:

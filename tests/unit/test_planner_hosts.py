@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from fake_backend import FakeBackend, demo_backends
 
-from blocktui.core.model import JobKey, JobState
+from blocktui.core.errors import HostError
+from blocktui.core.model import ConnectionState, JobKey, JobState
 from blocktui.journal import Journal
 from blocktui.planner import Plan, Planner, PlanStatus
 from blocktui.session import SILENT_AFTER, Session
@@ -111,3 +112,22 @@ def test_a_run_never_stops_at_a_boundary_already_recorded(
     plan = Plan(1, JobKey("h", "d", "vda"), 0, None, 64 * MIB, 0.0, (), size=256 * MIB)
     plan.checkpointed = checkpointed
     assert plan.next_boundary(cur) == expected
+
+
+def test_a_host_that_answered_one_poll_with_an_error_is_polled_again(
+    hosts: tuple[Planner, FakeBackend, FakeBackend, Clock],
+) -> None:
+    """No event comes when the connection never dropped: the session asks the backend itself."""
+    planner, alpha, _beta, clock = hosts
+    session = planner.session
+    planner.step()
+    alpha.errors.append(HostError(f"{alpha.uri}: internal error: the host had a bad moment"))
+
+    def state() -> ConnectionState:
+        clock.now += 1.0  # time for the next scan of every disk
+        return {h.uri: h for h in session.snapshot().hosts}[alpha.uri].state
+
+    step_until(planner, lambda: state() is ConnectionState.RECONNECTING)
+    step_until(planner, lambda: state() is ConnectionState.CONNECTED)
+    before = len(alpha.calls)
+    step_until(planner, lambda: state() is ConnectionState.CONNECTED and "list_jobs" in alpha.calls[before:])

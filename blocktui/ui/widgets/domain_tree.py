@@ -40,23 +40,29 @@ def disk_label(disk: Disk, job: JobState | None) -> Text:
     else:
         mark = Text("  ")
     source = posixpath.basename(disk.source) if disk.source else "(empty)"
+    # A shut-off libvirt domain describes no backing chain: say so rather than "1 layer".
+    depth = counted(disk.depth, "layer") if disk.chain_known else "chain not known (domain off)"
     return Text.assemble(
         mark,
         safe(disk.target, "bold"),
         "  ",
         safe(source),
-        Text(f"  {counted(disk.depth, 'layer')} ", style="dim"),
+        Text(f"  {depth} ", style="dim"),
         safe(disk.format or "?", "dim"),
     )
 
 
 def domain_label(domain: Domain) -> Text:
-    """The domain's name and run state."""
-    return Text.assemble(
+    """The domain's name and run state; a domain the host could not describe says why, in its own row."""
+    label = Text.assemble(
         safe(domain.name, "bold"),
         " ",
         Text(domain.state.value, style=DOMAIN_STYLES.get(domain.state, "dim")),
     )
+    if domain.error:
+        label.append("  unreadable: ", style="red")
+        label.append_text(safe(domain.error, "red"))
+    return label
 
 
 def host_label_text(info: HostInfo, label: str) -> Text:
@@ -79,7 +85,15 @@ LabelKey = tuple[object, ...]
 def disk_key(disk: Disk, job: JobState | None) -> LabelKey:
     """Everything ``disk_label`` shows, cheap to compare."""
     running = job is not None and not job.is_final
-    return (job if running else None, disk.has_backing, disk.target, disk.source, disk.depth, disk.format)
+    return (
+        job if running else None,
+        disk.has_backing,
+        disk.target,
+        disk.source,
+        disk.depth,
+        disk.format,
+        disk.chain_known,
+    )
 
 
 class DomainTree(Tree[Place]):
@@ -168,7 +182,7 @@ class DomainTree(Tree[Place]):
                     host_node,
                     Place(info.uri, domain.name),
                     index,
-                    (domain.name, domain.state),
+                    (domain.name, domain.state, domain.error),
                     partial(domain_label, domain),
                 )
                 self._arrange(domain_node, [Place(info.uri, domain.name, disk.target) for disk in disks])
