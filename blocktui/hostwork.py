@@ -12,7 +12,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_all
 from typing import Any, TypeVar
 
-from blocktui.core.errors import HostError
+from blocktui.core.errors import NotAnswering
 
 T = TypeVar("T")
 
@@ -57,12 +57,12 @@ class HostWorker:
         """Run ``work`` on this worker and wait for its result.
 
         Raises:
-            HostError: no result within ``timeout`` seconds (the work goes on in the worker).
+            NotAnswering: no result within ``timeout`` seconds (the work goes on in the worker).
         """
         try:
             return self.submit(work).result(timeout)
         except FutureTimeout:
-            raise HostError(f"{self.name}: host not answering (nothing back in {timeout:g} s)") from None
+            raise NotAnswering(f"{self.name}: host not answering (nothing back in {timeout:g} s)") from None
 
     def busy_for(self) -> float:
         """Seconds the current task has been running (0 when idle)."""
@@ -81,11 +81,13 @@ class HostWorker:
     def _serve(self, tasks: queue.SimpleQueue[_Task | None]) -> None:
         while (task := tasks.get()) is not None:
             work, future = task
-            self._busy_since = self._clock()
+            started = self._busy_since = self._clock()
             try:
                 _run(work, future)
             finally:
-                self._busy_since = None
+                # A thread left behind by stop() must not clear the mark of the one after it.
+                if self._busy_since == started and self._thread in (threading.current_thread(), None):
+                    self._busy_since = None
 
 
 def _run(work: Callable[[], T], future: Future[T]) -> None:

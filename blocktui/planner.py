@@ -155,6 +155,8 @@ class Planner:
         self._last_sync: dict[str, float] = {}
         # Each host's plan step in flight: steps of one host never overlap or pile up.
         self._stepping: dict[str, Future[None]] = {}
+        # Set by close(): no step moves a plan after the plans were handed back.
+        self._closing = False
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -355,14 +357,23 @@ class Planner:
 
     def _reattach(self, entries: list[Entry]) -> list[Plan]:
         taken: list[Plan] = []
+        failed: BlocktuiError | None = None
         for entry in entries:
             key = JobKey(entry.host, entry.domain, entry.disk)
             if self.plan(key) is not None or not self.journal.claim(entry.id, self._pid):
                 continue
-            plan = self._plan_from(entry)
+            try:
+                plan = self._plan_from(entry)
+            except BlocktuiError as exc:
+                # Hand it back for the next try (or the next blocktui); the other entries go on.
+                self.journal.update(entry.id, owner=None)
+                failed = failed or exc
+                continue
             with self._lock:
                 self._plans[key] = plan
             taken.append(plan)
+        if failed is not None and not taken:
+            raise failed
         return taken
 
     def _plan_from(self, entry: Entry) -> Plan:
@@ -412,7 +423,7 @@ class Planner:
         else:
             # The job is gone: it ended while nobody watched, or it stopped at a checkpoint.
             disk = self._disk_or_none(key)
-            if disk is not None and len(disk.chain) < len(entry.chain_before):
+            if disk is not None and disk.chain_known and len(disk.chain) < len(entry.chain_before):
                 plan.status = PlanStatus.DONE
                 self.journal.finish(
                     entry.id, "completed", bytes_done=entry.size, note="ended while blocktui was away"
@@ -434,12 +445,16 @@ class Planner:
         started: list[Future[None]] = []
         for host in self.session.hosts:
             current = self._stepping.get(host)
-            if self._host_connected(snapshot, host) and (current is None or current.done()):
+            if self._closing or not self._host_connected(snapshot, host):
+                continue
+            if current is None or current.done():
                 self._stepping[host] = self.session.submit(host, partial(self._step_host, host))
                 started.append(self._stepping[host])
         wait_for(started, max(2 * self.session.poll_interval, 1.0))
-        for future in started:
+        # A step that failed is reported once, whether it ended within the wait or after it.
+        for host, future in list(self._stepping.items()):
             if future.done() and (error := future.exception()) is not None:
+                del self._stepping[host]
                 raise error
         return self.snapshot(snapshot)
 
@@ -499,6 +514,7 @@ class Planner:
             timeout: wait at most this long for the hosts; a host that does not answer keeps its
                 plans' jobs as they are (the next blocktui takes them over).
         """
+        self._closing = True
         hosts = {plan.key.host for plan in self.plans()}
         wait_for([self.session.submit(host, partial(self._close_host, host)) for host in hosts], timeout)
 
@@ -518,6 +534,8 @@ class Planner:
     # -- internals: one host ----------------------------------------------------------------
 
     def _step_host(self, host: str) -> None:
+        if self._closing:
+            return  # queued before close(): the plans are handed back, nothing moves them now
         # Read here, in the host's worker: the latest the session knows, after this host's last step.
         snapshot = self.session.snapshot()
         now = self._clock()
@@ -611,10 +629,8 @@ class Planner:
         self._mark_end(plan.key, now)
 
     def _checkpoint(self, plan: Plan, offset: int, now: float) -> None:
-        chunks = plan.chunks()
-        boundary = plan.boundary if plan.boundary is not None else offset
-        at_boundary = plan.stop_reason == "checkpoint" or (chunks is not None and plan.boundary is not None)
-        if at_boundary and boundary > plan.checkpointed:
+        boundary = plan.boundary
+        if boundary is not None and plan.checkpointed < boundary <= offset:
             self._record_checkpoint(plan, boundary, offset)
         else:
             # A pause between boundaries, or a boundary already recorded: only the progress moves.
@@ -887,7 +903,7 @@ class Planner:
     def _disk_or_none(self, key: JobKey) -> Disk | None:
         try:
             return self._disk(key)
-        except (NotFound, HostError):
+        except (NotFound, Conflict, HostError):  # gone, dead (a lost QEMU monitor), or not answering
             return None
 
     @staticmethod

@@ -334,9 +334,10 @@ class Session:
         )
 
     def refresh_domains(self) -> None:
-        """Re-read every connected host's domains, disks and chains."""
-        for uri in self._backends:
-            self._refresh_host(uri)
+        """Re-read every connected host's domains, disks and chains (each on its worker, in parallel)."""
+        refreshed = [self.submit(uri, partial(self._refresh_host, uri)) for uri in self._backends]
+        for future in refreshed:
+            future.result()
 
     def _refresh_host(self, uri: str) -> None:
         with self._lock:
@@ -423,6 +424,9 @@ class Session:
             self._stale_hosts.add(key.host)
 
     # -- actions ----------------------------------------------------------------------------
+    # Their host calls run on the host's worker, in order with its polls (from that worker itself,
+    # as the planner's are, at once): a listing never races a change, and a host that stopped
+    # answering holds up only the callers that asked it.
 
     def _writable(self, host: str) -> Backend:
         backend = self.backend(host)
@@ -431,7 +435,7 @@ class Session:
         return backend
 
     def _disk(self, backend: Backend, domain: str, disk: str) -> Disk:
-        found = backend.get_domain(domain).disk(disk)
+        found = self.call(backend.uri, partial(backend.get_domain, domain)).disk(disk)
         if found is None:
             raise NotFound(f"domain {domain!r} has no disk {disk!r}")
         return found
@@ -444,7 +448,7 @@ class Session:
         found = self._disk(backend, domain, disk)
         if not found.has_backing:
             raise NothingToStream(f"{domain}/{disk} has no backing file: there is nothing to stream")
-        backend.start_stream(domain, disk, bandwidth=bandwidth, base=base)
+        self.call(host, partial(backend.start_stream, domain, disk, bandwidth=bandwidth, base=base))
         key = JobKey(host, domain, disk)
         with self._lock:
             self._tracker.started(key, JobKind.PULL, chain_before=found.chain, bandwidth=bandwidth, base=base)
@@ -453,7 +457,7 @@ class Session:
 
     def set_speed(self, key: JobKey, bandwidth: int) -> None:
         """Change a job's limit in bytes/s (0 = unlimited)."""
-        self._writable(key.host).set_speed(key.domain, key.disk, bandwidth)
+        self.call(key.host, partial(self._writable(key.host).set_speed, key.domain, key.disk, bandwidth))
         with self._lock:
             record = self._tracker.get(key)
             if record is not None:
@@ -462,7 +466,7 @@ class Session:
 
     def abort(self, key: JobKey) -> None:
         """Ask a job to stop; what a pull copied stays in the overlay."""
-        self._writable(key.host).abort(key.domain, key.disk)
+        self.call(key.host, partial(self._writable(key.host).abort, key.domain, key.disk))
         self.wake()
 
     def expect_stop(self, key: JobKey, state: JobState, note: str) -> None:
@@ -481,7 +485,7 @@ class Session:
         backend = self._writable(key.host)
         if not backend.supports_pause:
             raise Unsupported(f"{key.host}: this backend cannot pause a job in place")
-        backend.pause(key.domain, key.disk)
+        self.call(key.host, partial(backend.pause, key.domain, key.disk))
         self.wake()
 
     def resume(self, key: JobKey) -> None:
@@ -489,7 +493,7 @@ class Session:
         backend = self._writable(key.host)
         if not backend.supports_pause:
             raise Unsupported(f"{key.host}: this backend cannot pause a job in place")
-        backend.resume(key.domain, key.disk)
+        self.call(key.host, partial(backend.resume, key.domain, key.disk))
         self.wake()
 
     def clear_finished(self) -> None:

@@ -79,7 +79,8 @@ def run_dashboard(session: Session, planner: Planner | None = None) -> int:
 
 def _close(planner: Planner) -> None:
     try:
-        planner.close()
+        # Bounded: one host that does not answer must not keep the others from being closed.
+        planner.close(timeout=CLOSE_TIMEOUT / 2)
     finally:
         planner.journal.close()
         planner.session.close()

@@ -176,7 +176,9 @@ class QmpDiscovery(QmpLink):
             qemu.name = name if counts[name] == 1 else f"{name}@{path.stem}"
 
     def host_info(self) -> HostInfo:
-        versions = sorted({q.version for q in self._qemus.values() if q.version})
+        # Called from other threads while the QMP loop adds and drops QEMUs: read a copy.
+        qemus = list(self._qemus.values())
+        versions = sorted({q.version for q in qemus if q.version})
         return HostInfo(
             uri=self.uri,
             state=self._host_state,
@@ -184,7 +186,7 @@ class QmpDiscovery(QmpLink):
             hypervisor=", ".join(versions) or "QEMU (QMP)",
             message=self._host_message,
             extra={
-                "qemu processes": str(len(self._qemus)),
+                "qemu processes": str(len(qemus)),
                 "qmp sockets": "held" if self.hold else "shared (a short session per look)",
             },
         )

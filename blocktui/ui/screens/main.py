@@ -198,7 +198,7 @@ class MainScreen(Screen[None]):
             self._poller.cancel()
             self.session.wake()
 
-    # -- workers: the only places that call the session ---------------------------------------
+    # -- off the UI thread: the poll worker and the action threads call the session ----------
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll(self) -> None:
@@ -213,10 +213,11 @@ class MainScreen(Screen[None]):
         while not worker.is_cancelled:
             try:
                 board = read_board(self.planner, self.planner.step())
-            except BlocktuiError as exc:
+            except Exception as exc:  # a host's error, or a bug: polling must go on for every host
                 # Say it once, not twice a second, while the same problem lasts.
-                if str(exc) != last_error:
-                    last_error = str(exc)
+                said = str(exc) if isinstance(exc, BlocktuiError) else f"{type(exc).__name__}: {exc}"
+                if said != last_error:
+                    last_error = said
                     self.post_message(ActionFailed("poll", visible(last_error)))
             else:
                 last_error = ""
