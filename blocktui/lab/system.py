@@ -118,6 +118,8 @@ def system_daemon() -> Iterator[Daemon]:
         raise SystemDaemonError("a system libvirtd needs root (run as root, or use the embedded lab)")
     running = pids_named("libvirtd")
     if running:
+        # A run killed while it held the daemon frozen (SIGSTOP) could not thaw it: do it now.
+        os.kill(running[0], signal.SIGCONT)
         daemon = Daemon(running[0], started_here=False, virtlogd_pid=None, conf_written=False)
     else:
         conf_written = _write_qemu_conf()
