@@ -10,34 +10,19 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Keeps libvirt's own log lines off the test output; must come before libvirt.
-import blocktui.backends.libvirt_events  # noqa: F401  # isort: skip
-
-import libvirt
-
 from blocktui.lab.images import create_base, create_overlay
 from blocktui.lab.system import SYSTEM_URI, Daemon, domain_xml
+
+#: Makes this run's own libvirt calls, in a process of its own.
+CALLS = Path(__file__).with_name("libvirt_calls.py")
 
 #: Every test domain's name starts with this.
 PREFIX = "btsys-"
 MIB = 1024 * 1024
-
-
-def _quiet(_context: object, _error: object) -> None:
-    """libvirt's error callback: the error is raised as an exception anyway."""
-
-
-def _remove(dom: libvirt.virDomain) -> None:
-    for step in (dom.destroy, dom.undefine):
-        try:
-            step()
-        except libvirt.libvirtError:
-            continue  # not running, or already gone
 
 
 @dataclass(frozen=True)
@@ -49,19 +34,37 @@ class SystemDisk:
 
 
 class SystemHost:
-    """The test run's system libvirtd: makes domains, runs ``blocktui -c qemu:///system``."""
+    """The test run's system libvirtd: makes domains, runs ``blocktui -c qemu:///system``.
+
+    Its own libvirt calls go through ``libvirt_calls.py`` in a process of their own: this test
+    process holds the embedded lab, and then cannot reach a daemon (see that file).
+    """
 
     def __init__(self, daemon: Daemon, work: Path) -> None:
         self.daemon = daemon
         self.work = work
-        # Errors reach the tests as exceptions; libvirt would also print each one to stderr.
-        libvirt.registerErrorHandler(_quiet, None)
-        self.conn = libvirt.open(SYSTEM_URI)
         self._uuids: list[str] = []
         # faulthandler: a test can make a stuck blocktui print its threads' stacks (SIGABRT).
         self.env = {**os.environ, "BLOCKTUI_STATE_DIR": str(work / "state"), "PYTHONFAULTHANDLER": "1"}
         self.env.pop("LIBVIRT_DEFAULT_URI", None)
         self.remove_domains()  # left over from an interrupted run
+
+    def _libvirt(self, action: str, **fields: Any) -> Any:
+        """One call on the daemon, made by ``libvirt_calls.py``; its error is raised here."""
+        done = subprocess.run(
+            [sys.executable, str(CALLS)],
+            input=json.dumps({"action": action, **fields}),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"libvirt {action} failed: {done.stderr.strip()}")
+        answer = json.loads(done.stdout)
+        if "error" in answer:
+            raise AssertionError(f"libvirt {action}: {answer['error']}")
+        return answer["result"]
 
     def define(self, name: str, *, size: int = 4 * MIB, base_name: str = "base.qcow2") -> SystemDisk:
         """Define a persistent, shut-off TCG domain with one disk (vda) over a fresh base image."""
@@ -71,23 +74,24 @@ class SystemHost:
         disk = SystemDisk(directory / "top.qcow2", directory / base_name)
         create_base(disk.base, size)
         create_overlay(disk.top, disk.base)
-        dom = self.conn.defineXML(domain_xml(name, [disk.top]))
-        self._uuids.append(dom.UUIDString())
+        self._uuids.append(self._libvirt("define", xml=domain_xml(name, [disk.top])))
         return disk
 
-    def domain(self, name: str) -> libvirt.virDomain:
-        """The test domain called ``name``."""
-        return self.conn.lookupByName(name)
+    def rename(self, name: str, new: str) -> None:
+        """Rename a shut-off persistent test domain (libvirt allows names XML cannot hold)."""
+        self._libvirt("rename", name=name, new=new)
 
     def start(self, name: str) -> None:
         """Start a test domain paused: block jobs run, no guest burns CPU."""
-        self.domain(name).createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+        self._libvirt("start", name=name)
 
     def flush(self, name: str) -> None:
         """Make QEMU write out cached qcow2 metadata (resume + suspend), so qemu-img reads it right."""
-        dom = self.domain(name)
-        dom.resume()
-        dom.suspend()
+        self._libvirt("flush", name=name)
+
+    def has_job(self, name: str, disk: str) -> bool:
+        """Whether ``disk`` of domain ``name`` has a block job, as libvirt sees it."""
+        return bool(self._libvirt("has_job", name=name, disk=disk))
 
     def qemu_pid(self, name: str) -> int:
         """The process id of the domain's QEMU."""
@@ -95,23 +99,12 @@ class SystemHost:
 
     def remove_domains(self) -> None:
         """Destroy and undefine every domain this host made, or that carries the test prefix."""
-        wanted = set(self._uuids)
-        doomed = [
-            dom
-            for dom in self.conn.listAllDomains(0)
-            if dom.UUIDString() in wanted or dom.name().startswith(PREFIX)
-        ]
-        # Each destroy waits a second or two for its QEMU to exit: wait for them together.
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(_remove, doomed))
+        self._libvirt("remove", uuids=self._uuids, prefix=PREFIX)
         self._uuids.clear()
 
     def close(self) -> None:
-        """Remove the test domains and close the connection."""
-        try:
-            self.remove_domains()
-        finally:
-            self.conn.close()
+        """Remove the test domains."""
+        self.remove_domains()
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """``python -m blocktui -c qemu:///system ARGS`` in its own process.

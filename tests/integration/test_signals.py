@@ -126,7 +126,7 @@ def test_sigterm_quits_the_dashboard_and_restores_the_terminal(qlab: QmpLab) -> 
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0
     assert b"\x1b[?1049l" in screen  # it left the alternate screen: the terminal is the user's again
-    assert b"on the hosts" in screen  # and said what happens to running jobs
+    assert b"on the host" in screen  # and said what happens to running jobs
     assert b"Traceback" not in screen
 
 

@@ -67,7 +67,7 @@ def test_hostile_names_and_paths_are_listed_and_other_domains_stream(
     for key, name in HOSTILE_NAMES.items():
         placeholder = f"{PREFIX}tmp-{key}"
         system_host.define(placeholder)
-        system_host.domain(placeholder).rename(name, 0)  # a shut-off persistent domain can be renamed
+        system_host.rename(placeholder, name)  # a shut-off persistent domain can be renamed
         if key in STARTED:
             system_host.start(name)
     # A backing file with a hostile name: libvirt copies the path from the image into its live XML.
@@ -190,8 +190,7 @@ def _until(ready: Callable[[], bool], process: subprocess.Popen[str], what: str,
 
 
 def _wait_for_job(system_host: SystemHost, name: str, process: subprocess.Popen[str]) -> None:
-    dom = system_host.domain(name)
-    _until(lambda: bool(dom.blockJobInfo("vda", 0)), process, f"job on {name}/vda")
+    _until(lambda: system_host.has_job(name, "vda"), process, f"job on {name}/vda")
 
 
 def _wait_for_plan_active(system_host: SystemHost, name: str, process: subprocess.Popen[str]) -> None:
