@@ -69,6 +69,11 @@ class QmpDiscovery(QmpLink):
     async def _shutdown(self) -> None:
         if self._rescanner is not None:
             self._rescanner.cancel()
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            # A job-dismiss on its way must land before we go: a concluded job left behind keeps
+            # every other client from reading file names (QEMU 7.2 crashes on it) until it lingers out.
+            await asyncio.wait(pending, timeout=self.timeout)
         for qemu in list(self._qemus.values()):
             await self._drop_connection(qemu)
         self._qemus.clear()
