@@ -24,7 +24,7 @@ from blocktui.cli_output import (
     progress_line,
 )
 from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, InvalidInput, NotAnswering, NotFound
-from blocktui.core.model import JobKey, JobState
+from blocktui.core.model import JobKey
 from blocktui.core.text import visible
 from blocktui.core.units import (
     BANDWIDTH_HELP,
@@ -241,27 +241,10 @@ def cmd_ls(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_stream(session: Session, args: argparse.Namespace) -> int:
-    """Start a stream; with --wait, follow it to its end."""
+    """Start a stream; with --wait (or --chunk), follow it to its end."""
     if args.wait or args.chunk:
         return cli_plans.cmd_stream_planned(session, args)
-    key = find_disk_key(session, args.domain, args.disk)
-    session.start_stream(key.host, key.domain, key.disk, bandwidth=args.bandwidth, base=args.base)
-    if not args.wait:
-        view = session.job(key)
-        if args.json and view is not None:
-            print_json(job_json(view))
-        else:
-            limit = format_bandwidth(args.bandwidth)
-            print(f"{visible(key.domain)}/{visible(key.disk)}: stream started ({limit})")
-        return 0
-    view = wait_for_end(session, key, None if args.json else progress_line)
-    if sys.stderr.isatty() and not args.json:
-        sys.stderr.write("\n")
-    if args.json:
-        print_json(job_json(view))
-    else:
-        print(describe_end(view))
-    return 0 if view.state is JobState.COMPLETED else 1
+    return cli_plans.cmd_stream_unwatched(session, args)
 
 
 def cmd_jobs(session: Session, args: argparse.Namespace) -> int:
@@ -295,16 +278,8 @@ def cmd_speed(session: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_abort(session: Session, args: argparse.Namespace) -> int:
-    """Abort a job; with --wait, until it is gone."""
-    key = find_disk_key(session, args.domain, args.disk)
-    session.step()
-    session.abort(key)
-    if not args.wait:
-        print(f"{visible(key.domain)}/{visible(key.disk)}: abort requested")
-        return 0
-    view = wait_for_end(session, key)
-    print(describe_end(view))
-    return 0
+    """Abort a job (after its turn, when the guard has a say); with --wait, until it is gone."""
+    return cli_plans.cmd_abort_guarded(session, args)
 
 
 def cmd_pause(session: Session, args: argparse.Namespace) -> int:

@@ -12,14 +12,14 @@ from typing import Any, TextIO
 
 # The CLI module imports this one while it loads: its helpers are looked up at call time.
 from blocktui import cli as base
-from blocktui.core.errors import InvalidInput, NoJob
+from blocktui.core.errors import Conflict, InvalidInput, NoJob
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
 from blocktui.core.views import JobView
 from blocktui.journal import Entry, Journal, pid_alive
-from blocktui.planner import GUARD_ENV, Planner, PlanStatus
+from blocktui.planner import GUARD_ENV, Plan, Planner, PlanStatus
 from blocktui.session import Session
 
 
@@ -70,6 +70,10 @@ def add_history_command(commands: Any) -> None:
     )
 
 
+#: How long ``abort`` waits for its turn before giving up (seconds): other ends take seconds.
+ABORT_TURN_TIMEOUT = 600.0
+
+
 @contextmanager
 def open_planner(session: Session, args: argparse.Namespace) -> Iterator[Planner]:
     """A planner over ``session`` with the global plan options; its plans are left to the next run."""
@@ -92,16 +96,71 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
         plan = planner.add_stream(
             key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap
         )
-        show = None if args.json else base.progress_line
-        outage = OutageNotice(key)
-        while plan.status is not PlanStatus.DONE:
-            snapshot = planner.step()
-            outage.update(snapshot.hosts)
-            view = next((v for v in snapshot.jobs if v.key == key), None)
-            if show is not None and view is not None and not view.state.is_final:
-                show(view)
-            session.wait(planner.poll_interval())
-        entry = planner.journal.get(plan.entry_id)
+        return _follow_to_end(planner, plan, key, args)
+
+
+def cmd_stream_unwatched(session: Session, args: argparse.Namespace) -> int:
+    """``stream`` without ``--wait``: start it and leave, where nobody needs to watch its end."""
+    key = base.find_disk_key(session, args.domain, args.disk)
+    where = f"{visible(key.domain)}/{visible(key.disk)}"
+    with open_planner(session, args) as planner:
+        session.step()
+        if busy := planner.others_guarded(key):
+            raise Conflict(
+                f"{where}: {visible(key.domain)} has another block job ({', '.join(map(visible, busy))}); "
+                "a stream nobody watches could end with it and crash QEMU before 10.2: "
+                "use --wait (blocktui then guards both ends), or --no-guard on QEMU 10.2 or later"
+            )
+        session.start_stream(key.host, key.domain, key.disk, bandwidth=args.bandwidth, base=args.base)
+        if busy := planner.others_guarded(key):
+            # Another job of the domain started at the same moment: its end and ours need a guard.
+            print(
+                base.one_line(
+                    f"{where}: {', '.join(map(visible, busy))} started at the same time; "
+                    "staying to guard the end, as --wait does (Ctrl-C hands it back)"
+                ),
+                file=sys.stderr,
+            )
+            return _follow_to_end(planner, planner.adopt(key), key, args)
+    view = session.job(key)
+    if args.json and view is not None:
+        base.print_json(base.job_json(view))
+    else:
+        print(f"{where}: stream started ({format_bandwidth(args.bandwidth)})")
+    return 0
+
+
+def cmd_abort_guarded(session: Session, args: argparse.Namespace) -> int:
+    """``abort``: an abort ends the QEMU job, so it waits for its turn when another job of the domain ends."""
+    key = base.find_disk_key(session, args.domain, args.disk)
+    where = f"{visible(key.domain)}/{visible(key.disk)}"
+    with open_planner(session, args) as planner:
+        session.step()
+        plan = planner.abort(key)
+        if plan is not None:
+            print(f"{where}: abort waits for its turn ({visible(plan.note)})", file=sys.stderr)
+            planner.run_until(lambda: plan.status is PlanStatus.DONE, timeout=ABORT_TURN_TIMEOUT)
+        if not args.wait:
+            print(f"{where}: abort {'sent' if plan is not None else 'requested'}")
+            return 0
+        view = base.wait_for_end(session, key)
+    print(base.describe_end(view))
+    return 0
+
+
+def _follow_to_end(planner: Planner, plan: Plan, key: JobKey, args: argparse.Namespace) -> int:
+    """Step the planner until ``plan`` is done, showing progress; print its outcome, return the exit code."""
+    session = planner.session
+    show = None if args.json else base.progress_line
+    outage = OutageNotice(key)
+    while plan.status is not PlanStatus.DONE:
+        snapshot = planner.step()
+        outage.update(snapshot.hosts)
+        view = next((v for v in snapshot.jobs if v.key == key), None)
+        if show is not None and view is not None and not view.state.is_final:
+            show(view)
+        session.wait(planner.poll_interval())
+    entry = planner.journal.get(plan.entry_id)
     if sys.stderr.isatty() and not args.json:
         sys.stderr.write("\n")
     view = session.job(key)

@@ -24,19 +24,25 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 from functools import partial
 
-from blocktui.core.chunks import ChunkPlan, approach_speed
+from blocktui.core.chunks import approach_speed
 from blocktui.core.errors import BlocktuiError, Conflict, HostError, NoJob, NotFound
-from blocktui.core.guard import HOLD_SPEED, DomainJob, GuardRule, Verdict, decide, guard_needed
+from blocktui.core.guard import GuardRule, Mark, Verdict, guard_needed, mark_of, marked
 from blocktui.core.model import ConnectionState, Disk, JobKey, JobKind, JobState
 from blocktui.core.scheduler import HostPolicy, admit, divide_budget
 from blocktui.core.views import JobView, Snapshot
+from blocktui.guarding import GuardDriver, domain_job
 from blocktui.hostwork import wait_for
 from blocktui.journal import Entry, Journal
+from blocktui.plans import Plan, PlanStatus
 from blocktui.session import Session
+
+__all__ = ["GUARD_ENV", "Plan", "PlanStatus", "Planner", "guard_disabled_by_env"]
+
+#: A new job's speed while the guard has a say, until its size is known (bytes/s).
+LAUNCH_SPEED = 1024**2
 
 #: Environment switch for the guard: ``off`` disables it on every host.
 GUARD_ENV = "BLOCKTUI_GUARD"
@@ -46,71 +52,6 @@ FAST_POLL = 0.05
 
 #: How far (in seconds at the current speed) before a boundary the fast polling starts.
 APPROACH_LEAD = 1.0
-
-
-class PlanStatus(StrEnum):
-    """Where a plan is; journal rows carry the same words."""
-
-    QUEUED = "queued"
-    ACTIVE = "active"
-    STOPPING = "stopping"  # held or paused at a boundary, checkpoint not yet recorded
-    GAP = "gap"  # between chunks
-    PAUSED = "paused"  # the user paused it (a checkpoint on libvirt)
-    DONE = "done"
-
-
-@dataclass
-class Plan:
-    """One stream the planner drives.
-
-    Attributes:
-        limit: the stream's own limit in bytes/s (0 = unlimited).
-        chunk: the chunk size, 0 for a plain stream.
-        boundary: where the current run stops (None: it runs to completion).
-        checkpointed: the last boundary recorded in the journal; no boundary at or before it is
-            stopped at or recorded again, however a new run's progress starts out.
-        applied: the speed last set on the host (None before the job exists).
-        going: the guard let the job end; it is not held again.
-    """
-
-    entry_id: int
-    key: JobKey
-    limit: int
-    base: str | None
-    chunk: int
-    gap: float
-    chain_before: tuple[str, ...]
-    status: PlanStatus = PlanStatus.QUEUED
-    size: int = 0
-    boundary: int | None = None
-    checkpointed: int = 0
-    applied: int | None = None
-    pause_requested: bool = False
-    stop_reason: str = ""
-    resume_at: float = 0.0
-    held_since: float | None = None
-    going: bool = False
-    abort_sent: bool = False
-    last_cur: int = 0
-    note: str = ""
-    overshoots: list[int] = field(default_factory=list)
-
-    def chunks(self) -> ChunkPlan | None:
-        """The chunk plan, once the disk size is known."""
-        if self.chunk <= 0 or self.size <= 0:
-            return None
-        return ChunkPlan(self.size, self.chunk)
-
-    def next_boundary(self, cur: int) -> int | None:
-        """Where a run at offset ``cur`` stops: the first boundary past both ``cur`` and the last
-        checkpoint (a new pull's progress may start below what is already copied)."""
-        chunks = self.chunks()
-        return chunks.stop_at(max(cur, self.checkpointed)) if chunks else None
-
-    @property
-    def running(self) -> bool:
-        """A job exists on the host for this plan (or is being stopped)."""
-        return self.status in (PlanStatus.ACTIVE, PlanStatus.STOPPING)
 
 
 def guard_disabled_by_env() -> bool:
@@ -147,10 +88,7 @@ class Planner:
         self._policies: dict[str, HostPolicy] = {}
         self._guard_forced = False if guard is None and guard_disabled_by_env() else guard
         self._plans: dict[JobKey, Plan] = {}
-        self._domain_jobs: dict[tuple[str, str], set[str]] = {}
-        self._fresh: dict[tuple[str, str], set[str]] = {}
-        self._last_end: dict[tuple[str, str], float] = {}
-        self._started = clock()
+        self.guard = GuardDriver(session, self.rule, clock)
         self._pid = os.getpid()
         self._last_sync: dict[str, float] = {}
         # Each host's plan step in flight: steps of one host never overlap or pile up.
@@ -299,12 +237,44 @@ class Planner:
         """Drop a plan; a running job is aborted (a pull keeps what it copied)."""
         self._on_host(key, self._cancel)
 
+    def abort(self, key: JobKey) -> Plan | None:
+        """Abort ``key``'s job, planned or not, keeping the guard's promise.
+
+        Returns the plan when the abort waits for the guard's turn (the loop sends it; the plan is
+        DONE once it went), None when it was sent at once.
+        """
+        plan = self.plan(key)
+        if plan is None or plan.status is PlanStatus.DONE:
+            if not self._guard_has_say(key):
+                self.session.abort(key)
+                return None
+            plan = self.adopt(key)
+        self.cancel(key)
+        current = self.plan(key)
+        return current if current is not None and current.status is not PlanStatus.DONE else None
+
+    def others_guarded(self, key: JobKey) -> list[str]:
+        """The other live jobs of ``key``'s domain, read now, when the guard applies to its host."""
+        if not self.guarded(key.host):
+            return []
+        _own, others = self.session.call(key.host, partial(self.guard.read, key, self._clock()))
+        return [job.disk for job in others]
+
+    def _guard_has_say(self, key: JobKey) -> bool:
+        return self.guarded(key.host) and self.guard.contended(self.session.snapshot(), key, self._clock())
+
     def _cancel(self, key: JobKey) -> None:
         plan = self._require(key)
         paused_in_place = (
             plan.status is not PlanStatus.QUEUED and self.session.backend(key.host).supports_pause
         )
         if plan.running or paused_in_place:
+            if self._guard_has_say(key):
+                # Aborting ends the QEMU job: it waits for its turn like any end (see _end_job).
+                plan.cancel_requested = True
+                plan.note = "abort requested: it goes when no other job of the domain is ending"
+                self._set_status(plan, PlanStatus.STOPPING)
+                return
             with contextlib.suppress(NoJob):
                 self.session.abort(key)
         elif plan.status is not PlanStatus.QUEUED:
@@ -400,7 +370,7 @@ class Planner:
             plan.status = PlanStatus.ACTIVE
             plan.size = job.end or plan.size
             plan.applied = job.bandwidth
-            plan.held_since = self._clock() if job.bandwidth == HOLD_SPEED else None
+            plan.going = mark_of(job.bandwidth) is Mark.GO
             chunks = plan.chunks()
             plan.boundary = plan.next_boundary(job.cur)
             if job.state is JobState.PAUSED and plan.pause_requested:
@@ -486,7 +456,9 @@ class Planner:
                     speed = plan.applied or view.rate or 0
                     if plan.boundary - view.cur <= max(speed * APPROACH_LEAD, 4 * 1024**2):
                         return FAST_POLL
-                if self.guarded(plan.key.host) and self.rule.approaching(_domain_job(view)):
+                if self.guarded(plan.key.host) and (
+                    GuardDriver.followed(plan.applied) or self.rule.in_zone(domain_job(view))
+                ):
                     interval = min(interval, self.rule.poll)
             elif plan.status is PlanStatus.GAP:
                 interval = min(interval, max(FAST_POLL, plan.resume_at - self._clock()))
@@ -520,12 +492,18 @@ class Planner:
 
     def _close_host(self, host: str) -> None:
         for plan in self._host_plans(host):
-            if plan.status is PlanStatus.ACTIVE and plan.applied == HOLD_SPEED:
-                # A held job must not stay at the marker with nobody to release it.
+            if plan.running and not plan.going and GuardDriver.followed(plan.applied):
                 with contextlib.suppress(BlocktuiError):
-                    self.session.set_speed(plan.key, plan.limit)
+                    self.session.set_speed(plan.key, self._hand_back_speed(plan))
             if plan.status is not PlanStatus.DONE:
                 self.journal.update(plan.entry_id, owner=None)
+
+    def _hand_back_speed(self, plan: Plan) -> int:
+        """What a job this process guards runs at once nobody does (see ``GuardDriver.hand_back``)."""
+        view = self.session.job(plan.key)
+        if view is None or not self.guarded(plan.key.host):
+            return plan.limit
+        return self.guard.hand_back(plan.key, view, plan.limit)
 
     def _host_plans(self, host: str) -> list[Plan]:
         with self._lock:
@@ -539,7 +517,7 @@ class Planner:
         # Read here, in the host's worker: the latest the session knows, after this host's last step.
         snapshot = self.session.snapshot()
         now = self._clock()
-        self._note_ends(host, snapshot, now)
+        self.guard.note_snapshot(host, snapshot, now)
         self._sync_requests(host, now)
         plans = self._host_plans(host)
         views = {v.key: v for v in snapshot.jobs if v.key.host == host}
@@ -570,6 +548,9 @@ class Planner:
         if state is JobState.COMPLETED:
             self._finish(plan, JobState.COMPLETED, bytes_done=view.end)
             return
+        if plan.cancel_requested and not state.is_final:
+            self._end_job(plan, view, snapshot, now)
+            return
         if state is JobState.PAUSED and plan.status is PlanStatus.STOPPING:
             # QMP paused at the boundary, or libvirt's abort recorded as a checkpoint.
             self._checkpoint(plan, max(view.cur, plan.last_cur), now)
@@ -582,42 +563,41 @@ class Planner:
         if state is JobState.PAUSED and plan.status is PlanStatus.ACTIVE and not plan.pause_requested:
             return  # paused by someone else: leave it
         plan.last_cur = view.cur
-        if plan.status is PlanStatus.STOPPING:
-            self._stop_libvirt(plan, view, snapshot, now)
+        if plan.status is PlanStatus.STOPPING and not self._pauses(plan):
+            self._end_job(plan, view, snapshot, now)
             return
         stop_here = plan.pause_requested or (plan.boundary is not None and view.cur >= plan.boundary)
         if stop_here:
             plan.stop_reason = "pause" if plan.pause_requested else "checkpoint"
             self._set_status(plan, PlanStatus.STOPPING)
-            backend = self.session.backend(plan.key.host)
-            if backend.supports_pause:
+            if self._pauses(plan):
                 self.session.pause(plan.key)
             else:
-                # Hold first: the offset then stops moving, so the checkpoint records where it is.
-                self._speed(plan, HOLD_SPEED)
-                plan.held_since = now
+                self._end_job(plan, view, snapshot, now)
 
-    def _stop_libvirt(self, plan: Plan, view: JobView, snapshot: Snapshot, now: float) -> None:
-        """At a boundary on libvirt: abort (as a checkpoint) once the guard allows an end."""
+    def _pauses(self, plan: Plan) -> bool:
+        """Whether a stop at a boundary or a pause keeps the job (QMP), rather than ending it (libvirt)."""
+        return self.session.backend(plan.key.host).supports_pause
+
+    def _end_job(self, plan: Plan, view: JobView, snapshot: Snapshot, now: float) -> None:
+        """Abort the job (a checkpoint on libvirt, or the user's abort) once the guard gives it its turn."""
         if plan.abort_sent:
             return
-        if plan.applied != HOLD_SPEED:
-            self._speed(plan, HOLD_SPEED)
-            plan.held_since = now
-            return
-        if self.guarded(plan.key.host):
-            own, others = self._domain_now(plan.key, view, now)
-            decision = decide(
-                own,
-                others,
-                rule=self.rule,
-                wants_end=True,
-                held_for=None if plan.held_since is None else now - plan.held_since,
-                since_end=self._since_end(plan.key, now),
-            )
+        if self.guarded(plan.key.host) and self.guard.contended(snapshot, plan.key, now):
+            share = self._shares(plan.key.host).get(plan.key, plan.limit)
+            decision = self.guard.decide(plan.key, share=share, now=now, wants_end=True)
+            if decision is None:
+                return  # gone already: the next poll tells how it ended
             plan.note = decision.reason
             if decision.verdict is not Verdict.GO:
+                self._speed(plan, decision.speed)
                 return
+        if plan.cancel_requested:
+            self.session.abort(plan.key)
+            plan.abort_sent = True
+            self.guard.mark_end(plan.key, now)
+            self._finish(plan, JobState.CANCELLED, note="cancelled by the user")
+            return
         # The tracker reads the cancellation as this checkpoint, not as a cancelled job.
         fresh = self.session.backend(plan.key.host).job_info(plan.key.domain, plan.key.disk)
         if fresh is not None:
@@ -626,7 +606,7 @@ class Planner:
         with contextlib.suppress(NoJob):
             self.session.abort(plan.key)
         plan.abort_sent = True
-        self._mark_end(plan.key, now)
+        self.guard.mark_end(plan.key, now)
 
     def _checkpoint(self, plan: Plan, offset: int, now: float) -> None:
         boundary = plan.boundary
@@ -635,7 +615,6 @@ class Planner:
         else:
             # A pause between boundaries, or a boundary already recorded: only the progress moves.
             self.journal.update(plan.entry_id, bytes_done=offset)
-        plan.held_since = None
         plan.going = False
         plan.applied = None if not self.session.backend(plan.key.host).supports_pause else plan.applied
         if plan.pause_requested:
@@ -657,8 +636,17 @@ class Planner:
             elif job is not None:
                 self._begin_run(plan, job.cur)  # already running (adopted): just follow it
             else:
+                waiting = self._launch_waits(plan, now)
+                if waiting:
+                    plan.note = waiting
+                    return
                 self._make_room(plan, now)
                 start_speed = self._start_speed(plan)
+                if self.guarded(plan.key.host):
+                    start_speed = marked(start_speed, Mark.PLAIN)
+                    if self._guard_has_say(plan.key):
+                        # Held until the guard's first look: its size is not known yet.
+                        start_speed = marked(min(start_speed or LAUNCH_SPEED, LAUNCH_SPEED), Mark.HOLD)
                 self.session.start_stream(
                     plan.key.host, plan.key.domain, plan.key.disk, bandwidth=start_speed, base=plan.base
                 )
@@ -675,12 +663,24 @@ class Planner:
                 plan.note = str(exc)  # a host error: try again at the next step
                 plan.resume_at = now + 1.0
 
+    def _launch_waits(self, plan: Plan, now: float) -> str:
+        """Why a new job must not start yet: starting can end it at once (nothing left to copy)."""
+        if not self._guard_has_say(plan.key):
+            return ""
+        _own, others = self.guard.read(plan.key, now)
+        blocking = [job for job in others if job.flagged or self.rule.ending(job)]
+        if blocking:
+            return f"starts once {blocking[0].disk} has ended"
+        since = self.guard.other_end_seen(plan.key, now)
+        if since is not None and since < self.rule.settle:
+            return "starts once the job of the domain that just ended has settled"
+        return ""
+
     def _begin_run(self, plan: Plan, cur: int) -> None:
         plan.boundary = plan.next_boundary(cur)
         plan.last_cur = cur
         plan.going = False
         plan.abort_sent = False
-        plan.held_since = None
         plan.note = ""
         self._set_status(plan, PlanStatus.ACTIVE)
 
@@ -709,9 +709,11 @@ class Planner:
         """Lower the running streams to their shares with ``plan`` counted, before it starts."""
         shares = self._shares(plan.key.host, joining=plan.key)
         for other in self._host_plans(plan.key.host):
-            if other is plan or other.status is not PlanStatus.ACTIVE or other.applied in (None, HOLD_SPEED):
+            if other is plan or other.status is not PlanStatus.ACTIVE or other.applied is None:
                 continue
             share = shares.get(other.key, other.limit)
+            if GuardDriver.followed(other.applied):
+                continue  # the guard sets its speed, never above its share
             if _faster(other.applied or 0, share):
                 self._speed(other, share)
 
@@ -728,7 +730,7 @@ class Planner:
             speed = shares.get(plan.key, plan.limit)
             if plan.boundary is not None:
                 speed = approach_speed(plan.boundary - view.cur, speed)
-            if guarded and plan.boundary is None:
+            if guarded:
                 speed = self._guarded_speed(plan, view, snapshot, speed, now)
             wanted.append((plan, speed))
         # Slow down before speeding up, so the sum on the host never passes the budget on the way.
@@ -736,33 +738,16 @@ class Planner:
             self._speed(plan, speed)
 
     def _guarded_speed(self, plan: Plan, view: JobView, snapshot: Snapshot, speed: int, now: float) -> int:
-        own = _domain_job(view)
-        if plan.applied == HOLD_SPEED and plan.held_since is None:
-            plan.held_since = now
-        others = self._others(snapshot, plan.key)
-        if others and (plan.going or self.rule.approaching(own)):
-            # Decisions near an end read the domain's jobs fresh from the host: the session only
-            # rescans jobs it does not run once a second, too stale for the rule's timing.
-            own, others = self._domain_now(plan.key, view, now)
-        decision = decide(
-            own,
-            others,
-            rule=self.rule,
-            going=plan.going,
-            held_for=None if plan.held_since is None else now - plan.held_since,
-            since_end=self._since_end(plan.key, now),
-        )
+        """The speed the guard allows a running job whose own would be ``speed``."""
+        must_look = plan.going or GuardDriver.followed(plan.applied) or self.rule.in_zone(domain_job(view))
+        if not must_look and not self.guard.contended(snapshot, plan.key, now):
+            return marked(speed, Mark.PLAIN)
+        decision = self.guard.decide(plan.key, share=speed, now=now, going=plan.going)
+        if decision is None:
+            return plan.applied or speed  # gone: the next poll tells how it ended
         plan.note = decision.reason
-        if decision.verdict is Verdict.HOLD:
-            if plan.applied != HOLD_SPEED:
-                plan.held_since = now
-            return HOLD_SPEED
-        plan.held_since = None
-        if decision.verdict is Verdict.GO:
-            plan.going = plan.going or self.rule.in_zone(own)
-        if decision.verdict is Verdict.SLOW:
-            return decision.cap if speed <= 0 else min(speed, decision.cap)
-        return speed
+        plan.going = decision.verdict is Verdict.GO
+        return decision.speed
 
     def _speed(self, plan: Plan, speed: int) -> None:
         if plan.applied == speed:
@@ -777,64 +762,6 @@ class Planner:
         plan.applied = speed
 
     # -- internals: bookkeeping -------------------------------------------------------------
-
-    def _others(self, snapshot: Snapshot, key: JobKey) -> list[DomainJob]:
-        return [
-            _domain_job(v)
-            for v in snapshot.jobs
-            if v.key.host == key.host and v.key.domain == key.domain and v.key != key and not v.state.is_final
-        ]
-
-    def _domain_now(self, key: JobKey, view: JobView, now: float) -> tuple[DomainJob, list[DomainJob]]:
-        """Every job of ``key``'s domain read from the host now (own job first); notes ends seen."""
-        backend = self.session.backend(key.host)
-        domain = next(
-            (d for d in self.session.domains() if d.host == key.host and d.name == key.domain), None
-        )
-        targets = [d.target for d in domain.disks] if domain is not None else []
-        own = _domain_job(view)
-        others: list[DomainJob] = []
-        present: set[str] = set()
-        for target in targets:
-            try:
-                job = backend.job_info(key.domain, target)
-            except BlocktuiError:
-                continue
-            if job is None or job.state.is_final:
-                continue
-            present.add(target)
-            observed = DomainJob(target, job.state, job.remaining, job.bandwidth)
-            if target == key.disk:
-                own = observed
-            else:
-                others.append(observed)
-        seen_before = self._fresh.get((key.host, key.domain))
-        if seen_before is not None and seen_before - present - {key.disk}:
-            self._last_end[(key.host, key.domain)] = now
-        self._fresh[(key.host, key.domain)] = present
-        return own, others
-
-    def _note_ends(self, host: str, snapshot: Snapshot, now: float) -> None:
-        """Remember when a job of each of ``host``'s domains was last seen ending (for the guard)."""
-        current: dict[tuple[str, str], set[str]] = {}
-        for view in snapshot.jobs:
-            if view.key.host == host and view.state in (JobState.ACTIVE, JobState.READY, JobState.PAUSED):
-                current.setdefault((view.key.host, view.key.domain), set()).add(view.key.disk)
-        for domain, disks in list(self._domain_jobs.items()):
-            if domain[0] != host:
-                continue
-            if disks - current.get(domain, set()):
-                self._last_end[domain] = now
-            del self._domain_jobs[domain]
-        self._domain_jobs.update(current)
-
-    def _mark_end(self, key: JobKey, now: float) -> None:
-        self._last_end[(key.host, key.domain)] = now
-
-    def _since_end(self, key: JobKey, now: float) -> float:
-        # Before this process saw anything, a job may have just ended: count from our start.
-        last = self._last_end.get((key.host, key.domain), self._started)
-        return now - last
 
     def _sync_requests(self, host: str, now: float) -> None:
         """Pick up pause/resume asked by another blocktui process through the journal."""
@@ -880,7 +807,7 @@ class Planner:
             # The end of the last chunk is the plan's last checkpoint.
             self._record_checkpoint(plan, plan.size, plan.size)
         self.journal.finish(plan.entry_id, state.value, bytes_done=done, error=error, note=note)
-        self._mark_end(plan.key, self._clock())
+        self.guard.mark_end(plan.key, self._clock())
 
     def _record_checkpoint(self, plan: Plan, boundary: int, offset: int) -> None:
         """The one place a checkpoint is written: each boundary once, in ascending order."""
@@ -918,7 +845,3 @@ def _faster(current: int, wanted: int) -> bool:
     if current <= 0:
         return True
     return wanted > 0 and current > wanted
-
-
-def _domain_job(view: JobView) -> DomainJob:
-    return DomainJob(disk=view.key.disk, state=view.state, remaining=view.remaining, bandwidth=view.bandwidth)
