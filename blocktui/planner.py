@@ -261,7 +261,17 @@ class Planner:
         return [job.disk for job in others]
 
     def _guard_has_say(self, key: JobKey) -> bool:
-        return self.guarded(key.host) and self.guard.contended(self.session.snapshot(), key, self._clock())
+        """Whether an end of ``key`` (an abort, or a start that may end at once) must wait its turn:
+        another job of the domain runs, or was seen ending a moment ago."""
+        if not self.guarded(key.host):
+            return False
+        snapshot, now = self.session.snapshot(), self._clock()
+        others = any(
+            v.key.host == key.host and v.key.domain == key.domain and v.key != key and not v.state.is_final
+            for v in snapshot.jobs
+        )
+        since = self.guard.other_end_seen(key, now)
+        return others or (since is not None and since < self.rule.settle)
 
     def _cancel(self, key: JobKey) -> None:
         plan = self._require(key)

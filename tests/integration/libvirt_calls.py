@@ -53,6 +53,9 @@ def handle(conn: libvirt.virConnect, request: dict[str, Any]) -> Any:
         dom.suspend()
     elif action == "has_job":
         return bool(dom.blockJobInfo(request["disk"], 0))
+    elif action == "job_speed":
+        info = dom.blockJobInfo(request["disk"], libvirt.VIR_DOMAIN_BLOCK_JOB_INFO_BANDWIDTH_BYTES)
+        return int(info["bandwidth"]) if info else None
     else:
         raise ValueError(f"unknown action {action!r}")
     return None

@@ -77,6 +77,25 @@ class SystemHost:
         self._uuids.append(self._libvirt("define", xml=domain_xml(name, [disk.top])))
         return disk
 
+    def define_disks(self, name: str, sizes: list[int]) -> list[SystemDisk]:
+        """Define a shut-off TCG domain with a disk per size (vda, vdb, ...), each over its own base."""
+        assert name.startswith(PREFIX)
+        directory = self.work / f"d{len(self._uuids)}"
+        directory.mkdir(parents=True)
+        disks = [
+            SystemDisk(directory / f"top{i}.qcow2", directory / f"base{i}.qcow2") for i in range(len(sizes))
+        ]
+        for disk, size in zip(disks, sizes, strict=True):
+            create_base(disk.base, size)
+            create_overlay(disk.top, disk.base)
+        self._uuids.append(self._libvirt("define", xml=domain_xml(name, [d.top for d in disks])))
+        return disks
+
+    def job_speed(self, name: str, disk: str) -> int | None:
+        """The speed (bytes/s) of ``disk``'s block job as libvirt reads it; None without a job."""
+        speed = self._libvirt("job_speed", name=name, disk=disk)
+        return None if speed is None else int(speed)
+
     def rename(self, name: str, new: str) -> None:
         """Rename a shut-off persistent test domain (libvirt allows names XML cannot hold)."""
         self._libvirt("rename", name=name, new=new)
