@@ -15,6 +15,7 @@ from blocktui.backends.bounded import Deadline, bounded
 from blocktui.backends.libvirt.errors import map_error
 from blocktui.backends.libvirt.shared import (
     embed_root,
+    names_local_files,
     non_interactive,
     open_embedded,
     release,
@@ -72,6 +73,7 @@ class LibvirtConnection(Backend):
     ) -> None:
         super().__init__(uri, readonly=readonly)
         self.host = uri
+        self.sees_host_files = names_local_files(uri)
         self._reconnect_enabled = reconnect
         self._lock = threading.RLock()
         self._conn: libvirt.virConnect | None = None

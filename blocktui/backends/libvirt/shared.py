@@ -107,6 +107,15 @@ def embed_root(uri: str) -> str | None:
     return dict(parse_qsl(parts.query)).get("root", "")
 
 
+def names_local_files(uri: str) -> bool:
+    """Whether a URI's host is this machine (no host part: ``qemu:///system``, the embedded root).
+
+    ``qemu+ssh://box/system`` and any other URI with a host part count as remote, ``localhost``
+    included: blocktui then never reads the paths the host names as its own files.
+    """
+    return not urlsplit(uri).netloc
+
+
 def embedded_root() -> str | None:
     """The embedded root this process has opened, if any (there can be only one)."""
     with embedded_lock:
