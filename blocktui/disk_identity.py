@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from blocktui.backends.base import Backend
-from blocktui.core.errors import BlocktuiError
+from blocktui.core.errors import BlocktuiError, NotFound
 from blocktui.core.identity import DiskIdentity, ImageFile, replacement
 from blocktui.core.model import JobKey, JobState
 from blocktui.journal import Entry, Journal
@@ -62,14 +62,17 @@ def image_file(path: str) -> ImageFile | None:
     return ImageFile(facts.st_dev, facts.st_ino, _birth_ns(Path(path)))
 
 
-def identify(backend: Backend, key: JobKey) -> tuple[DiskIdentity, tuple[str, ...] | None] | None:
+def _read(backend: Backend, key: JobKey) -> tuple[DiskIdentity, tuple[str, ...] | None] | None:
     """The disk's identity now and its backing paths (None when the host hides them).
 
-    Returns None when the domain or disk cannot be read now: nothing is concluded from that.
+    Returns None when the domain or disk does not exist (now).
+
+    Raises:
+        BlocktuiError: the host cannot describe the domain now (unreachable, not answering).
     """
     try:
         domain = backend.get_domain(key.domain)
-    except BlocktuiError:
+    except NotFound:
         return None
     disk = domain.disk(key.disk)
     if disk is None:
@@ -85,8 +88,11 @@ def identify(backend: Backend, key: JobKey) -> tuple[DiskIdentity, tuple[str, ..
 
 
 def identity_now(backend: Backend, key: JobKey) -> DiskIdentity | None:
-    """The identity to record with a new plan (None when the disk cannot be read)."""
-    found = identify(backend, key)
+    """The identity to record with a new plan (None when the disk cannot be read: the plan goes on)."""
+    try:
+        found = _read(backend, key)
+    except BlocktuiError:
+        return None
     return None if found is None else found[0]
 
 
@@ -94,9 +100,14 @@ def end_if_replaced(backend: Backend, journal: Journal, entry: Entry) -> bool:
     """End ``entry``'s plan when its disk was replaced since the plan was made; True if it did.
 
     A plan that never ran ends cancelled; one whose job ran on the old disk ends unknown (how
-    that job ended cannot be told from the new disk). The note says why, for ``history``.
+    that job ended cannot be told from the new disk). The note says why, for ``history``. A disk
+    that does not exist (now) proves nothing: the plan goes on and fails when it starts.
+
+    Raises:
+        BlocktuiError: the host cannot describe the disk now; the caller hands the plan back
+            rather than carry it on to a disk nobody has checked.
     """
-    found = identify(backend, JobKey(entry.host, entry.domain, entry.disk))
+    found = _read(backend, JobKey(entry.host, entry.domain, entry.disk))
     if found is None:
         return False
     identity, chain = found

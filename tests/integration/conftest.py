@@ -25,6 +25,7 @@ from blocktui.lab.images import flatten_copy
 from blocktui.lab.qemu_styles import STYLES
 from blocktui.lab.system import SystemDaemonError, system_daemon
 
+from .branches import Branch, BranchFactory
 from .system_support import SystemHost
 
 #: Lab kinds every integration test runs against (the QMP lab starts its QEMUs with -blockdev).
@@ -126,6 +127,21 @@ def make_domain(lab: Lab) -> Iterator[DomainFactory]:
     yield make
     for name in created:
         lab.destroy_domain(name)
+
+
+@pytest.fixture(scope="module")
+def branches(lab: Lab) -> Iterator[BranchFactory]:
+    """Backends sharing one lab connection (events fanned out to each)."""
+    trunk = lab.backend()
+    listeners: list[Branch] = []
+
+    def fan_out(event: BackendEvent) -> None:
+        for branch in list(listeners):
+            branch.emit(event)
+
+    trunk.set_listener(fan_out)
+    yield lambda: Branch(trunk, listeners)
+    trunk.close()
 
 
 class EventLog:

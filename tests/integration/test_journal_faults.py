@@ -1,0 +1,91 @@
+"""The journal when things go wrong around it: a disk replaced under a plan, a state directory unusable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blocktui.core.errors import BlocktuiError
+from blocktui.core.model import BlockJob, JobKey
+from blocktui.journal import Journal
+from blocktui.lab import DiskSpec, Lab
+from blocktui.lab.images import backing_file
+from blocktui.planner import Planner, PlanStatus
+from blocktui.session import Session
+
+from .branches import BranchFactory
+from .conftest import MIB, DomainFactory
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    opened = Journal(tmp_path / "journal.sqlite3")
+    yield opened
+    opened.close()
+
+
+def _session(branches: BranchFactory) -> Session:
+    session = Session([branches()], poll_interval=0.2)
+    session.open()
+    return session
+
+
+def _job_now(session: Session, key: JobKey, timeout: float = 30.0) -> BlockJob | None:
+    """The disk's job, once the host answers for the domain (a QMP host finds a new QEMU at its
+    next directory scan)."""
+    backend = session.backend(key.host)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return backend.job_info(key.domain, key.disk)
+        except BlocktuiError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_a_plan_is_not_carried_on_to_a_disk_recreated_under_the_same_name(
+    lab: Lab, make_domain: DomainFactory, journal: Journal, branches: BranchFactory
+) -> None:
+    spec = DiskSpec("vda", 64 * MIB, 2)
+    (disk,) = make_domain([spec])
+    first = _session(branches)
+    try:
+        planner = Planner(first, journal)
+        key = JobKey(first.hosts[0], disk.domain, disk.target)
+        # A long gap after the first chunk: the plan is left part-way, as a quit blocktui leaves it.
+        plan = planner.add_stream(key, chunk=16 * MIB, gap=600, bandwidth=32 * MIB)
+        planner.run_until(lambda: plan.status is PlanStatus.GAP, timeout=60)
+        planner.close()
+    finally:
+        first.close()
+
+    # The same domain name, disk name and paths, made anew from the template.
+    lab.destroy_domain(disk.domain)
+    (again,) = lab.create_domain(disk.domain, [spec])
+    assert again.top == disk.top and again.backing == disk.backing
+
+    second = _session(branches)
+    try:
+        assert _job_now(second, key) is None
+        planner = Planner(second, journal)
+        planner.reattach()
+        for _ in range(5):  # a few rounds in which a carried-on plan would start its next pull
+            planner.step()
+            second.wait(0.2)
+        assert _job_now(second, key) is None
+    finally:
+        planner.close()
+        second.close()
+
+    entry = journal.get(plan.entry_id)
+    assert entry is not None and entry.ended_at is not None
+    assert entry.status == "unknown"
+    assert "the disk was replaced since the plan was made" in entry.note
+    assert journal.open_entries() == []
+    assert backing_file(again.top) == str(again.backing[0])  # the new disk was left as it was made
