@@ -13,6 +13,7 @@ import blocktui.backends.libvirt_events  # noqa: F401  # isort: skip
 import libvirt
 
 from blocktui.backends.bounded import bounded
+from blocktui.backends.libvirt.checks import check_bandwidth, check_target, unreadable
 from blocktui.backends.libvirt.connection import LibvirtConnection
 from blocktui.backends.libvirt.errors import (
     DOMAIN_STATES,
@@ -28,17 +29,14 @@ from blocktui.core.errors import (
     BlocktuiError,
     Conflict,
     HostError,
-    InvalidInput,
     JobBusy,
     NoJob,
     NotFound,
-    NothingToStream,
     ReadOnly,
     Unsupported,
 )
 from blocktui.core.model import (
     BlockJob,
-    Disk,
     Domain,
     DomainsChanged,
     DomainState,
@@ -46,7 +44,6 @@ from blocktui.core.model import (
     JobKind,
     JobState,
 )
-from blocktui.core.units import MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +179,7 @@ class LibvirtBackend(LibvirtConnection):
                     continue
                 if is_connection_error(exc):
                     raise map_error(exc, f"reading domains on {self.uri}") from exc
-                domains.append(_unreadable(self.host, dom, exc))
+                domains.append(unreadable(self.host, dom, exc))
         domains.sort(key=lambda d: d.name)
         return domains
 
@@ -207,14 +204,14 @@ class LibvirtBackend(LibvirtConnection):
         """Start pulling the backing chain (down to ``base``) into ``disk``; returns once the job exists."""
         action = f"cannot stream {domain}/{disk}"
         self._require_writable(action)
-        _check_bandwidth(bandwidth, action)
+        check_bandwidth(bandwidth, action)
         dom = self._lookup(domain)
         if not self._call(action, dom.isActive):
             raise Conflict(
                 f"{action}: domain {domain!r} is not running; start it first (virsh start {domain}), "
                 "block jobs run only in a live domain"
             )
-        _check_target(self._call(action, lambda: self._domain(dom)), disk, base, action)
+        check_target(self._call(action, lambda: self._domain(dom)), disk, base, action)
         if self._job_info(dom, domain, disk) is not None:
             raise JobBusy(f"{action}: {disk} already has a block job; wait for it or abort it first")
         # Recorded before the call: a short pull can end, and its event arrive, before the call returns.
@@ -241,7 +238,7 @@ class LibvirtBackend(LibvirtConnection):
         """Change a running job's limit (bytes/s, 0 = unlimited)."""
         action = f"cannot change the speed of {domain}/{disk}"
         self._require_writable(action)
-        _check_bandwidth(bandwidth, action)
+        check_bandwidth(bandwidth, action)
         dom = self._lookup(domain)
         if self._job_info(dom, domain, disk) is None:
             raise NoJob(f"{action}: {disk} has no block job")
@@ -352,46 +349,3 @@ class LibvirtBackend(LibvirtConnection):
             HostError: not connected.
         """
         return self._connection()
-
-
-def _check_bandwidth(bandwidth: int, action: str) -> None:
-    if not 0 <= bandwidth <= MAX_BYTES:
-        raise InvalidInput(f"{action}: bandwidth {bandwidth} is out of range (0 to {MAX_BYTES} bytes/s)")
-
-
-def _check_target(info: Domain, disk: str, base: str | None, action: str) -> Disk:
-    """The disk a stream would pull into, once it is known to exist and to have something to pull.
-
-    Raises:
-        HostError: the domain's description cannot be read.
-        NotFound: no such disk, or ``base`` is not in its chain.
-        NothingToStream: no backing file, or ``base`` is already the nearest one.
-    """
-    domain = info.name
-    if info.error:
-        raise HostError(f"{action}: {info.error}")
-    target = info.disk(disk)
-    if target is None:
-        names = ", ".join(d.target for d in info.disks) or "none"
-        raise NotFound(f"{action}: domain {domain!r} has no disk {disk!r} (its disks: {names})")
-    if not target.has_backing:
-        raise NothingToStream(f"{action}: {disk} has no backing file, so there is nothing to pull into it")
-    if base is not None and base not in {layer.path for layer in target.chain}:
-        chain = ", ".join(layer.path for layer in target.chain)
-        raise NotFound(f"{action}: {base!r} is not in the backing chain of {disk} ({chain})")
-    if base is not None and base == target.chain[0].path:
-        raise NothingToStream(
-            f"{action}: {base} is already {disk}'s backing file, so there is nothing above it to pull"
-        )
-    return target
-
-
-def _unreadable(host: str, dom: libvirt.virDomain, exc: libvirt.libvirtError) -> Domain:
-    """A row for a domain the host refused to describe; its name and UUID are known without asking."""
-    return Domain(
-        host=host,
-        name=dom.name(),
-        state=DomainState.NOSTATE,
-        uuid=dom.UUIDString(),
-        error=str(map_error(exc, "cannot read this domain")),
-    )
