@@ -94,11 +94,11 @@ class Journal:
 
     def _moved_to_memory(self, exc: BaseException) -> None:
         self.warning = (
-            f"blocktui: cannot write the job journal {self.path} ({_reason(exc)}); streams go on, but this "
+            f"cannot write the job journal {self.path} ({_reason(exc)}); streams go on, but this "
             f"run's journal is kept in memory only and no later blocktui can carry its plans on "
             f"(free or fix {self.path.parent}, or set {STATE_DIR_ENV} to a writable directory)"
         )
-        log.warning("%s", self.warning)
+        log.info("%s", self.warning)
         if self.on_warning is not None:
             self.on_warning(self.warning)
 
