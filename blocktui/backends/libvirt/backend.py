@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
@@ -14,6 +15,7 @@ import libvirt
 
 from blocktui.backends.bounded import bounded
 from blocktui.backends.libvirt.checks import check_bandwidth, check_target, unreadable
+from blocktui.backends.libvirt.clues import FAILURE_SETTLE, FailureClues
 from blocktui.backends.libvirt.connection import LibvirtConnection
 from blocktui.backends.libvirt.errors import (
     DOMAIN_STATES,
@@ -49,6 +51,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Lifecycle events that change whether a domain runs, and the one that says QEMU paused it on an I/O error.
+_RUN_EVENTS = (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_RESUMED)
+_PAUSED_ON_IO_ERROR = (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR)
+
 
 class LibvirtBackend(LibvirtConnection):
     """Block jobs over libvirt-python, for any URI (system, session, ssh, embedded).
@@ -66,6 +72,8 @@ class LibvirtBackend(LibvirtConnection):
         super().__init__(uri, readonly=readonly, reconnect=reconnect, call_timeout=call_timeout)
         self._handles: dict[str, tuple[libvirt.virConnect, libvirt.virDomain]] = {}
         self._seen = SeenJobs()
+        #: What tells why a job failed: libvirt's FAILED event says nothing (see ``clues``).
+        self._clues = FailureClues()
         #: Set once the driver refuses block job queries (the test driver): no job can exist there.
         self._no_block_jobs = False
 
@@ -92,20 +100,52 @@ class LibvirtBackend(LibvirtConnection):
             return
         kind = JOB_KINDS.get(job_type, JobKind.UNKNOWN)
         cur, end = self._seen.event((name, disk), kind, state)
-        self._safe_emit(JobEvent(self.host, name, disk, kind, state, None, cur, end))
-        if state.is_final:
+        event = JobEvent(self.host, name, disk, kind, state, None, cur, end)
+        if state is JobState.FAILED:
+            # The guest's own I/O error (and QEMU pausing the domain on it) can follow the job's by
+            # milliseconds: say why a moment later, well within the session's settling grace.
+            timer = threading.Timer(FAILURE_SETTLE, self._report_failure, args=(event,))
+            timer.daemon = True
+            timer.start()
+            return
+        self._report_end(event)
+
+    def _report_failure(self, event: JobEvent) -> None:
+        why = self._clues.explain(event.domain, event.disk, local_files=self.sees_host_files)
+        self._report_end(replace(event, error=why))
+
+    def _report_end(self, event: JobEvent) -> None:
+        self._safe_emit(event)
+        if event.state.is_final:
             # A finished job changes the backing chain the dashboard shows.
-            self._safe_emit(DomainsChanged(self.host, name))
+            self._safe_emit(DomainsChanged(self.host, event.domain))
 
     def _on_lifecycle(
-        self, _conn: libvirt.virConnect, dom: libvirt.virDomain, _event: int, _detail: int, _o: object
+        self, _conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, _o: object
     ) -> None:
         try:
             name: str | None = dom.name()
         except libvirt.libvirtError:
             name = None
+        if name is not None and event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+            self._clues.forget(name)
+        elif name is not None and event in _RUN_EVENTS:
+            self._clues.run_state(name, paused_on_error=(event, detail) == _PAUSED_ON_IO_ERROR)
         self._forget_handles(name)
         self._safe_emit(DomainsChanged(self.host, name))
+
+    # fmt: off
+    def _on_io_error(
+        self, _conn: libvirt.virConnect, dom: libvirt.virDomain, src_path: str, dev_alias: str, action: int,
+        reason: str, _o: object,
+    ) -> None:
+        # fmt: on
+        try:
+            name = dom.name()
+        except libvirt.libvirtError:
+            return
+        paused = action == libvirt.VIR_DOMAIN_EVENT_IO_ERROR_PAUSE
+        self._clues.io_error(name, src_path or dev_alias, reason, paused=paused)
 
     # -- domains ------------------------------------------------------------------------------------
 
@@ -147,10 +187,14 @@ class LibvirtBackend(LibvirtConnection):
         Raises:
             libvirt.libvirtError: the domain vanished, or the host failed the request.
         """
+        name = dom.name()
+        state, reason = dom.state()
+        paused_on_error = state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_IOERROR
+        self._clues.run_state(name, paused_on_error=paused_on_error)
         found = Domain(
             host=self.host,
-            name=dom.name(),
-            state=DOMAIN_STATES.get(dom.state()[0], DomainState.NOSTATE),
+            name=name,
+            state=DOMAIN_STATES.get(state, DomainState.NOSTATE),
             uuid=dom.UUIDString(),
             persistent=bool(dom.isPersistent()),
         )
@@ -211,7 +255,8 @@ class LibvirtBackend(LibvirtConnection):
                 f"{action}: domain {domain!r} is not running; start it first (virsh start {domain}), "
                 "block jobs run only in a live domain"
             )
-        check_target(self._call(action, lambda: self._domain(dom)), disk, base, action)
+        target = check_target(self._call(action, lambda: self._domain(dom)), disk, base, action)
+        self._clues.source(domain, disk, target.source)
         if self._job_info(dom, domain, disk) is not None:
             raise JobBusy(f"{action}: {disk} already has a block job; wait for it or abort it first")
         # Recorded before the call: a short pull can end, and its event arrive, before the call returns.
@@ -339,6 +384,7 @@ class LibvirtBackend(LibvirtConnection):
                     self._no_block_jobs = True
                     return []
                 if job is not None:
+                    self._clues.source(name, disk.target, disk.source)
                     jobs.append(job)
         return jobs
 

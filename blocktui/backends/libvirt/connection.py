@@ -113,6 +113,14 @@ class LibvirtConnection(Backend):
     ) -> None:
         """libvirt's lifecycle callback (the backend overrides it)."""
 
+    # fmt: off
+    def _on_io_error(  # noqa: PLR0917 - libvirt's callback signature
+        self, conn: libvirt.virConnect, dom: libvirt.virDomain, src_path: str, dev_alias: str, action: int,
+        reason: str, opaque: object,
+    ) -> None:
+        # fmt: on
+        """libvirt's IO_ERROR_REASON callback (the backend overrides it)."""
+
     def _forget_link(self) -> None:
         """Drop what was learnt over a connection that went away (the backend overrides it)."""
 
@@ -196,6 +204,9 @@ class LibvirtConnection(Backend):
                 ),
                 conn.domainEventRegisterAny(
                     None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
+                ),
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON, self._on_io_error, None
                 ),
             ]
         hypervisor, extra = _describe(self.uri, conn)
