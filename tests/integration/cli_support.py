@@ -28,9 +28,13 @@ class Cli:
             "BLOCKTUI_STATE_DIR": str(root / "state"),
         }
 
-    def run(self, *args: str, hosts: bool = True, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, hosts: bool = True, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run blocktui with ``args`` (``env``: variables to set for this run only)."""
         argv = [sys.executable, "-m", "blocktui", *(self.hosts if hosts else []), *args]
-        done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=180, check=False)
+        environment = {**self.env, **(env or {})}
+        done = subprocess.run(argv, capture_output=True, text=True, env=environment, timeout=180, check=False)
         if check and done.returncode != 0:
             raise AssertionError(f"{argv} exited {done.returncode}: {done.stderr}")
         return done

@@ -18,6 +18,7 @@ from blocktui.session import Session
 
 from .branches import BranchFactory
 from .conftest import MIB, DomainFactory
+from .mounts import tmpfs
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +90,36 @@ def test_a_plan_is_not_carried_on_to_a_disk_recreated_under_the_same_name(
     assert "the disk was replaced since the plan was made" in entry.note
     assert journal.open_entries() == []
     assert backing_file(again.top) == str(again.backing[0])  # the new disk was left as it was made
+
+
+def test_a_journal_whose_filesystem_fills_up_goes_on_in_memory_and_keeps_every_row(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "state", 1 * MIB) as state:
+        warnings: list[str] = []
+        journal = Journal(state.path / "journal.sqlite3", on_warning=warnings.append)
+        try:
+            ids = [
+                journal.record_job(
+                    host="h",
+                    domain="d",
+                    disk=f"vd{n}",
+                    kind="pull",
+                    origin="planned",
+                    chain_before=["/b"],
+                    status="active",
+                )
+                for n in "abc"
+            ]
+            state.fill()
+            for step in range(300):
+                journal.update(ids[0], note=f"{'x' * 2000} {step}")
+                journal.add_checkpoint(ids[1], boundary=step, offset=step)
+            journal.finish(ids[2], "completed", bytes_done=5)
+
+            assert len(warnings) == 1 and "database or disk is full" in warnings[0]
+            assert [e.id for e in journal.open_entries()] == ids[:2]
+            second = journal.get(ids[1])
+            assert second is not None and [c.seq for c in second.checkpoints] == list(range(1, 301))
+            first = journal.get(ids[0])
+            assert first is not None and first.note.endswith(" 299")
+        finally:
+            journal.close()
