@@ -8,11 +8,15 @@ from typing import Any
 
 from blocktui.core.identity import DiskIdentity
 
-#: The columns ``entry_from_row`` reads, in its order.
-COLUMNS = (
-    "id, host, domain, disk, kind, origin, chain_before, base, bandwidth, size, chunk, gap, position,"
-    " status, pause_requested, owner, started_at, ended_at, bytes_done, error, note, identity"
-)
+#: The ``jobs`` columns an entry is made of, in the order ``COLUMNS`` selects them.
+_NAMES = (
+    "id", "host", "domain", "disk", "kind", "origin", "chain_before", "base", "bandwidth", "size",
+    "chunk", "gap", "position", "status", "pause_requested", "owner", "started_at", "ended_at",
+    "bytes_done", "error", "note", "identity",
+)  # fmt: skip
+
+#: What ``entry_from_row`` reads: ``SELECT {COLUMNS} FROM jobs``.
+COLUMNS = ", ".join(_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,28 +107,8 @@ def _identity(text: str | None) -> DiskIdentity | None:
 
 def entry_from_row(row: tuple[Any, ...], checkpoints: list[Checkpoint]) -> Entry:
     """An entry from one row of ``SELECT {COLUMNS}``."""
-    return Entry(
-        id=row[0],
-        host=row[1],
-        domain=row[2],
-        disk=row[3],
-        kind=row[4],
-        origin=row[5],
-        chain_before=tuple(json.loads(row[6])),
-        base=row[7],
-        bandwidth=row[8],
-        size=row[9],
-        chunk=row[10],
-        gap=row[11],
-        position=row[12],
-        status=row[13],
-        pause_requested=bool(row[14]),
-        owner=row[15],
-        started_at=row[16],
-        ended_at=row[17],
-        bytes_done=row[18],
-        error=row[19],
-        note=row[20],
-        checkpoints=tuple(checkpoints),
-        identity=_identity(row[21]),
-    )
+    values = dict(zip(_NAMES, row, strict=True))
+    values["chain_before"] = tuple(json.loads(values["chain_before"]))
+    values["pause_requested"] = bool(values["pause_requested"])
+    values["identity"] = _identity(values["identity"])
+    return Entry(**values, checkpoints=tuple(checkpoints))

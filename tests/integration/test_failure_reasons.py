@@ -6,17 +6,15 @@ Each overlay here lives on a small tmpfs of its own, so the pull runs out of spa
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from guest_writer import BOOT_SECTOR
-from textual.pilot import Pilot
 
 from blocktui.backends.libvirt import LibvirtBackend
 from blocktui.core.model import DomainState, JobKey, JobState
-from blocktui.journal import Journal
+from blocktui.journal import Entry, Journal
 from blocktui.lab import DiskSpec, Lab, LabDisk
 from blocktui.lab.images import backing_file, check, compare
 from blocktui.planner import Planner
@@ -26,8 +24,7 @@ from blocktui.ui.screens.stream_dialog import StreamDialog
 from blocktui.ui.widgets.domain_tree import DomainTree, Place
 from blocktui.ui.widgets.jobs_table import JobsTable, row_key
 
-from .branches import BranchFactory
-from .conftest import MIB, DomainFactory, SaveContent
+from .conftest import MIB, DomainFactory, SaveContent, assert_streamed, key_of, until
 from .mounts import SmallFs, tmpfs
 
 pytestmark = pytest.mark.integration
@@ -61,30 +58,13 @@ def on_small_fs(small_fs: SmallFs, make_domain: DomainFactory) -> OnSmallFs:
     return make
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal(tmp_path / "journal.sqlite3")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def session(branches: BranchFactory) -> Iterator[Session]:
-    opened = Session([branches()], poll_interval=0.2)
-    opened.open()
-    yield opened
-    opened.close()
-
-
-def _key(session: Session, disk: LabDisk) -> JobKey:
-    return JobKey(session.hosts[0], disk.domain, disk.target)
-
-
-def _assert_streamed(lab: Lab, disk: LabDisk, saved: Path) -> None:
-    lab.flush(disk.domain)
-    assert backing_file(disk.top) is None
-    assert compare(disk.top, saved)
-    assert check(disk.top)
+def _pull(planner: Planner, key: JobKey, bandwidth: int = 0) -> Entry:
+    """Stream ``key`` through the planner until its plan ends; the plan's journal entry."""
+    plan = planner.add_stream(key, bandwidth=bandwidth)
+    planner.run_until(planner.idle, timeout=120)
+    entry = planner.journal.get(plan.entry_id)
+    assert entry is not None
+    return entry
 
 
 def test_a_pull_out_of_space_fails_saying_why_and_how_far_and_the_disk_stays_sound(
@@ -94,12 +74,9 @@ def test_a_pull_out_of_space_fails_saying_why_and_how_far_and_the_disk_stays_sou
     saved = save_content(disk)
     session.refresh_domains()
     planner = Planner(session, journal)
-    key = _key(session, disk)
-    plan = planner.add_stream(key, bandwidth=8 * MIB)
-    planner.run_until(planner.idle, timeout=120)
-
-    entry = journal.get(plan.entry_id)
-    assert entry is not None and entry.status == "failed"
+    key = key_of(session, disk)
+    entry = _pull(planner, key, bandwidth=8 * MIB)
+    assert entry.status == "failed"
     assert entry.error is not None and "no space left on device" in entry.error.lower()
     # Progress stopped where the filesystem ran out (its own first MiB counts as done).
     assert 0 < entry.bytes_done <= ROOM + 2 * MIB
@@ -115,11 +92,9 @@ def test_a_pull_out_of_space_fails_saying_why_and_how_far_and_the_disk_stays_sou
 
     # Space freed: a new pull passes over what was copied and completes.
     small.resize(4 * SIZE)
-    again = planner.add_stream(key)
-    planner.run_until(planner.idle, timeout=120)
-    done = journal.get(again.entry_id)
-    assert done is not None and done.status == "completed", done
-    _assert_streamed(lab, disk, saved)
+    done = _pull(planner, key)
+    assert done.status == "completed", done
+    assert_streamed(lab, disk, saved)
 
 
 def test_a_guest_paused_by_qemu_on_a_full_overlay_is_reported_and_left_paused(
@@ -133,12 +108,9 @@ def test_a_guest_paused_by_qemu_on_a_full_overlay_is_reported_and_left_paused(
     disk, small = on_small_fs(size=4 * SIZE, room=2 * ROOM, boot_code=BOOT_SECTOR)
     session.refresh_domains()
     planner = Planner(session, journal)
-    key = _key(session, disk)
-    plan = planner.add_stream(key, bandwidth=1 * MIB)
-    planner.run_until(planner.idle, timeout=120)
-
-    entry = journal.get(plan.entry_id)
-    assert entry is not None and entry.status == "failed"
+    key = key_of(session, disk)
+    entry = _pull(planner, key, bandwidth=1 * MIB)
+    assert entry.status == "failed"
     assert entry.error is not None and entry.error.startswith("no space left on device")
     assert "paused the domain" in entry.error and f"virsh resume {disk.domain}" in entry.error
     assert 0 < entry.bytes_done <= 4 * SIZE
@@ -153,21 +125,11 @@ def test_a_guest_paused_by_qemu_on_a_full_overlay_is_reported_and_left_paused(
         own.libvirt_connection().lookupByName(disk.domain).resume()
     finally:
         own.close()
-    again = planner.add_stream(key)
-    planner.run_until(planner.idle, timeout=120)
-    done = journal.get(again.entry_id)
-    assert done is not None and done.status == "completed", done
+    done = _pull(planner, key)
+    assert done.status == "completed", done
     lab.destroy_domain(disk.domain)  # the guest was still writing: the image is closed here
     assert backing_file(disk.top) is None
     assert check(disk.top)
-
-
-async def _until(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the dashboard did not get there in time")
-        await pilot.pause(0.05)
 
 
 def _cell(app: BlocktuiApp, key: JobKey, column: str) -> str:
@@ -187,12 +149,12 @@ async def test_the_dashboard_shows_why_a_pull_failed(
         async with app.run_test(size=(160, 40)) as pilot:
             key = JobKey(session.hosts[0], disk.domain, disk.target)
             tree = app.main.query_one(DomainTree)
-            await _until(pilot, lambda: tree.select_place(Place(key.host, key.domain, key.disk)))
+            await until(pilot, lambda: tree.select_place(Place(key.host, key.domain, key.disk)))
             tree.focus()
             await pilot.press("s")
-            await _until(pilot, lambda: isinstance(app.screen, StreamDialog))
+            await until(pilot, lambda: isinstance(app.screen, StreamDialog))
             await pilot.press(*"8M", "enter")
-            await _until(pilot, lambda: _cell(app, key, "state") == "failed", timeout=90)
+            await until(pilot, lambda: _cell(app, key, "state") == "failed", timeout=90)
             assert "no space left on device" in _cell(app, key, "why").lower()
             app.main.stop_polling()
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from .conftest import MIB, DomainFactory
 from .mounts import tmpfs
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal(tmp_path / "journal.sqlite3")
-    yield opened
-    opened.close()
 
 
 def _session(branches: BranchFactory) -> Session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,44 +10,15 @@ import pytest
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.journal import Journal
-from blocktui.lab import DiskSpec, Lab, LabDisk
-from blocktui.lab.images import backing_file, check, compare
+from blocktui.lab import DiskSpec, Lab
+from blocktui.lab.images import backing_file
 from blocktui.planner import Planner, PlanStatus
 from blocktui.session import Session
 
 from .branches import BranchFactory
-from .conftest import MIB, DomainFactory, SaveContent
+from .conftest import MIB, DomainFactory, SaveContent, assert_streamed, key_of
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    """A private journal for one test."""
-    opened = Journal(tmp_path / "journal.sqlite3")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def session(branches: BranchFactory) -> Iterator[Session]:
-    """A session on the lab, polled often (plans react to progress)."""
-    opened = Session([branches()], poll_interval=0.2)
-    opened.open()
-    yield opened
-    opened.close()
-
-
-def key_of(session: Session, disk: LabDisk) -> JobKey:
-    return JobKey(session.hosts[0], disk.domain, disk.target)
-
-
-def assert_streamed(lab: Lab, disk: LabDisk, saved: Path) -> None:
-    """The disk reads what it read before, stands alone, and the image is sound."""
-    lab.flush(disk.domain)
-    assert backing_file(disk.top) is None
-    assert compare(disk.top, saved)
-    assert check(disk.top)
 
 
 def test_chunked_stream_records_every_checkpoint_in_order(
