@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 # The CLI module imports this one while it loads: its helpers are looked up at call time.
 from blocktui import cli as base
+from blocktui.cli_output import one_line
 from blocktui.core.errors import Conflict, InvalidInput, NoJob
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
@@ -74,10 +75,15 @@ def add_history_command(commands: Any) -> None:
 ABORT_TURN_TIMEOUT = 600.0
 
 
+def warn(message: str) -> None:
+    """A warning that does not stop the command: one line on stderr."""
+    print(one_line(message), file=sys.stderr)
+
+
 @contextmanager
 def open_planner(session: Session, args: argparse.Namespace) -> Iterator[Planner]:
     """A planner over ``session`` with the global plan options; its plans are left to the next run."""
-    journal = Journal()
+    journal = Journal(on_warning=warn)
     policy = HostPolicy(max_active=args.max_active, budget=args.budget)
     planner = Planner(session, journal, policy=policy, guard=False if args.no_guard else None)
     try:
@@ -288,7 +294,7 @@ def _running(planner: Planner, key: JobKey) -> bool:
 def cmd_history(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print the journal."""
     out = out or sys.stdout
-    journal = Journal()
+    journal = Journal(on_warning=warn)
     try:
         entries = journal.history(args.limit)
     finally:

@@ -1,148 +1,45 @@
 """The job journal: every job blocktui started or saw, its plan, checkpoints and outcome (SQLite).
 
 The journal records; it never holds user data. Plans (queue, chunks, pause) live here so a
-restarted blocktui carries them on. Several blocktui processes may share it (WAL, busy timeout);
-each open plan names the process that drives it, and only plans whose process is gone are
-taken over.
+restarted blocktui carries them on. Several blocktui processes may share it (WAL, busy timeout,
+every write one short ``BEGIN IMMEDIATE`` transaction); each open plan names the process that
+drives it, and only plans whose process is gone are taken over.
+
+A journal that cannot be written (read-only or full state directory, a lock held too long) never
+stops a stream: the journal goes on in memory for this process and says so once, in one line
+(``warning``, ``on_warning``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import platformdirs
+from blocktui.core.identity import DiskIdentity
+from blocktui.journal_file import (
+    STATE_DIR_ENV,
+    default_path,
+    open_file,
+    open_memory,
+    state_dir,
+    unwritable,
+)
+from blocktui.journal_rows import COLUMNS, Checkpoint, Entry, entry_from_row, identity_text
 
-from blocktui.core.errors import HostError
+__all__ = ["STATE_DIR_ENV", "Checkpoint", "Entry", "Journal", "default_path", "pid_alive", "state_dir"]
 
-#: Environment variable that moves the state directory (tests use a private one).
-STATE_DIR_ENV = "BLOCKTUI_STATE_DIR"
+log = logging.getLogger(__name__)
 
-#: Bumped whenever the schema changes; ``_migrate`` brings older files up to it.
-SCHEMA_VERSION = 1
+T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY,
-    host TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    disk TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    origin TEXT NOT NULL,          -- 'planned' (this tool runs it) or 'seen' (started elsewhere)
-    chain_before TEXT NOT NULL,    -- JSON list of backing paths, nearest first
-    base TEXT,
-    bandwidth INTEGER NOT NULL DEFAULT 0,
-    size INTEGER NOT NULL DEFAULT 0,
-    chunk INTEGER NOT NULL DEFAULT 0,
-    gap REAL NOT NULL DEFAULT 0,
-    position REAL NOT NULL,        -- queue order
-    status TEXT NOT NULL,          -- queued, active, gap, paused, holding, or a final job state
-    pause_requested INTEGER NOT NULL DEFAULT 0,
-    owner INTEGER,                 -- pid of the process driving an open plan
-    started_at REAL NOT NULL,      -- wall-clock seconds
-    ended_at REAL,
-    bytes_done INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    note TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS jobs_open ON jobs (ended_at, host, domain, disk);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    job_id INTEGER NOT NULL REFERENCES jobs (id),
-    seq INTEGER NOT NULL,
-    boundary INTEGER NOT NULL,
-    offset INTEGER NOT NULL,       -- progress when the stream stopped (may pass the boundary)
-    overshoot INTEGER NOT NULL,    -- bytes past the boundary
-    at REAL NOT NULL,
-    PRIMARY KEY (job_id, seq)
-);
-"""
-
-
-def state_dir() -> Path:
-    """``$BLOCKTUI_STATE_DIR``, else the platform's user state directory for blocktui."""
-    override = os.environ.get(STATE_DIR_ENV)
-    if override:
-        return Path(override).expanduser().absolute()
-    return Path(platformdirs.user_state_dir("blocktui"))
-
-
-def default_path() -> Path:
-    """Where the journal lives."""
-    return state_dir() / "journal.sqlite3"
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A boundary a chunked stream stopped at."""
-
-    seq: int
-    boundary: int
-    offset: int
-    overshoot: int
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One journal row with its checkpoints."""
-
-    id: int
-    host: str
-    domain: str
-    disk: str
-    kind: str
-    origin: str
-    chain_before: tuple[str, ...]
-    base: str | None
-    bandwidth: int
-    size: int
-    chunk: int
-    gap: float
-    position: float
-    status: str
-    pause_requested: bool
-    owner: int | None
-    started_at: float
-    ended_at: float | None
-    bytes_done: int
-    error: str | None
-    note: str
-    checkpoints: tuple[Checkpoint, ...] = field(default=())
-
-    def as_json(self) -> dict[str, Any]:
-        """The ``history --json`` record."""
-        return {
-            "id": self.id,
-            "uri": self.host,
-            "domain": self.domain,
-            "disk": self.disk,
-            "kind": self.kind,
-            "origin": self.origin,
-            "chain_before": list(self.chain_before),
-            "base": self.base,
-            "bandwidth": self.bandwidth,
-            "size": self.size,
-            "chunk": self.chunk,
-            "gap": self.gap,
-            "status": self.status,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "bytes_done": self.bytes_done,
-            "error": self.error,
-            "note": self.note,
-            "checkpoints": [
-                {"boundary": c.boundary, "offset": c.offset, "overshoot": c.overshoot, "at": c.at}
-                for c in self.checkpoints
-            ],
-        }
+Work = Callable[[sqlite3.Connection], T]
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -158,68 +55,79 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def _make_private(path: Path) -> None:
-    """Create the journal's directory (0700) and file (0600) for their user alone.
-
-    The journal names hosts, domains and image paths. An existing directory is tightened only when
-    it is blocktui's own default one: ``$BLOCKTUI_STATE_DIR`` may name a directory others share.
-    SQLite gives its -wal and -shm files the database file's mode.
-    """
-    directory = path.parent
-    if not directory.exists():
-        directory.mkdir(mode=0o700, parents=True)
-        directory.chmod(0o700)  # mkdir's mode is filtered through the umask
-    elif not os.environ.get(STATE_DIR_ENV) and directory == state_dir():
-        directory.chmod(0o700)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    path.chmod(0o600)
-
-
 _UPDATABLE = frozenset(
     {"status", "bandwidth", "size", "chunk", "gap", "pause_requested", "owner", "bytes_done", "error", "note"}
 )
 
 
-class Journal:
-    """A connection to the journal file; safe to share between threads of one process."""
+def _reason(exc: BaseException) -> str:
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
 
-    def __init__(self, path: Path | None = None, *, clock: Any = time.time) -> None:
+
+class Journal:
+    """A connection to the journal file; safe to share between threads of one process.
+
+    Attributes:
+        warning: the one-line warning given when the file could not be used and the journal moved
+            to memory; None while the file is in use.
+        on_warning: called once with ``warning`` when that happens (from the thread that noticed).
+    """
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        clock: Any = time.time,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path if path is not None else default_path()
         self._clock = clock
         self._lock = threading.Lock()
+        self.warning: str | None = None
+        self.on_warning = on_warning
         try:
-            _make_private(self.path)
-            self._db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._migrate()
+            self._db = open_file(self.path)
         except (OSError, sqlite3.Error) as exc:
-            raise HostError(f"cannot open the job journal {self.path}: {exc}") from exc
+            self._db = open_memory()
+            self._moved_to_memory(exc)
 
-    def _migrate(self) -> None:
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise HostError(
-                f"the journal {self.path} is from a newer blocktui (schema {version}); "
-                f"upgrade blocktui or move the file away"
-            )
-        if version < SCHEMA_VERSION:
-            # One script so creating the tables and stamping the version commit together.
-            with self._lock:
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
-                )
+    def _moved_to_memory(self, exc: BaseException) -> None:
+        self.warning = (
+            f"cannot write the job journal {self.path} ({_reason(exc)}); streams go on, but this "
+            f"run's journal is kept in memory only and no later blocktui can carry its plans on "
+            f"(free or fix {self.path.parent}, or set {STATE_DIR_ENV} to a writable directory)"
+        )
+        log.info("%s", self.warning)
+        if self.on_warning is not None:
+            self.on_warning(self.warning)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _guarded(self, work: Work[T], *, write: bool) -> T:
+        """Run ``work`` (in one write transaction when ``write``); a file that fails moves to memory."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                return self._run(work, write)
+            except sqlite3.Error as exc:
+                if self.warning is not None or not unwritable(exc):
+                    raise
+                # Copied, so rows already written keep their ids and open plans their state.
+                old, self._db = self._db, open_memory(copy_of=self._db)
+                old.close()
+                self._moved_to_memory(exc)
+                return self._run(work, write)
+
+    def _run(self, work: Work[T], write: bool) -> T:
+        if not write:
+            return work(self._db)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(self._db)
             self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return result
 
     def close(self) -> None:
         """Close the file."""
@@ -244,33 +152,43 @@ class Journal:
         chunk: int = 0,
         gap: float = 0.0,
         owner: int | None = None,
+        identity: DiskIdentity | None = None,
     ) -> int:
-        """Add a job (or plan); return its id. Queue position follows insertion order."""
+        """Add a job (or plan); return its id. Queue position follows insertion order.
+
+        Args:
+            identity: what identifies the disk now, compared when the plan is re-attached.
+        """
         now = self._clock()
-        with self._transaction():
-            cursor = self._db.execute(
+        values = (
+            host,
+            domain,
+            disk,
+            kind,
+            origin,
+            json.dumps(list(chain_before)),
+            base,
+            bandwidth,
+            size,
+            chunk,
+            gap,
+            now,
+            status,
+            owner,
+            now,
+            identity_text(identity),
+        )
+
+        def insert(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
                 "INSERT INTO jobs (host, domain, disk, kind, origin, chain_before, base, bandwidth,"
-                " size, chunk, gap, position, status, owner, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    host,
-                    domain,
-                    disk,
-                    kind,
-                    origin,
-                    json.dumps(list(chain_before)),
-                    base,
-                    bandwidth,
-                    size,
-                    chunk,
-                    gap,
-                    now,
-                    status,
-                    owner,
-                    now,
-                ),
+                " size, chunk, gap, position, status, owner, started_at, identity)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
             )
             return int(cursor.lastrowid or 0)
+
+        return self._guarded(insert, write=True)
 
     def update(self, job_id: int, **fields: Any) -> None:
         """Change some columns of an open or closed row."""
@@ -280,47 +198,56 @@ class Journal:
         if not fields:
             return
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        with self._transaction():
-            self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
+        self._guarded(
+            lambda db: db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id)),
+            write=True,
+        )
 
     def add_checkpoint(self, job_id: int, *, boundary: int, offset: int) -> Checkpoint:
         """Record that a chunked stream stopped at ``boundary`` with progress ``offset``."""
         now = self._clock()
-        with self._transaction():
-            (count,) = self._db.execute(
-                "SELECT COUNT(*) FROM checkpoints WHERE job_id = ?", (job_id,)
-            ).fetchone()
+
+        def add(db: sqlite3.Connection) -> Checkpoint:
+            (count,) = db.execute("SELECT COUNT(*) FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()
             checkpoint = Checkpoint(count + 1, boundary, offset, max(0, offset - boundary), now)
-            self._db.execute(
+            db.execute(
                 "INSERT INTO checkpoints (job_id, seq, boundary, offset, overshoot, at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (job_id, checkpoint.seq, boundary, offset, checkpoint.overshoot, now),
             )
-            self._db.execute("UPDATE jobs SET bytes_done = MAX(bytes_done, ?) WHERE id = ?", (offset, job_id))
-        return checkpoint
+            db.execute("UPDATE jobs SET bytes_done = MAX(bytes_done, ?) WHERE id = ?", (offset, job_id))
+            return checkpoint
+
+        return self._guarded(add, write=True)
 
     def finish(
         self, job_id: int, status: str, *, bytes_done: int, error: str | None = None, note: str = ""
     ) -> None:
         """Close a row with its outcome."""
-        with self._transaction():
-            self._db.execute(
+        values = (status, bytes_done, error, note, self._clock(), job_id)
+        self._guarded(
+            lambda db: db.execute(
                 "UPDATE jobs SET status = ?, bytes_done = ?, error = ?, note = ?, ended_at = ?, owner = NULL"
                 " WHERE id = ? AND ended_at IS NULL",
-                (status, bytes_done, error, note, self._clock(), job_id),
-            )
+                values,
+            ),
+            write=True,
+        )
 
     def claim(self, job_id: int, owner: int) -> bool:
         """Take over an open plan whose driving process is gone; False if another live one has it."""
-        with self._transaction():
-            row = self._db.execute("SELECT owner, ended_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+        def take(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT owner, ended_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None or row[1] is not None:
                 return False
             current = row[0]
             if current not in (None, owner) and pid_alive(current):
                 return False
-            self._db.execute("UPDATE jobs SET owner = ? WHERE id = ?", (owner, job_id))
+            db.execute("UPDATE jobs SET owner = ? WHERE id = ?", (owner, job_id))
             return True
+
+        return self._guarded(take, write=True)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -340,46 +267,17 @@ class Journal:
         return self._select("ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
 
     def _select(self, tail: str, params: tuple[Any, ...]) -> list[Entry]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, host, domain, disk, kind, origin, chain_before, base, bandwidth, size, chunk,"
-                " gap, position, status, pause_requested, owner, started_at, ended_at, bytes_done,"
-                f" error, note FROM jobs {tail}",
-                params,
-            ).fetchall()
+        def read(db: sqlite3.Connection) -> list[Entry]:
+            rows = db.execute(f"SELECT {COLUMNS} FROM jobs {tail}", params).fetchall()
             points: dict[int, list[Checkpoint]] = {}
             if rows:
                 marks = ",".join("?" * len(rows))
-                for job_id, seq, boundary, offset, overshoot, at in self._db.execute(
+                for job_id, seq, boundary, offset, overshoot, at in db.execute(
                     "SELECT job_id, seq, boundary, offset, overshoot, at FROM checkpoints"
                     f" WHERE job_id IN ({marks}) ORDER BY job_id, seq",
                     [row[0] for row in rows],
                 ):
                     points.setdefault(job_id, []).append(Checkpoint(seq, boundary, offset, overshoot, at))
-        return [
-            Entry(
-                id=row[0],
-                host=row[1],
-                domain=row[2],
-                disk=row[3],
-                kind=row[4],
-                origin=row[5],
-                chain_before=tuple(json.loads(row[6])),
-                base=row[7],
-                bandwidth=row[8],
-                size=row[9],
-                chunk=row[10],
-                gap=row[11],
-                position=row[12],
-                status=row[13],
-                pause_requested=bool(row[14]),
-                owner=row[15],
-                started_at=row[16],
-                ended_at=row[17],
-                bytes_done=row[18],
-                error=row[19],
-                note=row[20],
-                checkpoints=tuple(points.get(row[0], ())),
-            )
-            for row in rows
-        ]
+            return [entry_from_row(row, points.get(row[0], [])) for row in rows]
+
+        return self._guarded(read, write=False)

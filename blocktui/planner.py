@@ -33,6 +33,7 @@ from blocktui.core.guard import GuardRule, Mark, Verdict, guard_needed, mark_of,
 from blocktui.core.model import ConnectionState, Disk, JobKey, JobKind, JobState
 from blocktui.core.scheduler import HostPolicy, admit, divide_budget
 from blocktui.core.views import JobView, Snapshot
+from blocktui.disk_identity import end_if_replaced, identity_now
 from blocktui.guarding import GuardDriver, domain_job
 from blocktui.hostwork import wait_for
 from blocktui.journal import Entry, Journal
@@ -192,6 +193,7 @@ class Planner:
             chunk=chunk,
             gap=gap,
             owner=self._pid,
+            identity=identity_now(self.session.backend(key.host), key),
         )
         plan = Plan(entry_id, key, bandwidth, base, chunk, gap, chain, status=status, size=size)
         with self._lock:
@@ -371,6 +373,9 @@ class Planner:
             pause_requested=entry.pause_requested,
             overshoots=[c.overshoot for c in entry.checkpoints],
         )
+        if end_if_replaced(self.session.backend(key.host), self.journal, entry):
+            plan.status = PlanStatus.DONE  # its disk was destroyed and made anew: not this plan's disk
+            return plan
         job = None
         try:
             job = self.session.backend(key.host).job_info(key.domain, key.disk)

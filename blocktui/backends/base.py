@@ -25,11 +25,14 @@ class Backend(ABC):
         supports_events: job state changes arrive through the listener, so polling only refreshes
             progress.
         supports_base: a stream can stop at a chosen base image instead of pulling the whole chain.
+        sees_host_files: the host's image paths name files on this machine (a local libvirt URI,
+            QMP sockets), so blocktui may look at them itself (identity, free space).
     """
 
     supports_pause: bool = False
     supports_events: bool = False
     supports_base: bool = False
+    sees_host_files: bool = False
 
     def __init__(self, uri: str, *, readonly: bool = False) -> None:
         self.uri = uri

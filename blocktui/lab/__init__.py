@@ -48,11 +48,17 @@ class DiskSpec:
         target: the guest-visible name (``vda``).
         size: the virtual size in bytes.
         depth: images in the chain, the top one included; 1 means no backing file.
+        overlay_dir: where the top image goes instead of the domain's image directory (fault tests
+            put it on a small filesystem); whoever chose it removes it.
+        boot_code: bytes written over the top image's first sector, which a libvirt lab domain's
+            firmware then boots: a tiny guest program for fault tests.
     """
 
     target: str
     size: int
     depth: int
+    overlay_dir: Path | None = None
+    boot_code: bytes | None = None
 
 
 @dataclass(frozen=True)

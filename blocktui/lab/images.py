@@ -64,25 +64,50 @@ class Chain:
     backing: tuple[Path, ...]
 
 
-def create_chain(directory: Path, stem: str, size: int, depth: int) -> Chain:
+def write_bytes(path: Path, data: bytes, offset: int = 0) -> None:
+    """Write ``data`` at ``offset`` of a qcow2 image (qemu-io reads it from a file next to the image)."""
+    source = path.with_name(f".{path.name}.bytes")
+    source.write_bytes(data)
+    try:
+        run_tool("qemu-io", "-f", "qcow2", "-c", f"write -s {source} {offset} {len(data)}", str(path))
+    finally:
+        source.unlink(missing_ok=True)
+
+
+def create_chain(
+    directory: Path,
+    stem: str,
+    size: int,
+    depth: int,
+    *,
+    top_dir: Path | None = None,
+    boot_code: bytes | None = None,
+) -> Chain:
     """Create ``depth`` images (1 = standalone) named ``STEM-0.qcow2`` (base) up to the top.
 
     The top overlay gets a first MiB of its own; a middle layer overrides half the base.
+
+    Args:
+        top_dir: where the top image goes (default: ``directory``, with the rest of the chain).
+        boot_code: written over the top image's first sector (a boot sector the firmware runs).
     """
     directory.mkdir(parents=True, exist_ok=True)
+    top = (top_dir or directory) / f"{stem}.qcow2"
+    backing: tuple[Path, ...] = ()
     if depth <= 1:
-        top = directory / f"{stem}.qcow2"
         create_standalone(top, size)
-        return Chain(top, ())
-    paths = [directory / f"{stem}-{level}.qcow2" for level in range(depth - 1)]
-    create_base(paths[0], size)
-    for lower, upper in itertools.pairwise(paths):
-        create_overlay(upper, lower)
-        write_pattern(upper, MID_PATTERN, 0, size // 2)
-    top = directory / f"{stem}.qcow2"
-    create_overlay(top, paths[-1])
-    write_pattern(top, TOP_PATTERN, 0, min(size, 1024 * 1024))
-    return Chain(top, tuple(reversed(paths)))
+    else:
+        paths = [directory / f"{stem}-{level}.qcow2" for level in range(depth - 1)]
+        create_base(paths[0], size)
+        for lower, upper in itertools.pairwise(paths):
+            create_overlay(upper, lower)
+            write_pattern(upper, MID_PATTERN, 0, size // 2)
+        create_overlay(top, paths[-1])
+        write_pattern(top, TOP_PATTERN, 0, min(size, 1024 * 1024))
+        backing = tuple(reversed(paths))
+    if boot_code is not None:
+        write_bytes(top, boot_code)
+    return Chain(top, backing)
 
 
 def image_info(path: Path) -> dict[str, object]:

@@ -195,7 +195,14 @@ class LibvirtLab(Lab):
             shutil.rmtree(directory)
         created: list[LabDisk] = []
         for spec in disks:
-            chain = create_chain(directory, spec.target, spec.size, spec.depth)
+            chain = create_chain(
+                directory,
+                spec.target,
+                spec.size,
+                spec.depth,
+                top_dir=spec.overlay_dir,
+                boot_code=spec.boot_code,
+            )
             created.append(LabDisk(name, spec.target, chain.top, chain.backing, spec.size))
         xml = _domain_xml(name, self.virt_type, [(disk.target, disk.top) for disk in created])
         try:

@@ -193,7 +193,14 @@ class QmpLab(Lab):
             raise Conflict(f"lab domain {name} already exists; 'blocktui lab down' removes it")
         created: list[LabDisk] = []
         for index, spec in enumerate(disks):
-            chain = create_chain(self.image_dir / name, spec.target, spec.size, spec.depth)
+            chain = create_chain(
+                self.image_dir / name,
+                spec.target,
+                spec.size,
+                spec.depth,
+                top_dir=spec.overlay_dir,
+                boot_code=spec.boot_code,
+            )
             target = disk_name(self.style, index, spec.target)
             created.append(LabDisk(name, target, chain.top, chain.backing, spec.size))
         self.run_dir.mkdir(parents=True, exist_ok=True)

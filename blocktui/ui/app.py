@@ -50,6 +50,17 @@ class BlocktuiApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(self.main)
+        journal = self.planner.journal
+        if journal.warning:
+            self.warn(journal.warning)
+        journal.on_warning = self.warn
+
+    def warn(self, message: str) -> None:
+        """Show a warning that does not stop anything (the journal moved to memory); any thread."""
+        try:
+            self.call_from_thread(self.notify, message, severity="warning", timeout=20, markup=False)
+        except RuntimeError:  # already on the app's thread
+            self.notify(message, severity="warning", timeout=20, markup=False)
 
     def action_help(self) -> None:
         """Show every key, taken from the bindings themselves."""

@@ -17,14 +17,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
 from blocktui.backends.base import Backend
-from blocktui.core.model import BackendEvent, JobEvent, JobState
+from blocktui.core.model import BackendEvent, JobEvent, JobKey, JobState
+from blocktui.journal import Journal
 from blocktui.lab import LAB_DIR_ENV, DiskSpec, Lab, LabDisk, open_lab
-from blocktui.lab.images import flatten_copy
+from blocktui.lab.images import backing_file, check, compare, flatten_copy
 from blocktui.lab.qemu_styles import STYLES
 from blocktui.lab.system import SystemDaemonError, system_daemon
+from blocktui.session import Session
 
+from .branches import Branch, BranchFactory
 from .system_support import SystemHost
 
 #: Lab kinds every integration test runs against (the QMP lab starts its QEMUs with -blockdev).
@@ -128,6 +132,21 @@ def make_domain(lab: Lab) -> Iterator[DomainFactory]:
         lab.destroy_domain(name)
 
 
+@pytest.fixture(scope="module")
+def branches(lab: Lab) -> Iterator[BranchFactory]:
+    """Backends sharing one lab connection (events fanned out to each)."""
+    trunk = lab.backend()
+    listeners: list[Branch] = []
+
+    def fan_out(event: BackendEvent) -> None:
+        for branch in list(listeners):
+            branch.emit(event)
+
+    trunk.set_listener(fan_out)
+    yield lambda: Branch(trunk, listeners)
+    trunk.close()
+
+
 class EventLog:
     """Collects backend events from any thread; tests wait on it for a job's outcome."""
 
@@ -204,3 +223,41 @@ def save_content(tmp_path: Path) -> SaveContent:
         return dest
 
     return save
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """A private journal for one test."""
+    opened = Journal(tmp_path / "journal.sqlite3")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def session(branches: BranchFactory) -> Iterator[Session]:
+    """A session on the lab, polled often (plans react to progress)."""
+    opened = Session([branches()], poll_interval=0.2)
+    opened.open()
+    yield opened
+    opened.close()
+
+
+def key_of(session: Session, disk: LabDisk) -> JobKey:
+    return JobKey(session.hosts[0], disk.domain, disk.target)
+
+
+def assert_streamed(lab: Lab, disk: LabDisk, saved: Path) -> None:
+    """The disk reads what it read before, stands alone, and the image is sound."""
+    lab.flush(disk.domain)
+    assert backing_file(disk.top) is None
+    assert compare(disk.top, saved)
+    assert check(disk.top)
+
+
+async def until(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Let the dashboard run until ``condition()`` holds (a deadline sized for a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the dashboard did not get there in time")
+        await pilot.pause(0.05)

@@ -6,12 +6,6 @@ can open it while the rest of the suite holds its own labs.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,52 +14,17 @@ import pytest
 
 from blocktui.lab.images import backing_file, compare, flatten_copy
 
+from .cli_support import Cli, private_root
+
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 
 
-class Cli:
-    """Runs ``python -m blocktui`` with a private lab directory."""
-
-    def __init__(self, root: Path, kind: str, *hosts: str) -> None:
-        self.root = root
-        self.kind = kind
-        self.hosts = list(hosts)
-        self.env = {
-            **os.environ,
-            "BLOCKTUI_LAB_DIR": str(root),
-            "BLOCKTUI_STATE_DIR": str(root / "state"),
-        }
-
-    def run(self, *args: str, hosts: bool = True, check: bool = True) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "blocktui", *(self.hosts if hosts else []), *args]
-        done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=180, check=False)
-        if check and done.returncode != 0:
-            raise AssertionError(f"{argv} exited {done.returncode}: {done.stderr}")
-        return done
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args).stdout)
-
-    def flush(self, domain: str) -> None:
-        """Have QEMU write out its cached qcow2 metadata, so qemu-img reads the live image right."""
-        code = f"from blocktui.lab import open_lab; open_lab({self.kind!r}).flush({domain!r})"
-        subprocess.run([sys.executable, "-c", code], env=self.env, check=True, timeout=60)
-
-
-def _private_root(prefix: str) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def qmp_cli() -> Iterator[Cli]:
     """A QMP lab of one domain, reached with --qmp-dir like any folder of QEMU sockets."""
-    for root in _private_root("btc-"):
+    for root in private_root("btc-"):
         cli = Cli(root, "qmp", "--qmp-dir", str(root / "qmp" / "qmp"))
         cli.run("lab", "up", "--qmp", "--domains", "1", "--disks", "2", "--size", "32M", hosts=False)
         try:
@@ -77,7 +36,7 @@ def qmp_cli() -> Iterator[Cli]:
 @pytest.fixture(scope="module")
 def libvirt_cli() -> Iterator[Cli]:
     """An embedded libvirt lab of one domain, reached with --lab from separate processes."""
-    for root in _private_root("btv-"):
+    for root in private_root("btv-"):
         cli = Cli(root, "libvirt", "--lab")
         cli.run("lab", "up", "--domains", "1", "--disks", "2", "--size", "32M", hosts=False)
         try:

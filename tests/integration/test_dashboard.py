@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from blocktui.ui.screens.stream_dialog import StreamDialog
 from blocktui.ui.widgets.domain_tree import DomainTree, Place
 from blocktui.ui.widgets.jobs_table import JobsTable, row_key
 
-from .conftest import DomainFactory, SaveContent
+from .conftest import DomainFactory, SaveContent, until
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +45,6 @@ def dashboard(lab: Lab, tmp_path: Path) -> Iterator[Callable[[bool], BlocktuiApp
         session.close()
 
 
-async def _until(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("the dashboard did not get there in time")
-        await pilot.pause(0.05)
-
-
 def _state(app: BlocktuiApp, key: JobKey) -> str | None:
     try:
         return str(app.main.query_one(JobsTable).get_cell(row_key(key), "state")).strip()
@@ -64,7 +55,7 @@ def _state(app: BlocktuiApp, key: JobKey) -> str | None:
 async def _select_disk(pilot: Pilot[int], app: BlocktuiApp, key: JobKey) -> None:
     tree = app.main.query_one(DomainTree)
     place = Place(key.host, key.domain, key.disk)
-    await _until(pilot, lambda: tree.select_place(place), timeout=60.0)
+    await until(pilot, lambda: tree.select_place(place), timeout=60.0)
     tree.focus()
     await pilot.pause()
 
@@ -86,16 +77,16 @@ async def test_stream_from_the_keys_completes_and_abort_cancels(
         first, second = _key(app, vda), _key(app, vdb)
         await _select_disk(pilot, app, first)
         await pilot.press("s")
-        await _until(pilot, lambda: isinstance(app.screen, StreamDialog))
+        await until(pilot, lambda: isinstance(app.screen, StreamDialog))
         await pilot.press(*"64M", "enter")
-        await _until(pilot, lambda: _state(app, first) is not None)
-        await _until(pilot, lambda: _state(app, first) == "completed")
+        await until(pilot, lambda: _state(app, first) is not None)
+        await until(pilot, lambda: _state(app, first) == "completed")
 
         await _select_disk(pilot, app, second)
         await pilot.press("s")
-        await _until(pilot, lambda: isinstance(app.screen, StreamDialog))
+        await until(pilot, lambda: isinstance(app.screen, StreamDialog))
         await pilot.press(*"2M", "enter")
-        await _until(pilot, lambda: _state(app, second) == "active")
+        await until(pilot, lambda: _state(app, second) == "active")
         table = app.main.query_one(JobsTable)
         table.focus()
         table.select(second)
@@ -104,7 +95,7 @@ async def test_stream_from_the_keys_completes_and_abort_cancels(
         await pilot.pause()
         assert vdb.domain in str(app.screen.query_one("#question").render())
         await pilot.press("y")
-        await _until(pilot, lambda: _state(app, second) == "cancelled")
+        await until(pilot, lambda: _state(app, second) == "cancelled")
         app.main.stop_polling()
 
     await asyncio.to_thread(lab.flush, vda.domain)  # the QMP lab runs its own event loop
@@ -124,7 +115,7 @@ async def test_bad_bandwidth_is_refused_in_the_dialog(
         key = _key(app, vda)
         await _select_disk(pilot, app, key)
         await pilot.press("s")
-        await _until(pilot, lambda: isinstance(app.screen, StreamDialog))
+        await until(pilot, lambda: isinstance(app.screen, StreamDialog))
         await pilot.press(*"-5M")
         await pilot.pause()
         assert app.screen.query_one("#start", Button).disabled

@@ -3,124 +3,22 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from blocktui.backends.base import Backend
-from blocktui.core.model import BackendEvent, BlockJob, Domain, HostInfo, JobKey, JobState
+from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.journal import Journal
-from blocktui.lab import DiskSpec, Lab, LabDisk
-from blocktui.lab.images import backing_file, check, compare
+from blocktui.lab import DiskSpec, Lab
+from blocktui.lab.images import backing_file
 from blocktui.planner import Planner, PlanStatus
 from blocktui.session import Session
 
-from .conftest import MIB, DomainFactory, SaveContent
+from .branches import BranchFactory
+from .conftest import MIB, DomainFactory, SaveContent, assert_streamed, key_of
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    """A private journal for one test."""
-    opened = Journal(tmp_path / "journal.sqlite3")
-    yield opened
-    opened.close()
-
-
-class Branch(Backend):
-    """One connection seen as several backends, each with its own listener.
-
-    The embedded libvirt driver can be opened only a few times per process ("Too many drivers"),
-    so the tests share one connection; every session still gets its own backend object and events.
-    """
-
-    def __init__(self, trunk: Backend, listeners: list[Branch]) -> None:
-        super().__init__(trunk.uri, readonly=trunk.readonly)
-        self.trunk = trunk
-        self.supports_pause = trunk.supports_pause
-        self.supports_events = trunk.supports_events
-        self.supports_base = trunk.supports_base
-        self._branches = listeners
-        listeners.append(self)
-
-    def connect(self) -> None:
-        pass
-
-    def close(self) -> None:
-        if self in self._branches:
-            self._branches.remove(self)
-
-    def host_info(self) -> HostInfo:
-        return self.trunk.host_info()
-
-    def list_domains(self) -> list[Domain]:
-        return self.trunk.list_domains()
-
-    def get_domain(self, name: str) -> Domain:
-        return self.trunk.get_domain(name)
-
-    def start_stream(self, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None) -> None:
-        self.trunk.start_stream(domain, disk, bandwidth=bandwidth, base=base)
-
-    def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
-        self.trunk.set_speed(domain, disk, bandwidth)
-
-    def abort(self, domain: str, disk: str) -> None:
-        self.trunk.abort(domain, disk)
-
-    def pause(self, domain: str, disk: str) -> None:
-        self.trunk.pause(domain, disk)
-
-    def resume(self, domain: str, disk: str) -> None:
-        self.trunk.resume(domain, disk)
-
-    def job_info(self, domain: str, disk: str) -> BlockJob | None:
-        return self.trunk.job_info(domain, disk)
-
-    def list_jobs(self) -> list[BlockJob]:
-        return self.trunk.list_jobs()
-
-
-BranchFactory = Callable[[], Backend]
-
-
-@pytest.fixture(scope="module")
-def branches(lab: Lab) -> Iterator[BranchFactory]:
-    """Backends sharing one lab connection (events fanned out to each)."""
-    trunk = lab.backend()
-    listeners: list[Branch] = []
-
-    def fan_out(event: BackendEvent) -> None:
-        for branch in list(listeners):
-            branch.emit(event)
-
-    trunk.set_listener(fan_out)
-    yield lambda: Branch(trunk, listeners)
-    trunk.close()
-
-
-@pytest.fixture
-def session(branches: BranchFactory) -> Iterator[Session]:
-    """A session on the lab, polled often (plans react to progress)."""
-    opened = Session([branches()], poll_interval=0.2)
-    opened.open()
-    yield opened
-    opened.close()
-
-
-def key_of(session: Session, disk: LabDisk) -> JobKey:
-    return JobKey(session.hosts[0], disk.domain, disk.target)
-
-
-def assert_streamed(lab: Lab, disk: LabDisk, saved: Path) -> None:
-    """The disk reads what it read before, stands alone, and the image is sound."""
-    lab.flush(disk.domain)
-    assert backing_file(disk.top) is None
-    assert compare(disk.top, saved)
-    assert check(disk.top)
 
 
 def test_chunked_stream_records_every_checkpoint_in_order(

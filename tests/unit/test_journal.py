@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from blocktui.core.errors import HostError
+from blocktui.core.identity import DiskIdentity, ImageFile
 from blocktui.journal import STATE_DIR_ENV, Journal, default_path
 
 MIB = 1024**2
@@ -125,3 +130,114 @@ def test_the_default_state_directory_is_tightened_but_a_chosen_one_is_left_alone
     Journal().close()
     assert _mode(shared) == 0o755
     assert _mode(shared / "journal.sqlite3") == 0o600
+
+
+V1_SCHEMA = """
+CREATE TABLE jobs (id INTEGER PRIMARY KEY, host TEXT NOT NULL, domain TEXT NOT NULL, disk TEXT NOT NULL,
+    kind TEXT NOT NULL, origin TEXT NOT NULL, chain_before TEXT NOT NULL, base TEXT,
+    bandwidth INTEGER NOT NULL DEFAULT 0, size INTEGER NOT NULL DEFAULT 0, chunk INTEGER NOT NULL DEFAULT 0,
+    gap REAL NOT NULL DEFAULT 0, position REAL NOT NULL, status TEXT NOT NULL,
+    pause_requested INTEGER NOT NULL DEFAULT 0, owner INTEGER, started_at REAL NOT NULL, ended_at REAL,
+    bytes_done INTEGER NOT NULL DEFAULT 0, error TEXT, note TEXT NOT NULL DEFAULT '');
+CREATE TABLE checkpoints (job_id INTEGER NOT NULL, seq INTEGER NOT NULL, boundary INTEGER NOT NULL,
+    offset INTEGER NOT NULL, overshoot INTEGER NOT NULL, at REAL NOT NULL, PRIMARY KEY (job_id, seq));
+INSERT INTO jobs (host, domain, disk, kind, origin, chain_before, position, status, started_at)
+    VALUES ('lab', 'old-1', 'vda', 'pull', 'planned', '["/b/base.qcow2"]', 1.0, 'gap', 1.0);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_journal_from_the_previous_release_keeps_its_plans_and_gains_identities(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_SCHEMA)
+    journal = Journal(path)
+    (old,) = journal.open_entries()
+    assert (old.domain, old.status, old.identity) == ("old-1", "gap", None)
+    identity = DiskIdentity("/i/top.qcow2", "uuid-1", ImageFile(1, 2, 3))
+    new = journal.record_job(
+        host="lab", domain="new-1", disk="vda", kind="pull", origin="planned",
+        chain_before=[], status="queued", identity=identity,
+    )  # fmt: skip
+    entry = journal.get(new)
+    assert entry is not None and entry.identity == identity
+    assert entry.as_json()["identity"]["image"] == {"device": 1, "inode": 2, "born_ns": 3}
+    assert journal.warning is None
+
+
+def test_an_unusable_state_directory_keeps_the_journal_in_memory_with_one_warning(tmp_path: Path) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    warnings: list[str] = []
+    journal = Journal(blocker / "journal.sqlite3", on_warning=warnings.append)
+    job_id = make(journal)
+    journal.add_checkpoint(job_id, boundary=64 * MIB, offset=64 * MIB)
+    journal.finish(job_id, "completed", bytes_done=256 * MIB)
+
+    entry = journal.get(job_id)
+    assert entry is not None and entry.status == "completed" and len(entry.checkpoints) == 1
+    assert len(warnings) == 1 and warnings == [journal.warning]
+    assert "\n" not in warnings[0] and str(blocker) in warnings[0] and STATE_DIR_ENV in warnings[0]
+
+
+WRITER = """
+import json, sys, time
+from pathlib import Path
+from blocktui.journal import Journal
+
+path, name, count, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+while time.time() < go:
+    time.sleep(0.001)
+journal = Journal(path)
+shared = int(sys.argv[5])
+ids = []
+started = time.time()
+for index in range(count):
+    job_id = journal.record_job(host="h", domain=name, disk=f"d{index}", kind="pull", origin="planned",
+                                chain_before=["/b"], status="queued", owner=1)
+    journal.update(job_id, status="active", bandwidth=index)
+    journal.add_checkpoint(job_id, boundary=index, offset=index + 1)
+    journal.add_checkpoint(shared, boundary=index, offset=index)
+    journal.update(shared, note=f"{name} {index}")
+    journal.finish(job_id, "completed", bytes_done=index * 10)
+    ids.append(job_id)
+print(json.dumps({"ids": ids, "warning": journal.warning, "span": [started, time.time()]}))
+"""
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "j.sqlite3"
+    shared = make(Journal(path))
+    count = 300
+    go = time.time() + 1.5  # both start writing at the same moment, after their imports
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), name, str(count), str(go), str(shared)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("one", "two")
+    ]
+    results = []
+    for writer in writers:
+        out, err = writer.communicate(timeout=150)
+        assert writer.returncode == 0, err
+        results.append(json.loads(out))
+
+    assert all(result["warning"] is None for result in results)
+    # They really wrote at the same time: each started before the other was done.
+    assert max(r["span"][0] for r in results) < min(r["span"][1] for r in results)
+    journal = Journal(path)
+    entries = {e.id: e for e in journal.history(limit=10 * count)}
+    for name, result in zip(("one", "two"), results, strict=True):
+        assert len(result["ids"]) == count
+        for index, job_id in enumerate(result["ids"]):
+            entry = entries[job_id]
+            assert (entry.domain, entry.disk, entry.status) == (name, f"d{index}", "completed")
+            assert (entry.bandwidth, entry.bytes_done) == (index, index * 10)
+            assert [(c.seq, c.boundary, c.offset) for c in entry.checkpoints] == [(1, index, index + 1)]
+    both = entries[shared].checkpoints
+    assert sorted(c.seq for c in both) == list(range(1, 2 * count + 1))
+    assert sorted(c.boundary for c in both) == sorted(2 * list(range(count)))
+    assert len(entries) == 2 * count + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
@@ -13,6 +14,8 @@ import blocktui.backends.libvirt_events  # noqa: F401  # isort: skip
 import libvirt
 
 from blocktui.backends.bounded import bounded
+from blocktui.backends.libvirt.checks import check_bandwidth, check_target, unreadable
+from blocktui.backends.libvirt.clues import FAILURE_SETTLE, FailureClues
 from blocktui.backends.libvirt.connection import LibvirtConnection
 from blocktui.backends.libvirt.errors import (
     DOMAIN_STATES,
@@ -28,17 +31,14 @@ from blocktui.core.errors import (
     BlocktuiError,
     Conflict,
     HostError,
-    InvalidInput,
     JobBusy,
     NoJob,
     NotFound,
-    NothingToStream,
     ReadOnly,
     Unsupported,
 )
 from blocktui.core.model import (
     BlockJob,
-    Disk,
     Domain,
     DomainsChanged,
     DomainState,
@@ -46,11 +46,14 @@ from blocktui.core.model import (
     JobKind,
     JobState,
 )
-from blocktui.core.units import MAX_BYTES
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Lifecycle events that change whether a domain runs, and the one that says QEMU paused it on an I/O error.
+_RUN_EVENTS = (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_RESUMED)
+_PAUSED_ON_IO_ERROR = (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR)
 
 
 class LibvirtBackend(LibvirtConnection):
@@ -69,6 +72,8 @@ class LibvirtBackend(LibvirtConnection):
         super().__init__(uri, readonly=readonly, reconnect=reconnect, call_timeout=call_timeout)
         self._handles: dict[str, tuple[libvirt.virConnect, libvirt.virDomain]] = {}
         self._seen = SeenJobs()
+        #: What tells why a job failed: libvirt's FAILED event says nothing (see ``clues``).
+        self._clues = FailureClues()
         #: Set once the driver refuses block job queries (the test driver): no job can exist there.
         self._no_block_jobs = False
 
@@ -95,20 +100,52 @@ class LibvirtBackend(LibvirtConnection):
             return
         kind = JOB_KINDS.get(job_type, JobKind.UNKNOWN)
         cur, end = self._seen.event((name, disk), kind, state)
-        self._safe_emit(JobEvent(self.host, name, disk, kind, state, None, cur, end))
-        if state.is_final:
+        event = JobEvent(self.host, name, disk, kind, state, None, cur, end)
+        if state is JobState.FAILED:
+            # The guest's own I/O error (and QEMU pausing the domain on it) can follow the job's by
+            # milliseconds: say why a moment later, well within the session's settling grace.
+            timer = threading.Timer(FAILURE_SETTLE, self._report_failure, args=(event,))
+            timer.daemon = True
+            timer.start()
+            return
+        self._report_end(event)
+
+    def _report_failure(self, event: JobEvent) -> None:
+        why = self._clues.explain(event.domain, event.disk, local_files=self.sees_host_files)
+        self._report_end(replace(event, error=why))
+
+    def _report_end(self, event: JobEvent) -> None:
+        self._safe_emit(event)
+        if event.state.is_final:
             # A finished job changes the backing chain the dashboard shows.
-            self._safe_emit(DomainsChanged(self.host, name))
+            self._safe_emit(DomainsChanged(self.host, event.domain))
 
     def _on_lifecycle(
-        self, _conn: libvirt.virConnect, dom: libvirt.virDomain, _event: int, _detail: int, _o: object
+        self, _conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, _o: object
     ) -> None:
         try:
             name: str | None = dom.name()
         except libvirt.libvirtError:
             name = None
+        if name is not None and event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+            self._clues.forget(name)
+        elif name is not None and event in _RUN_EVENTS:
+            self._clues.run_state(name, paused_on_error=(event, detail) == _PAUSED_ON_IO_ERROR)
         self._forget_handles(name)
         self._safe_emit(DomainsChanged(self.host, name))
+
+    # fmt: off
+    def _on_io_error(
+        self, _conn: libvirt.virConnect, dom: libvirt.virDomain, src_path: str, dev_alias: str, action: int,
+        reason: str, _o: object,
+    ) -> None:
+        # fmt: on
+        try:
+            name = dom.name()
+        except libvirt.libvirtError:
+            return
+        paused = action == libvirt.VIR_DOMAIN_EVENT_IO_ERROR_PAUSE
+        self._clues.io_error(name, src_path or dev_alias, reason, paused=paused)
 
     # -- domains ------------------------------------------------------------------------------------
 
@@ -150,10 +187,14 @@ class LibvirtBackend(LibvirtConnection):
         Raises:
             libvirt.libvirtError: the domain vanished, or the host failed the request.
         """
+        name = dom.name()
+        state, reason = dom.state()
+        paused_on_error = state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_IOERROR
+        self._clues.run_state(name, paused_on_error=paused_on_error)
         found = Domain(
             host=self.host,
-            name=dom.name(),
-            state=DOMAIN_STATES.get(dom.state()[0], DomainState.NOSTATE),
+            name=name,
+            state=DOMAIN_STATES.get(state, DomainState.NOSTATE),
             uuid=dom.UUIDString(),
             persistent=bool(dom.isPersistent()),
         )
@@ -182,7 +223,7 @@ class LibvirtBackend(LibvirtConnection):
                     continue
                 if is_connection_error(exc):
                     raise map_error(exc, f"reading domains on {self.uri}") from exc
-                domains.append(_unreadable(self.host, dom, exc))
+                domains.append(unreadable(self.host, dom, exc))
         domains.sort(key=lambda d: d.name)
         return domains
 
@@ -207,14 +248,15 @@ class LibvirtBackend(LibvirtConnection):
         """Start pulling the backing chain (down to ``base``) into ``disk``; returns once the job exists."""
         action = f"cannot stream {domain}/{disk}"
         self._require_writable(action)
-        _check_bandwidth(bandwidth, action)
+        check_bandwidth(bandwidth, action)
         dom = self._lookup(domain)
         if not self._call(action, dom.isActive):
             raise Conflict(
                 f"{action}: domain {domain!r} is not running; start it first (virsh start {domain}), "
                 "block jobs run only in a live domain"
             )
-        _check_target(self._call(action, lambda: self._domain(dom)), disk, base, action)
+        target = check_target(self._call(action, lambda: self._domain(dom)), disk, base, action)
+        self._clues.source(domain, disk, target.source)
         if self._job_info(dom, domain, disk) is not None:
             raise JobBusy(f"{action}: {disk} already has a block job; wait for it or abort it first")
         # Recorded before the call: a short pull can end, and its event arrive, before the call returns.
@@ -241,7 +283,7 @@ class LibvirtBackend(LibvirtConnection):
         """Change a running job's limit (bytes/s, 0 = unlimited)."""
         action = f"cannot change the speed of {domain}/{disk}"
         self._require_writable(action)
-        _check_bandwidth(bandwidth, action)
+        check_bandwidth(bandwidth, action)
         dom = self._lookup(domain)
         if self._job_info(dom, domain, disk) is None:
             raise NoJob(f"{action}: {disk} has no block job")
@@ -342,6 +384,7 @@ class LibvirtBackend(LibvirtConnection):
                     self._no_block_jobs = True
                     return []
                 if job is not None:
+                    self._clues.source(name, disk.target, disk.source)
                     jobs.append(job)
         return jobs
 
@@ -352,46 +395,3 @@ class LibvirtBackend(LibvirtConnection):
             HostError: not connected.
         """
         return self._connection()
-
-
-def _check_bandwidth(bandwidth: int, action: str) -> None:
-    if not 0 <= bandwidth <= MAX_BYTES:
-        raise InvalidInput(f"{action}: bandwidth {bandwidth} is out of range (0 to {MAX_BYTES} bytes/s)")
-
-
-def _check_target(info: Domain, disk: str, base: str | None, action: str) -> Disk:
-    """The disk a stream would pull into, once it is known to exist and to have something to pull.
-
-    Raises:
-        HostError: the domain's description cannot be read.
-        NotFound: no such disk, or ``base`` is not in its chain.
-        NothingToStream: no backing file, or ``base`` is already the nearest one.
-    """
-    domain = info.name
-    if info.error:
-        raise HostError(f"{action}: {info.error}")
-    target = info.disk(disk)
-    if target is None:
-        names = ", ".join(d.target for d in info.disks) or "none"
-        raise NotFound(f"{action}: domain {domain!r} has no disk {disk!r} (its disks: {names})")
-    if not target.has_backing:
-        raise NothingToStream(f"{action}: {disk} has no backing file, so there is nothing to pull into it")
-    if base is not None and base not in {layer.path for layer in target.chain}:
-        chain = ", ".join(layer.path for layer in target.chain)
-        raise NotFound(f"{action}: {base!r} is not in the backing chain of {disk} ({chain})")
-    if base is not None and base == target.chain[0].path:
-        raise NothingToStream(
-            f"{action}: {base} is already {disk}'s backing file, so there is nothing above it to pull"
-        )
-    return target
-
-
-def _unreadable(host: str, dom: libvirt.virDomain, exc: libvirt.libvirtError) -> Domain:
-    """A row for a domain the host refused to describe; its name and UUID are known without asking."""
-    return Domain(
-        host=host,
-        name=dom.name(),
-        state=DomainState.NOSTATE,
-        uuid=dom.UUIDString(),
-        error=str(map_error(exc, "cannot read this domain")),
-    )

@@ -15,6 +15,7 @@ from blocktui.backends.bounded import Deadline, bounded
 from blocktui.backends.libvirt.errors import map_error
 from blocktui.backends.libvirt.shared import (
     embed_root,
+    names_local_files,
     non_interactive,
     open_embedded,
     release,
@@ -72,6 +73,7 @@ class LibvirtConnection(Backend):
     ) -> None:
         super().__init__(uri, readonly=readonly)
         self.host = uri
+        self.sees_host_files = names_local_files(uri)
         self._reconnect_enabled = reconnect
         self._lock = threading.RLock()
         self._conn: libvirt.virConnect | None = None
@@ -110,6 +112,14 @@ class LibvirtConnection(Backend):
         self, conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, opaque: object
     ) -> None:
         """libvirt's lifecycle callback (the backend overrides it)."""
+
+    # fmt: off
+    def _on_io_error(  # noqa: PLR0917 - libvirt's callback signature
+        self, conn: libvirt.virConnect, dom: libvirt.virDomain, src_path: str, dev_alias: str, action: int,
+        reason: str, opaque: object,
+    ) -> None:
+        # fmt: on
+        """libvirt's IO_ERROR_REASON callback (the backend overrides it)."""
 
     def _forget_link(self) -> None:
         """Drop what was learnt over a connection that went away (the backend overrides it)."""
@@ -194,6 +204,9 @@ class LibvirtConnection(Backend):
                 ),
                 conn.domainEventRegisterAny(
                     None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
+                ),
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON, self._on_io_error, None
                 ),
             ]
         hypervisor, extra = _describe(self.uri, conn)

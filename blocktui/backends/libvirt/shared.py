@@ -64,6 +64,19 @@ def _fan_lifecycle(
         backend._on_lifecycle(conn, dom, event, detail, opaque)
 
 
+def _fan_io_error(  # noqa: PLR0917 - libvirt's callback signature
+    conn: libvirt.virConnect,
+    dom: libvirt.virDomain,
+    src_path: str,
+    dev_alias: str,
+    action: int,
+    reason: str,
+    opaque: object,
+) -> None:
+    for backend in list(shared.subscribers):
+        backend._on_io_error(conn, dom, src_path, dev_alias, action, reason, opaque)
+
+
 def subscribe_shared(conn: libvirt.virConnect, backend: LibvirtConnection) -> None:
     with embedded_lock:
         if not shared.callback_ids:
@@ -73,6 +86,9 @@ def subscribe_shared(conn: libvirt.virConnect, backend: LibvirtConnection) -> No
                 ),
                 conn.domainEventRegisterAny(
                     None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, _fan_lifecycle, None
+                ),
+                conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON, _fan_io_error, None
                 ),
             ]
         shared.subscribers.append(backend)
@@ -105,6 +121,15 @@ def embed_root(uri: str) -> str | None:
     if parts.netloc or not parts.path.startswith("/embed"):
         return None
     return dict(parse_qsl(parts.query)).get("root", "")
+
+
+def names_local_files(uri: str) -> bool:
+    """Whether a URI's host is this machine (no host part: ``qemu:///system``, the embedded root).
+
+    ``qemu+ssh://box/system`` and any other URI with a host part count as remote, ``localhost``
+    included: blocktui then never reads the paths the host names as its own files.
+    """
+    return not urlsplit(uri).netloc
 
 
 def embedded_root() -> str | None:

@@ -38,6 +38,7 @@ class QmpBackend(QmpEvents):
     supports_pause = True
     supports_events = True  # per instance: only with hold=True
     supports_base = True
+    sees_host_files = True  # QMP sockets are UNIX sockets: the QEMUs run on this machine
 
     # -- reading state ----------------------------------------------------------------------
 
