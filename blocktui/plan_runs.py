@@ -1,0 +1,368 @@
+"""One host's plans moved on, in that host's worker: start, follow, stop at boundaries, set speeds.
+
+The speed set on the host is the smallest of the stream's own limit, its share of the host
+budget, the taper before a chunk boundary, and what the completion guard allows. Stopping at a
+boundary: QMP hosts pause the job there (``supports_pause``); libvirt cannot, so the job's offset
+is read and the job aborted as a checkpoint (what it copied stays) once the guard gives it its
+turn, and after the gap a new pull passes over what is present. Only the last chunk lets the job
+complete and drop the backing file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from blocktui.core.chunks import approach_speed
+from blocktui.core.errors import BlocktuiError, Conflict, NoJob, NotFound
+from blocktui.core.guard import GuardRule, Mark, Verdict, marked
+from blocktui.core.model import JobKey, JobState
+from blocktui.core.scheduler import HostPolicy, admit, divide_budget
+from blocktui.core.views import JobView, Snapshot
+from blocktui.guarding import GuardDriver, domain_job
+from blocktui.plan_book import PlanBook
+from blocktui.plans import Plan, PlanStatus
+from blocktui.session import Session
+
+#: Poll interval while a stream is close to a boundary: each progress step is caught quickly.
+FAST_POLL = 0.05
+
+#: How far (in seconds at the current speed) before a boundary the fast polling starts.
+APPROACH_LEAD = 1.0
+
+#: A new job's speed while the guard has a say, until its size is known (bytes/s).
+LAUNCH_SPEED = 1024**2
+
+
+class HostRunner:
+    """Moves the plans of each host on; every method runs in the host's worker."""
+
+    def __init__(
+        self,
+        session: Session,
+        book: PlanBook,
+        guard: GuardDriver,
+        *,
+        rule: GuardRule,
+        policy: Callable[[str], HostPolicy],
+        guarded: Callable[[str], bool],
+        clock: Callable[[], float],
+    ) -> None:
+        self.session = session
+        self.book = book
+        self.guard = guard
+        self.rule = rule
+        self.policy = policy
+        self.guarded = guarded
+        self._clock = clock
+        # Set by the planner's close(): no step moves a plan after the plans were handed back.
+        self.closing = False
+
+    def poll_interval(self, plans: list[Plan]) -> float:
+        """How long to wait before the next step over ``plans``: short near boundaries and guarded ends."""
+        interval = self.session.poll_interval
+        for plan in plans:
+            if plan.status is PlanStatus.STOPPING:
+                return FAST_POLL
+            if plan.status is PlanStatus.ACTIVE:
+                view = self.session.job(plan.key)
+                if view is None:
+                    continue
+                if plan.boundary is not None:
+                    speed = plan.applied or view.rate or 0
+                    if plan.boundary - view.cur <= max(speed * APPROACH_LEAD, 4 * 1024**2):
+                        return FAST_POLL
+                if self.guarded(plan.key.host) and (
+                    GuardDriver.followed(plan.applied) or self.rule.in_zone(domain_job(view))
+                ):
+                    interval = min(interval, self.rule.poll)
+            elif plan.status is PlanStatus.GAP:
+                interval = min(interval, max(FAST_POLL, plan.resume_at - self._clock()))
+        return interval
+
+    def close_host(self, host: str) -> None:
+        for plan in self.book.host_plans(host):
+            if plan.running and not plan.going and GuardDriver.followed(plan.applied):
+                with contextlib.suppress(BlocktuiError):
+                    self.session.set_speed(plan.key, self._hand_back_speed(plan))
+            if plan.status is not PlanStatus.DONE:
+                self.book.journal.update(plan.entry_id, owner=None)
+
+    def _hand_back_speed(self, plan: Plan) -> int:
+        """What a job this process guards runs at once nobody does (see ``GuardDriver.hand_back``)."""
+        view = self.session.job(plan.key)
+        if view is None or not self.guarded(plan.key.host):
+            return plan.limit
+        return self.guard.hand_back(plan.key, view, plan.limit)
+
+    def guard_has_say(self, key: JobKey) -> bool:
+        """Whether an end of ``key`` (an abort, or a start that may end at once) must wait its turn:
+        another job of the domain runs, or was seen ending a moment ago."""
+        if not self.guarded(key.host):
+            return False
+        snapshot, now = self.session.snapshot(), self._clock()
+        others = any(
+            v.key.host == key.host and v.key.domain == key.domain and v.key != key and not v.state.is_final
+            for v in snapshot.jobs
+        )
+        since = self.guard.other_end_seen(key, now)
+        return others or (since is not None and since < self.rule.settle)
+
+    def step_host(self, host: str) -> None:
+        if self.closing:
+            return  # queued before close(): the plans are handed back, nothing moves them now
+        # Read here, in the host's worker: the latest the session knows, after this host's last step.
+        snapshot = self.session.snapshot()
+        now = self._clock()
+        self.guard.note_snapshot(host, snapshot, now)
+        self.book.sync_requests(host, now)
+        plans = self.book.host_plans(host)
+        views = {v.key: v for v in snapshot.jobs if v.key.host == host}
+        for plan in plans:
+            if plan.running:
+                self._follow(plan, views.get(plan.key), snapshot, now)
+        policy = self.policy(host)
+        # A plan between chunks keeps its place: it is part-way, and the queue must not starve it.
+        busy = [p for p in plans if p.running or p.status is PlanStatus.GAP]
+        for plan in plans:
+            if plan.status is PlanStatus.GAP and plan.resume_at <= now and not plan.pause_requested:
+                self._launch(plan, now)
+        queued = [p for p in plans if p.status is PlanStatus.QUEUED]
+        for plan in admit(queued, len(busy), policy.max_active):
+            self._launch(plan, now)
+        self._apply_speeds(host, snapshot, now)
+
+    def _follow(self, plan: Plan, view: JobView | None, snapshot: Snapshot, now: float) -> None:
+        if view is None:
+            return
+        if view.end > 0 and plan.size != view.end:
+            first = plan.size == 0
+            plan.size = view.end
+            self.book.journal.update(plan.entry_id, size=view.end)
+            if first and plan.status is PlanStatus.ACTIVE:
+                plan.boundary = plan.next_boundary(view.cur)
+        state = view.state
+        if state is JobState.COMPLETED:
+            self.book.finish(plan, JobState.COMPLETED, bytes_done=view.end)
+            return
+        if plan.cancel_requested and not state.is_final:
+            self._end_job(plan, view, snapshot, now)
+            return
+        if state is JobState.PAUSED and plan.status is PlanStatus.STOPPING:
+            # QMP paused at the boundary, or libvirt's abort recorded as a checkpoint.
+            self._checkpoint(plan, max(view.cur, plan.last_cur), now)
+            return
+        if state.is_final:
+            self.book.finish(
+                plan, state, bytes_done=max(view.cur, plan.last_cur), error=view.error, note=view.note
+            )
+            return
+        if state is JobState.PAUSED and plan.status is PlanStatus.ACTIVE and not plan.pause_requested:
+            return  # paused by someone else: leave it
+        plan.last_cur = view.cur
+        if plan.status is PlanStatus.STOPPING and not self._pauses(plan):
+            self._end_job(plan, view, snapshot, now)
+            return
+        stop_here = plan.pause_requested or (plan.boundary is not None and view.cur >= plan.boundary)
+        if stop_here:
+            plan.stop_reason = "pause" if plan.pause_requested else "checkpoint"
+            self.book.set_status(plan, PlanStatus.STOPPING)
+            if self._pauses(plan):
+                self.session.pause(plan.key)
+            else:
+                self._end_job(plan, view, snapshot, now)
+
+    def _pauses(self, plan: Plan) -> bool:
+        """Whether a stop at a boundary or a pause keeps the job (QMP), rather than ending it (libvirt)."""
+        return self.session.backend(plan.key.host).supports_pause
+
+    def _end_job(self, plan: Plan, view: JobView, snapshot: Snapshot, now: float) -> None:
+        """Abort the job (a checkpoint on libvirt, or the user's abort) once the guard gives it its turn."""
+        if plan.abort_sent:
+            return
+        if self.guarded(plan.key.host) and self.guard.contended(snapshot, plan.key, now):
+            share = self._shares(plan.key.host).get(plan.key, plan.limit)
+            decision = self.guard.decide(plan.key, share=share, now=now, wants_end=True)
+            if decision is None:
+                return  # gone already: the next poll tells how it ended
+            plan.note = decision.reason
+            if decision.verdict is not Verdict.GO:
+                self._speed(plan, decision.speed)
+                return
+        if plan.cancel_requested:
+            self.session.abort(plan.key)
+            plan.abort_sent = True
+            self.guard.mark_end(plan.key, now)
+            self.book.finish(plan, JobState.CANCELLED, note="cancelled by the user")
+            return
+        # The tracker reads the cancellation as this checkpoint, not as a cancelled job.
+        fresh = self.session.backend(plan.key.host).job_info(plan.key.domain, plan.key.disk)
+        if fresh is not None:
+            plan.last_cur = fresh.cur
+        self.session.expect_stop(plan.key, JobState.PAUSED, plan.stop_reason)
+        with contextlib.suppress(NoJob):
+            self.session.abort(plan.key)
+        plan.abort_sent = True
+        self.guard.mark_end(plan.key, now)
+
+    def _checkpoint(self, plan: Plan, offset: int, now: float) -> None:
+        boundary = plan.boundary
+        if boundary is not None and plan.checkpointed < boundary <= offset:
+            self.book.record_checkpoint(plan, boundary, offset)
+        else:
+            # A pause between boundaries, or a boundary already recorded: only the progress moves.
+            self.book.journal.update(plan.entry_id, bytes_done=offset)
+        plan.going = False
+        plan.applied = None if not self.session.backend(plan.key.host).supports_pause else plan.applied
+        if plan.pause_requested:
+            plan.note = "paused (checkpoint: the next pull passes over what is copied)"
+            self.book.set_status(plan, PlanStatus.PAUSED)
+        else:
+            plan.resume_at = now + plan.gap
+            self.book.set_status(plan, PlanStatus.GAP)
+
+    def _launch(self, plan: Plan, now: float) -> None:
+        """Start (or restart, or resume) the plan's job."""
+        backend = self.session.backend(plan.key.host)
+        try:
+            job = backend.job_info(plan.key.domain, plan.key.disk)
+            if job is not None and job.state is JobState.PAUSED and backend.supports_pause:
+                cur = job.cur
+                self._begin_run(plan, cur)
+                self.session.resume(plan.key)
+            elif job is not None:
+                self._begin_run(plan, job.cur)  # already running (adopted): just follow it
+            else:
+                waiting = self._launch_waits(plan, now)
+                if waiting:
+                    plan.note = waiting
+                    return
+                self._make_room(plan, now)
+                start_speed = self._start_speed(plan)
+                if self.guarded(plan.key.host):
+                    start_speed = marked(start_speed, Mark.PLAIN)
+                    if self.guard_has_say(plan.key):
+                        # Held until the guard's first look: its size is not known yet.
+                        start_speed = marked(min(start_speed or LAUNCH_SPEED, LAUNCH_SPEED), Mark.HOLD)
+                self.session.start_stream(
+                    plan.key.host, plan.key.domain, plan.key.disk, bandwidth=start_speed, base=plan.base
+                )
+                plan.applied = start_speed
+                fresh = backend.job_info(plan.key.domain, plan.key.disk)
+                if fresh is not None and fresh.end:
+                    plan.size = fresh.end
+                    self.book.journal.update(plan.entry_id, size=fresh.end)
+                self._begin_run(plan, fresh.cur if fresh else plan.last_cur)
+        except BlocktuiError as exc:
+            if isinstance(exc, NotFound | Conflict):
+                self.book.finish(plan, JobState.FAILED, bytes_done=plan.last_cur, error=str(exc))
+            else:
+                plan.note = str(exc)  # a host error: try again at the next step
+                plan.resume_at = now + 1.0
+
+    def _launch_waits(self, plan: Plan, now: float) -> str:
+        """Why a new job must not start yet: starting can end it at once (nothing left to copy)."""
+        if not self.guard_has_say(plan.key):
+            return ""
+        _own, others = self.guard.read(plan.key, now)
+        blocking = [job for job in others if job.flagged or self.rule.ending(job)]
+        if blocking:
+            return f"starts once {blocking[0].disk} has ended"
+        since = self.guard.other_end_seen(plan.key, now)
+        if since is not None and since < self.rule.settle:
+            return "starts once the job of the domain that just ended has settled"
+        return ""
+
+    def _begin_run(self, plan: Plan, cur: int) -> None:
+        plan.boundary = plan.next_boundary(cur)
+        plan.last_cur = cur
+        plan.going = False
+        plan.abort_sent = False
+        plan.note = ""
+        self.book.set_status(plan, PlanStatus.ACTIVE)
+
+    def _start_speed(self, plan: Plan) -> int:
+        """A safe first speed: its budget share, tapered to the first boundary when there is one."""
+        share = self._shares(plan.key.host, joining=plan.key).get(plan.key, plan.limit)
+        chunks = plan.chunks()
+        if chunks is None and plan.chunk > 0:
+            # Size not known yet: assume the first boundary is one chunk away.
+            return approach_speed(plan.chunk - plan.last_cur, share)
+        boundary = plan.next_boundary(plan.last_cur)
+        if boundary is not None:
+            return approach_speed(boundary - plan.last_cur, share)
+        return share
+
+    def _shares(self, host: str, joining: JobKey | None = None) -> dict[JobKey, int]:
+        """Each active plan's share of the host budget (with ``joining`` counted as active)."""
+        limits = {
+            p.key: p.limit
+            for p in self.book.host_plans(host)
+            if p.status is PlanStatus.ACTIVE or p.key == joining
+        }
+        return divide_budget(limits, self.policy(host).budget)
+
+    def _make_room(self, plan: Plan, now: float) -> None:
+        """Lower the running streams to their shares with ``plan`` counted, before it starts."""
+        shares = self._shares(plan.key.host, joining=plan.key)
+        for other in self.book.host_plans(plan.key.host):
+            if other is plan or other.status is not PlanStatus.ACTIVE or other.applied is None:
+                continue
+            share = shares.get(other.key, other.limit)
+            if GuardDriver.followed(other.applied):
+                continue  # the guard sets its speed, never above its share
+            if _faster(other.applied or 0, share):
+                self._speed(other, share)
+
+    def _apply_speeds(self, host: str, snapshot: Snapshot, now: float) -> None:
+        shares = self._shares(host)
+        guarded = self.guarded(host)
+        wanted: list[tuple[Plan, int]] = []
+        for plan in self.book.host_plans(host):
+            if plan.status is not PlanStatus.ACTIVE:
+                continue
+            view = next((v for v in snapshot.jobs if v.key == plan.key), None)
+            if view is None or view.state is not JobState.ACTIVE:
+                continue
+            speed = shares.get(plan.key, plan.limit)
+            if plan.boundary is not None:
+                speed = approach_speed(plan.boundary - view.cur, speed)
+            if guarded:
+                speed = self._guarded_speed(plan, view, snapshot, speed, now)
+            wanted.append((plan, speed))
+        # Slow down before speeding up, so the sum on the host never passes the budget on the way.
+        for plan, speed in sorted(wanted, key=lambda item: not _faster(item[0].applied or 0, item[1])):
+            self._speed(plan, speed)
+
+    def _guarded_speed(self, plan: Plan, view: JobView, snapshot: Snapshot, speed: int, now: float) -> int:
+        """The speed the guard allows a running job whose own would be ``speed``."""
+        must_look = plan.going or GuardDriver.followed(plan.applied) or self.rule.in_zone(domain_job(view))
+        if not must_look and not self.guard.contended(snapshot, plan.key, now):
+            return marked(speed, Mark.PLAIN)
+        decision = self.guard.decide(plan.key, share=speed, now=now, going=plan.going)
+        if decision is None:
+            return plan.applied or speed  # gone: the next poll tells how it ended
+        plan.note = decision.reason
+        plan.going = decision.verdict is Verdict.GO
+        return decision.speed
+
+    def _speed(self, plan: Plan, speed: int) -> None:
+        if plan.applied == speed:
+            return
+        try:
+            self.session.set_speed(plan.key, speed)
+        except NoJob:
+            return
+        except BlocktuiError as exc:
+            plan.note = str(exc)
+            return
+        plan.applied = speed
+
+
+def _faster(current: int, wanted: int) -> bool:
+    """Whether ``current`` is faster than ``wanted`` (0 means unlimited, the fastest)."""
+    if current == wanted:
+        return False
+    if current <= 0:
+        return True
+    return wanted > 0 and current > wanted
