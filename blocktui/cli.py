@@ -12,6 +12,7 @@ from typing import NoReturn
 
 # cli_plans reads this module's helpers at call time, so the import cycle is harmless.
 from blocktui import __version__, cli_plans
+from blocktui.cli_args import bandwidth_arg, positive_int, size_arg
 from blocktui.cli_hosts import find_disk_key, find_domain, open_session
 from blocktui.cli_output import (
     describe_end,
@@ -23,17 +24,13 @@ from blocktui.cli_output import (
     print_json,
     progress_line,
 )
-from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, InvalidInput, NotAnswering, NotFound
-from blocktui.core.model import JobKey
+from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, InvalidInput, NotAnswering
 from blocktui.core.text import visible
 from blocktui.core.units import (
     BANDWIDTH_HELP,
     format_bandwidth,
     format_size,
-    parse_bandwidth,
-    parse_size,
 )
-from blocktui.core.views import JobView
 from blocktui.session import Session
 
 # Output helpers live in cli_output; cli_plans reaches them through this module.
@@ -83,30 +80,6 @@ examples:
 
 
 # -- argument parsing -----------------------------------------------------------------------
-
-
-def bandwidth_arg(text: str) -> int:
-    try:
-        return parse_bandwidth(text)
-    except BlocktuiError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def size_arg(text: str) -> int:
-    try:
-        return parse_size(text)
-    except BlocktuiError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -207,22 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- commands -------------------------------------------------------------------------------
-
-
-def wait_for_end(
-    session: Session, key: JobKey, on_progress: Callable[[JobView], None] | None = None
-) -> JobView:
-    """Poll until the job on ``key`` ends (or stops at a checkpoint); return its final view."""
-    while True:
-        session.step()
-        view = session.job(key)
-        if view is None:
-            raise NotFound(f"the job on {key.domain}/{key.disk} is no longer tracked")
-        if view.state.is_final:
-            return view
-        if on_progress is not None:
-            on_progress(view)
-        session.wait(session.poll_interval)
 
 
 def cmd_ls(session: Session, args: argparse.Namespace) -> int:

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from blocktui.backends.base import Backend
 from blocktui.core.errors import Conflict, HostError, NotFound
 from blocktui.core.model import ConnectionState, Domain, JobKey
 from blocktui.core.text import visible
+from blocktui.core.views import JobView
+from blocktui.hosts import HostSpec, open_backends
 from blocktui.session import Session
 
 #: Seconds one host call may take before the command gives up ("host not answering", exit 5).
 #: Sized so a command that makes a few calls still ends within 15 s on a loaded machine.
 CALL_TIMEOUT = 8.0
-
-
-def _default_uri() -> str:
-    uri = os.environ.get("LIBVIRT_DEFAULT_URI")
-    if uri:
-        return uri
-    return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
 
 
 @contextmanager
@@ -39,31 +32,16 @@ def open_session(
             about 0.2 ms of CPU per poll of each job.
     """
     with ExitStack() as stack:
-        backends: list[Backend] = []
-        if args.lab:
-            from blocktui.lab import open_lab  # noqa: PLC0415 - only --lab needs libvirt's lab
-
-            lab = open_lab("libvirt")
-            stack.callback(lab.close)
-            backends.append(lab.backend(readonly=args.readonly))
-        if args.qmp or args.qmp_dir:
-            from blocktui.backends.qmp import QmpBackend  # noqa: PLC0415 - optional backend
-
-            hold = args.qmp_hold
-            for socket in args.qmp:
-                backends.append(QmpBackend(sockets=[Path(socket)], readonly=args.readonly, hold=hold))
-            for directory in args.qmp_dir:
-                backends.append(QmpBackend(directory=Path(directory), readonly=args.readonly, hold=hold))
-        uris = list(args.connect)
-        if not backends and not uris:
-            uris.append(_default_uri())
-        if uris:
-            from blocktui.backends.libvirt import LibvirtBackend  # noqa: PLC0415
-
-            backends.extend(
-                LibvirtBackend(uri, readonly=args.readonly, call_timeout=CALL_TIMEOUT if bounded else None)
-                for uri in uris
-            )
+        spec = HostSpec(
+            uris=tuple(args.connect),
+            qmp_sockets=tuple(Path(socket) for socket in args.qmp),
+            qmp_dirs=tuple(Path(directory) for directory in args.qmp_dir),
+            lab=args.lab,
+            readonly=args.readonly,
+            qmp_hold=args.qmp_hold,
+            call_timeout=CALL_TIMEOUT if bounded else None,
+        )
+        backends = open_backends(spec, stack)
         session = Session(backends, readonly=args.readonly)
         if not connect:
             yield session
@@ -104,3 +82,19 @@ def find_disk_key(session: Session, domain: str, disk: str) -> JobKey:
         targets = ", ".join(visible(d.target) for d in found.disks) or "none listed"
         raise NotFound(f"domain {visible(domain)!r} has no disk {visible(disk)!r} (disks: {targets})")
     return JobKey(found.host, found.name, disk)
+
+
+def wait_for_end(
+    session: Session, key: JobKey, on_progress: Callable[[JobView], None] | None = None
+) -> JobView:
+    """Poll until the job on ``key`` ends (or stops at a checkpoint); return its final view."""
+    while True:
+        session.step()
+        view = session.job(key)
+        if view is None:
+            raise NotFound(f"the job on {key.domain}/{key.disk} is no longer tracked")
+        if view.state.is_final:
+            return view
+        if on_progress is not None:
+            on_progress(view)
+        session.wait(session.poll_interval)

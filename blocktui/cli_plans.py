@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-# The CLI module imports this one while it loads: its helpers are looked up at call time.
-from blocktui import cli as base
-from blocktui.cli_output import one_line
+from blocktui.cli_args import bandwidth_arg, positive_int, size_arg
+from blocktui.cli_hosts import find_disk_key, wait_for_end
+from blocktui.cli_output import describe_end, job_json, one_line, print_json, progress_line
 from blocktui.core.errors import Conflict, InvalidInput, NoJob
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
@@ -29,13 +29,13 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     plans = parser.add_argument_group("plans (streams blocktui drives: stream --wait/--chunk, the dashboard)")
     plans.add_argument(
         "--max-active",
-        type=base.positive_int,
+        type=positive_int,
         metavar="N",
         help="run at most N streams per host; others queue",
     )
     plans.add_argument(
         "--budget",
-        type=base.bandwidth_arg,
+        type=bandwidth_arg,
         default=0,
         metavar="BW",
         help="cap the sum of stream rates per host",
@@ -52,7 +52,7 @@ def add_stream_options(stream: argparse.ArgumentParser) -> None:
     """``--chunk`` and ``--gap`` for ``stream``."""
     stream.add_argument(
         "--chunk",
-        type=base.size_arg,
+        type=size_arg,
         default=0,
         metavar="SIZE",
         help="stop at every SIZE boundary (implies --wait)",
@@ -66,9 +66,7 @@ def add_history_command(commands: Any) -> None:
     """The ``history`` subcommand."""
     history = commands.add_parser("history", help="jobs blocktui started or saw, from its journal")
     history.add_argument("--json", action="store_true", help="machine-readable output")
-    history.add_argument(
-        "--limit", type=base.positive_int, default=50, metavar="N", help="newest N (default 50)"
-    )
+    history.add_argument("--limit", type=positive_int, default=50, metavar="N", help="newest N (default 50)")
 
 
 #: How long ``abort`` waits for its turn before giving up (seconds): other ends take seconds.
@@ -97,7 +95,7 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
     """``stream --wait`` / ``--chunk``: the planner drives the stream (chunks, budget, guard) to its end."""
     if args.gap < 0:
         raise InvalidInput("--gap cannot be negative")
-    key = base.find_disk_key(session, args.domain, args.disk)
+    key = find_disk_key(session, args.domain, args.disk)
     with open_planner(session, args) as planner:
         plan = planner.add_stream(
             key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap
@@ -107,7 +105,7 @@ def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_stream_unwatched(session: Session, args: argparse.Namespace) -> int:
     """``stream`` without ``--wait``: start it and leave, where nobody needs to watch its end."""
-    key = base.find_disk_key(session, args.domain, args.disk)
+    key = find_disk_key(session, args.domain, args.disk)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
     with open_planner(session, args) as planner:
         session.step()
@@ -121,7 +119,7 @@ def cmd_stream_unwatched(session: Session, args: argparse.Namespace) -> int:
         if busy := planner.others_guarded(key):
             # Another job of the domain started at the same moment: its end and ours need a guard.
             print(
-                base.one_line(
+                one_line(
                     f"{where}: {', '.join(map(visible, busy))} started at the same time; "
                     "staying to guard the end, as --wait does (Ctrl-C hands it back)"
                 ),
@@ -130,7 +128,7 @@ def cmd_stream_unwatched(session: Session, args: argparse.Namespace) -> int:
             return _follow_to_end(planner, planner.adopt(key), key, args)
     view = session.job(key)
     if args.json and view is not None:
-        base.print_json(base.job_json(view))
+        print_json(job_json(view))
     else:
         print(f"{where}: stream started ({format_bandwidth(args.bandwidth)})")
     return 0
@@ -138,7 +136,7 @@ def cmd_stream_unwatched(session: Session, args: argparse.Namespace) -> int:
 
 def cmd_abort_guarded(session: Session, args: argparse.Namespace) -> int:
     """``abort``: an abort ends the QEMU job, so it waits for its turn when another job of the domain ends."""
-    key = base.find_disk_key(session, args.domain, args.disk)
+    key = find_disk_key(session, args.domain, args.disk)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
     with open_planner(session, args) as planner:
         session.step()
@@ -149,15 +147,15 @@ def cmd_abort_guarded(session: Session, args: argparse.Namespace) -> int:
         if not args.wait:
             print(f"{where}: abort {'sent' if plan is not None else 'requested'}")
             return 0
-        view = base.wait_for_end(session, key)
-    print(base.describe_end(view))
+        view = wait_for_end(session, key)
+    print(describe_end(view))
     return 0
 
 
 def _follow_to_end(planner: Planner, plan: Plan, key: JobKey, args: argparse.Namespace) -> int:
     """Step the planner until ``plan`` is done, showing progress; print its outcome, return the exit code."""
     session = planner.session
-    show = None if args.json else base.progress_line
+    show = None if args.json else progress_line
     outage = OutageNotice(key)
     while plan.status is not PlanStatus.DONE:
         snapshot = planner.step()
@@ -172,9 +170,9 @@ def _follow_to_end(planner: Planner, plan: Plan, key: JobKey, args: argparse.Nam
     view = session.job(key)
     completed = entry is not None and entry.status == JobState.COMPLETED.value
     if args.json:
-        base.print_json(final_record(key, view, entry))
+        print_json(final_record(key, view, entry))
     elif view is not None and (view.state.is_final or entry is None):
-        print(base.describe_end(view))
+        print(describe_end(view))
     elif entry is not None:
         reason = entry.error or entry.note
         where = f"{visible(key.domain)}/{visible(key.disk)}"
@@ -193,7 +191,7 @@ def final_record(key: JobKey, view: JobView | None, entry: Entry | None) -> dict
     whenever the last view of the job is not final (a plan can end on an error while the job was
     last seen running: the domain died, a host refused).
     """
-    record: dict[str, Any] = base.job_json(view) if view is not None else {}
+    record: dict[str, Any] = job_json(view) if view is not None else {}
     if entry is None:
         return record
     if view is None:
@@ -238,7 +236,7 @@ class OutageNotice:
             message = f"{info.uri} is answering again; following {where}"
         if sys.stderr.isatty() and self.out is None:
             sys.stderr.write("\n")  # off the progress line
-        print(base.one_line(message), file=self.out or sys.stderr, flush=True)
+        print(one_line(message), file=self.out or sys.stderr, flush=True)
 
 
 def _open_plan(journal: Journal, key: JobKey) -> Entry | None:
@@ -254,7 +252,7 @@ def _open_plan(journal: Journal, key: JobKey) -> Entry | None:
 
 def cmd_pause_planned(session: Session, args: argparse.Namespace) -> int:
     """Pause or resume through the plans: QMP holds the job; libvirt stops it at a checkpoint."""
-    key = base.find_disk_key(session, args.domain, args.disk)
+    key = find_disk_key(session, args.domain, args.disk)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
     pausing = args.command == "pause"
     with open_planner(session, args) as planner:
@@ -300,7 +298,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO | None = None) -> int:
     finally:
         journal.close()
     if args.json:
-        base.print_json([e.as_json() for e in entries], out)
+        print_json([e.as_json() for e in entries], out)
         return 0
     if not entries:
         out.write(f"no jobs in the journal ({journal.path})\n")
