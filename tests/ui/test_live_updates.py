@@ -10,6 +10,7 @@ from ui_support import SIZE, Scenario, job_state, screen_text, select_disk, sett
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.views import JobView
 from blocktui.ui.app import BlocktuiApp
+from blocktui.ui.format import host_labels
 from blocktui.ui.widgets.detail import DetailPane
 from blocktui.ui.widgets.domain_tree import DomainTree, Place
 from blocktui.ui.widgets.jobs_table import ETA_EVERY, JobsTable, row_key
@@ -137,3 +138,28 @@ async def test_detail_numbers_repaint_once_a_second_but_a_new_state_at_once(scen
         cancelled = replace(moved, state=JobState.CANCELLED)
         pane.show("alpha", None, None, cancelled, now=51.1)
         assert "cancelled" in str(pane.query_one("#detail-text").render())
+
+
+async def test_a_label_that_grows_widens_the_tree_at_once(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        tree = app.main.query_one(DomainTree)
+        snapshot = scenario.planner.snapshot()
+        tail = "-END.qcow2"
+        long_name = "x" * 150 + tail
+        domains = [
+            replace(
+                domain, disks=(replace(domain.disks[0], source=f"/images/{long_name}"), *domain.disks[1:])
+            )
+            if domain.name == "web01"
+            else domain
+            for domain in snapshot.domains
+        ]
+        labels = host_labels([info.uri for info in snapshot.hosts])
+        tree.show(snapshot.hosts, labels, domains, {})
+        # Relabelled in place (no rebuild), yet the scrollable extent takes in the whole new label.
+        assert tree.virtual_size.width >= len(long_name) + 2 * tree.guide_depth
+        tree.scroll_to(x=tree.max_scroll_x, animate=False)
+        await pilot.pause()
+        assert any(tail in line for line in screen_text(app))

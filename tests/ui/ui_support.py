@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fake_backend import FakeBackend, demo_backends, demo_jobs, demo_outcomes
+from rich.cells import cell_len
 from textual.pilot import Pilot
 from textual.widgets import Input
 from textual.widgets.data_table import CellDoesNotExist
@@ -143,9 +146,25 @@ async def wait_for(pilot: Pilot[int], condition: Callable[[], bool], timeout: fl
         await pilot.pause(0.02)
 
 
+#: One run of text in an SVG screenshot: its x, its width and its line (Rich's export_svg).
+_SVG_TEXT = re.compile(
+    r'<text [^>]*\bx="([\d.]+)"[^>]*\btextLength="([\d.]+)"[^>]*-line-(\d+)\)">(.*?)</text>'
+)
+
+
 def screen_text(app: BlocktuiApp) -> list[str]:
-    """Every character the screen would send to the terminal, line by line."""
-    return ["".join(segment.text for segment in strip) for strip in app.screen._compositor.render_strips()]
+    """Every character on the screen, line by line, read from the app's own screenshot.
+
+    The screenshot is what the terminal is sent: any control character that reached the screen
+    is in it. Runs of blanks are not written in the SVG; they come back as spaces.
+    """
+    lines: dict[int, str] = {}
+    for x, length, line, escaped in _SVG_TEXT.findall(app.export_screenshot()):
+        text = html.unescape(escaped).replace("\xa0", " ")  # the SVG writes every space as &#160;
+        column = round(float(x) * len(text) / float(length))  # x over the width of one cell
+        shown = lines.get(int(line), "")
+        lines[int(line)] = shown + " " * (column - cell_len(shown)) + text
+    return [lines.get(number, "") for number in range(app.size.height)]
 
 
 def job_state(app: BlocktuiApp, key: JobKey) -> str | None:

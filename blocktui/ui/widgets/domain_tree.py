@@ -8,6 +8,7 @@ from functools import partial
 from typing import NamedTuple
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -262,14 +263,16 @@ class DomainTree(Tree[Place]):
     def _relabel(self, node: TreeNode[Place], label: Text) -> None:
         """Change one node's label and repaint its line.
 
-        The tree measures its widest line only when its lines are rebuilt; that is redone here
-        only if this label now sticks out past it (a label that shrinks leaves the extent as it
-        was until the next rebuild: at worst one more column to scroll to).
+        The tree measures its widest line only when it rebuilds its lines, which a relabel does
+        not do: a label that now sticks out past that width widens the scrollable extent here
+        (one that shrinks leaves it as it was until the next rebuild: at worst one more column
+        to scroll to).
         """
         node.set_label(label)
         depth = 0 if node.data is None else 2 if node.data.disk is not None else 1 if node.data.domain else 0
-        if self.get_label_width(node) + depth * self.guide_depth > self.virtual_size.width:
-            self._invalidate()
+        width = self.get_label_width(node) + depth * self.guide_depth
+        if width > self.virtual_size.width:
+            self.virtual_size = Size(width, self.virtual_size.height)
 
     def _first_streamable(self, domains: Sequence[Domain]) -> TreeNode[Place] | None:
         for domain in domains:

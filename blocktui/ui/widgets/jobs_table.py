@@ -1,4 +1,4 @@
-"""The live jobs table: one row per job, keyed by its JobKey, repainting only the cells that changed."""
+"""The live jobs table: one row per job, keyed by its JobKey; only changed cells and rows are redrawn."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
+from textual.coordinate import Coordinate
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
+from textual.widgets.data_table import CellDoesNotExist, RowKey
 
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.text import visible
@@ -28,8 +29,8 @@ from blocktui.ui.format import (
 
 BAR_WIDTH = 8
 
-#: A rendered cell: its lines of segments (what DataTable caches per cell).
-SegmentLines = list[list[Segment]]
+#: Lines above the first row: the header.
+HEADER_HEIGHT = 1
 
 
 class Column(NamedTuple):
@@ -157,13 +158,17 @@ class JobsTable(DataTable[Text]):
     """Every job on every host; rows are added and removed by key, cells updated only on change."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=0)
+        super().__init__(
+            id=id, cursor_type="row", zebra_stripes=True, cell_padding=0, header_height=HEADER_HEIGHT
+        )
         self._cells: dict[str, tuple[Cell, ...]] = {}
         self._keys: dict[str, JobKey] = {}
         # What each row was last drawn from; None while a held-back ETA is still to be shown.
         self._views: dict[str, tuple[JobView, str, PlanInfo | None] | None] = {}
         self._eta_shown_at = -ETA_EVERY
-        self._painted: dict[tuple[RowKey, ColumnKey], tuple[object, tuple[object, ...], SegmentLines]] = {}
+        # Each row's last drawn line, with what it was drawn from (see render_line).
+        self._lines: dict[str, tuple[tuple[Cell, ...] | None, tuple[object, ...], Strip]] = {}
+        self._look: tuple[object, ...] | None = None
 
     def on_mount(self) -> None:
         for column in COLUMNS:
@@ -264,9 +269,7 @@ class JobsTable(DataTable[Text]):
         del self._cells[value]
         del self._keys[value]
         self._views.pop(value, None)
-        row = RowKey(value)
-        for column in COLUMNS:
-            self._painted.pop((row, ColumnKey(column.key)), None)
+        self._lines.pop(value, None)
 
     def key_for(self, row: RowKey) -> JobKey | None:
         """The job shown in a row."""
@@ -274,47 +277,47 @@ class JobsTable(DataTable[Text]):
 
     # -- painting -----------------------------------------------------------------------------
 
-    def _render_cell(  # noqa: PLR0917  (DataTable's own signature)
-        self,
-        row_index: int,
-        column_index: int,
-        base_style: Style,
-        width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ) -> SegmentLines:
-        # DataTable keys its cell cache on a counter that every update_cell bumps, so one changed
-        # cell made it re-render every visible cell of every row (most of the dashboard's CPU).
-        # Here a cell is re-rendered only when its value object, place or look changed; sync()
-        # hands the table a new Text only for cells whose text or style changed.
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        row = self._row_locations.get_key(row_index)
-        column = self._column_locations.get_key(column_index)
-        if row is None or column is None:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        value = self.get_cell(row, column)
-        look = (
-            row_index,
-            column_index,
-            base_style,
-            width,
-            cursor,
-            hover,
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line of this pass is drawn with: read once, not once per line.
+        self._look = (
+            self.size.width,
+            self.scroll_offset.x,
+            self.rich_style,
+            self.get_pseudo_class_state(),
             self.show_cursor,
-            self._show_hover_cursor,
-            self._pseudo_class_state,
+            self.zebra_stripes,
         )
-        painted = self._painted.get((row, column))
-        if painted is not None and painted[0] is value and painted[1] == look:
-            return painted[2]
-        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        self._painted[(row, column)] = (value, look, lines)
-        return lines
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._look = None
+
+    def render_line(self, y: int) -> Strip:
+        # DataTable forgets every drawn line whenever any cell changes, so one changed cell
+        # redrew every visible row (most of the dashboard's CPU). A row's line is kept here until
+        # its cells, its place, the cursor on it or the table's look change. The header and the
+        # row under the mouse (or where it last was) are always drawn by DataTable: whether that
+        # row shows the hover is DataTable's own state.
+        row_index = y + self.scroll_offset.y - HEADER_HEIGHT
+        look = self._look
+        if look is None or y < HEADER_HEIGHT or row_index == self.hover_row:
+            return super().render_line(y)
+        try:
+            value = self.coordinate_to_cell_key(Coordinate(row_index, 0)).row_key.value or ""
+        except CellDoesNotExist:  # below the last row
+            return super().render_line(y)
+        cells = self._cells.get(value)
+        place = (row_index, row_index == self.cursor_row, look)
+        kept = self._lines.get(value)
+        if kept is not None and kept[0] == cells and kept[1] == place:
+            return kept[2]
+        line = super().render_line(y)
+        self._lines[value] = (cells, place, line)
+        return line
 
     def notify_style_update(self) -> None:
-        # A theme or CSS change restyles every cell: paint them all again.
-        self._painted.clear()
+        # A theme or CSS change restyles every row: draw them all again.
+        self._lines.clear()
         super().notify_style_update()
 
 

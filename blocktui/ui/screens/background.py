@@ -1,0 +1,160 @@
+"""Off the UI thread: the poll loop and the user's requests, each reporting back by message.
+
+The poll loop runs in a thread worker whose every wait is bounded. Each request runs in a daemon
+thread of its own: it may block on a host that stopped answering, and must neither hold up the
+screen nor keep the app from quitting.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import partial
+
+from textual.message import Message
+from textual.worker import Worker
+
+from blocktui.core.errors import BlocktuiError
+from blocktui.core.model import JobKey, JobState
+from blocktui.core.scheduler import HostPolicy
+from blocktui.core.text import visible
+from blocktui.core.views import JobView
+from blocktui.planner import Planner, PlanStatus
+from blocktui.ui.board import PlanInfo, read_board
+from blocktui.ui.format import format_bandwidth
+from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
+from blocktui.ui.screens.stream_dialog import StreamRequest
+
+#: How a result reaches the screen (``post_message`` is thread-safe).
+Post = Callable[[Message], object]
+
+
+def job_name(key: JobKey) -> str:
+    """A job as the outcome lines name it: ``web01/vda``, host strings made visible."""
+    return f"{visible(key.domain)}/{visible(key.disk)}"
+
+
+def poll(planner: Planner, post: Post, worker: Worker[None], open_wait: float) -> None:
+    """Open the session and take over orphaned plans, then step, post, wait; polls never overlap.
+
+    Args:
+        open_wait: how long to wait for hosts to connect (or plans to be taken over) before the
+            first board; slower hosts join when they answer.
+    """
+    session = planner.session
+    session.open(timeout=open_wait)
+    try:
+        planner.reattach(timeout=open_wait)
+    except BlocktuiError as exc:
+        post(ActionFailed("carry on earlier plans", visible(str(exc))))
+    last_error = ""
+    while not worker.is_cancelled:
+        try:
+            board = read_board(planner, planner.step())
+        except Exception as exc:  # a host's error, or a bug: polling must go on for every host
+            # Say it once, not twice a second, while the same problem lasts.
+            said = str(exc) if isinstance(exc, BlocktuiError) else f"{type(exc).__name__}: {exc}"
+            if said != last_error:
+                last_error = said
+                post(ActionFailed("poll", visible(last_error)))
+        else:
+            last_error = ""
+            post(SnapshotReady(board))
+        if worker.is_cancelled:
+            break
+        session.wait(planner.poll_interval())
+
+
+class Requests:
+    """Every change the user asks for: where it goes (a plan or a bare job), run off the UI thread.
+
+    Each outcome comes back as ``ActionDone`` or ``ActionFailed``.
+    """
+
+    def __init__(self, planner: Planner, post: Post) -> None:
+        self.planner = planner
+        self.session = planner.session
+        self._post = post
+
+    def stream(self, keys: list[JobKey], request: StreamRequest) -> None:
+        """Hand each disk to the planner in order (its queue keeps that order); report each outcome."""
+        self._in_background("stream", partial(self._queue_streams, keys, request))
+
+    def abort(self, key: JobKey, *, planned: bool) -> None:
+        """Drop a plan as a whole (queued, between chunks or running), or abort a bare job."""
+        call = partial(self.planner.cancel if planned else self.session.abort, key)
+        self._run(f"abort {job_name(key)}", call)
+
+    def set_limit(self, key: JobKey, bandwidth: int, *, planned: bool) -> None:
+        """Re-throttle a job; a plan's limit goes through the planner, which re-divides the budget."""
+        setter = self.planner.set_limit if planned else self.session.set_speed
+        self._run(f"limit {job_name(key)} to {format_bandwidth(bandwidth)}", partial(setter, key, bandwidth))
+
+    def pause_or_resume(self, job: JobView, plan: PlanInfo | None) -> None:
+        """Resume what is paused (or about to pause); pause anything else through the planner.
+
+        A job no plan drives that someone else paused in place is carried on without taking
+        charge of it; a running one becomes the planner's (a checkpoint where the host cannot
+        hold a job).
+        """
+        key = job.key
+        if plan is not None and (plan.pause_requested or plan.status is PlanStatus.PAUSED):
+            self._run(f"resume {job_name(key)}", partial(self.planner.resume, key))
+        elif plan is None and job.state is JobState.PAUSED:
+            self._run(f"resume {job_name(key)}", partial(self.session.resume, key))
+        else:
+            self._run(f"pause {job_name(key)}", partial(self.planner.pause, key))
+
+    def set_policy(self, what: str, policy: HostPolicy, host: str) -> None:
+        """Change a host's queue and budget (``what`` names it in the outcome line)."""
+        self._run(what, partial(self.planner.set_policy, policy, host))
+
+    def clear_finished(self) -> None:
+        """Forget every finished job."""
+
+        def clear() -> None:
+            self.session.clear_finished()
+            self.session.wake()  # show the cleared table now, not at the next poll
+
+        self._run("clear finished jobs", clear)
+
+    def refresh(self) -> None:
+        """Re-read domains, disks and chains from every host."""
+
+        def refresh() -> None:
+            self.session.refresh_domains()
+            self.session.wake()
+
+        self._run("refresh", refresh)
+
+    def _queue_streams(self, keys: list[JobKey], request: StreamRequest) -> None:
+        for key in keys:
+            add = partial(
+                self.planner.add_stream,
+                key,
+                bandwidth=request.bandwidth,
+                base=request.base,
+                chunk=request.chunk,
+                gap=request.gap,
+            )
+            self._report(f"stream {job_name(key)}", add, done=f"stream {job_name(key)} queued")
+
+    def _run(self, what: str, call: Callable[[], object]) -> None:
+        """Run one request in a daemon thread of its own; report the outcome as a message."""
+        self._in_background(what, partial(self._report, what, call))
+
+    def _in_background(self, name: str, work: Callable[[], None]) -> None:
+        # Not a Textual worker: those run on the event loop's executor, whose threads are joined
+        # when the app ends, so one action stuck in a host that stopped answering would hang quitting.
+        threading.Thread(target=work, name=f"blocktui-action {name}", daemon=True).start()
+
+    def _report(self, what: str, call: Callable[[], object], done: str | None = None) -> None:
+        """Run ``call``; post ``done`` (else ``what``) when it worked, ``what`` and the reason when not."""
+        try:
+            call()
+        except BlocktuiError as exc:
+            self._post(ActionFailed(what, visible(str(exc))))
+        except Exception as exc:  # a bug: still one line on screen, never a traceback
+            self._post(ActionFailed(what, visible(f"{type(exc).__name__}: {exc}")))
+        else:
+            self._post(ActionDone(done or what))

@@ -1,0 +1,121 @@
+"""The dialogs behind the main screen's keys: each asks, then hands the answer to a request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.screen import Screen
+
+from blocktui.core.model import Disk, Domain, JobKey
+from blocktui.core.scheduler import HostPolicy
+from blocktui.core.text import visible
+from blocktui.session import Session
+from blocktui.ui.board import HostPlan
+from blocktui.ui.format import format_bandwidth, host_labels, safe
+from blocktui.ui.screens.background import Requests
+from blocktui.ui.screens.confirm import ConfirmScreen
+from blocktui.ui.screens.limit import LimitDialog
+from blocktui.ui.screens.policy import Field, PolicyDialog
+from blocktui.ui.screens.selection import BoardState, Selection
+from blocktui.ui.screens.stream_dialog import StreamDialog, StreamRequest
+
+
+class Dialogs:
+    """Opens each dialog over the main screen, with what the latest board says."""
+
+    def __init__(
+        self,
+        screen: Screen[None],
+        state: BoardState,
+        requests: Requests,
+        supports: Callable[[str, str], bool],
+        policies_changed: Callable[[], None],
+    ) -> None:
+        """Wire the dialogs.
+
+        Args:
+            supports: whether a host's backend has a capability flag (host, flag name).
+            policies_changed: shows ``state.policies`` at once, before the next poll confirms them.
+        """
+        self.screen = screen
+        self.state = state
+        self.requests = requests
+        self.session: Session = requests.session
+        self._supports = supports
+        self._policies_changed = policies_changed
+
+    def stream(self, host: str, domain: Domain, disks: list[Disk]) -> None:
+        """Ask for the limit, chunks and base, then queue a stream on each of these disks."""
+        dialog = StreamDialog(
+            self.state.labels.get(host, host),
+            domain.name,
+            disks,
+            supports_base=self._supports(host, "supports_base"),
+        )
+
+        def start(request: StreamRequest | None) -> None:
+            if request is not None:
+                self.requests.stream([JobKey(host, domain.name, disk.target) for disk in disks], request)
+
+        self.screen.app.push_screen(dialog, start)
+
+    def abort(self, selection: Selection) -> None:
+        """Ask, then abort the selected job."""
+        job = selection.job
+        if job is None:
+            return
+        key = job.key
+        question = Text.assemble(
+            f"Abort the {job.kind.value} job on\n\n  ",
+            safe(key.domain, "bold"),
+            " / ",
+            safe(key.disk, "bold"),
+            f"  on {self.state.labels.get(key.host, visible(key.host))}?\n\n",
+            Text("What it copied so far stays in the top image.", style="dim"),
+        )
+        planned = key in self.state.plans
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.requests.abort(key, planned=planned)
+
+        self.screen.app.push_screen(ConfirmScreen("Abort job", question, yes="Abort"), answer)
+
+    def limit(self, selection: Selection) -> None:
+        """Ask for an exact limit for the selected job."""
+        job = selection.job
+        if job is None:
+            return
+        key = job.key
+        what = Text.assemble(safe(key.domain, "bold"), " / ", safe(key.disk, "bold"))
+
+        def chosen(bandwidth: int | None) -> None:
+            if bandwidth is not None:
+                self.set_limit(key, bandwidth)
+
+        self.screen.app.push_screen(LimitDialog(what, selection.limit), chosen)
+
+    def set_limit(self, key: JobKey, bandwidth: int) -> None:
+        """Re-throttle a job, through its plan if it has one."""
+        self.requests.set_limit(key, bandwidth, planned=key in self.state.plans)
+
+    def policy(self, host: str, field: Field) -> None:
+        """Ask for a host's max-active or budget (``field`` is the one the key is about)."""
+        current = self.state.policies.get(host)
+        policy = current.policy if current is not None else HostPolicy()
+        label = self.state.labels.get(host) or host_labels(list(self.session.hosts)).get(host, visible(host))
+
+        def chosen(new: HostPolicy | None) -> None:
+            if new is None:
+                return
+            if current is not None:
+                # Show it at once; the next poll confirms it.
+                self.state.policies[host] = HostPlan(new.max_active, new.budget, current.guarded)
+                self._policies_changed()
+            what = (
+                f"{label}: max-active {new.max_active or 'no limit'}, budget {format_bandwidth(new.budget)}"
+            )
+            self.requests.set_policy(what, new, host)
+
+        self.screen.app.push_screen(PolicyDialog(label, policy, field), chosen)
