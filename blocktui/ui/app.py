@@ -11,7 +11,7 @@ from blocktui.core.text import jobs_continue
 from blocktui.journal import Journal
 from blocktui.planner import Planner
 from blocktui.session import Session
-from blocktui.ui.commands import DashboardCommands
+from blocktui.ui.commands import APP_BINDINGS, DashboardCommands
 from blocktui.ui.screens.help import HelpScreen, keys_text
 from blocktui.ui.screens.main import MainScreen
 
@@ -22,12 +22,7 @@ class BlocktuiApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "blocktui"
     COMMANDS = App.COMMANDS | {DashboardCommands}
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("question_mark", "help", "Help", id="help", tooltip="List every key"),
-        Binding(
-            "q", "quit", "Quit", id="quit", tooltip="Leave the dashboard; running jobs continue on the hosts"
-        ),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = list(APP_BINDINGS)
 
     def __init__(self, planner: Planner | Session, *, poll: bool = True) -> None:
         """Create the app.

@@ -12,6 +12,14 @@ from textual.screen import Screen
 
 from blocktui.ui.screens.main import MainScreen
 
+#: The app's own keys (the palette offers them too).
+APP_BINDINGS = (
+    Binding("question_mark", "help", "Help", id="help", tooltip="List every key"),
+    Binding(
+        "q", "quit", "Quit", id="quit", tooltip="Leave the dashboard; running jobs continue on the hosts"
+    ),
+)
+
 
 def _bindings(screen: Screen[Any]) -> Iterator[tuple[Binding, Screen[Any] | None]]:
     """The main screen's bindings (run on that screen), then the app's (run on the app)."""
@@ -19,11 +27,8 @@ def _bindings(screen: Screen[Any]) -> Iterator[tuple[Binding, Screen[Any] | None
         for binding in MainScreen.BINDINGS:
             if isinstance(binding, Binding) and binding.action not in {"back", "details"}:
                 yield binding, screen
-    from blocktui.ui.app import BlocktuiApp  # noqa: PLC0415 - the app imports this module
-
-    for binding in BlocktuiApp.BINDINGS:
-        if isinstance(binding, Binding) and binding.id is not None:
-            yield binding, None
+    for binding in APP_BINDINGS:
+        yield binding, None
 
 
 class DashboardCommands(Provider):

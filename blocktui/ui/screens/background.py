@@ -80,9 +80,10 @@ class Requests:
         """Hand each disk to the planner in order (its queue keeps that order); report each outcome."""
         self._in_background("stream", partial(self._queue_streams, keys, request))
 
-    def abort(self, key: JobKey, *, planned: bool) -> None:
-        """Drop a plan as a whole (queued, between chunks or running), or abort a bare job."""
-        call = partial(self.planner.cancel if planned else self.session.abort, key)
+    def abort(self, key: JobKey) -> None:
+        """Drop a plan as a whole (queued, between chunks or running), or abort a bare job; an
+        abort beside another job of the domain waits for the guard's turn."""
+        call = partial(self.planner.abort, key)
         self._run(f"abort {job_name(key)}", call)
 
     def set_limit(self, key: JobKey, bandwidth: int, *, planned: bool) -> None:

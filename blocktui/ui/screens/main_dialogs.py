@@ -74,11 +74,10 @@ class Dialogs:
             f"  on {self.state.labels.get(key.host, visible(key.host))}?\n\n",
             Text("What it copied so far stays in the top image.", style="dim"),
         )
-        planned = key in self.state.plans
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.requests.abort(key, planned=planned)
+                self.requests.abort(key)
 
         self.screen.app.push_screen(ConfirmScreen("Abort job", question, yes="Abort"), answer)
 
