@@ -4,7 +4,8 @@ Every stream goes through the planner (chunks, pause as checkpoint, the host's q
 the guard). Host and journal calls run off the UI thread: the poll loop in a thread worker whose
 every wait is bounded, each user action in a daemon thread of its own (it may block on a host that
 stopped answering, and must neither hold up the screen nor keep the app from quitting). The UI
-thread only renders boards and opens dialogs.
+thread only renders boards and opens dialogs; while a step is late it also reads the session's
+state (never a host) and has the hosts that answer polled again, so their rows go on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import ClassVar
 
@@ -32,7 +33,7 @@ from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.views import JobView, Snapshot
 from blocktui.planner import Planner, PlanStatus
-from blocktui.ui.board import Board, HostPlan, PlanInfo, host_plans, read_board
+from blocktui.ui.board import Board, HostPlan, PlanInfo, host_plans, live_board, read_board
 from blocktui.ui.format import format_bandwidth, host_labels, safe
 from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
 from blocktui.ui.screens.confirm import ConfirmScreen
@@ -139,6 +140,8 @@ class MainScreen(Screen[None]):
 
     #: Seconds without a finished poll before the header says hosts are not answering.
     STALE_AFTER = 3.0
+    #: Seconds between looks at whether the poll is late (cheap: no host call, no planner).
+    CHECK_EVERY = 0.25
     #: How long the poll worker waits for hosts to connect (or plans to be taken over) before it
     #: shows what it has; slower hosts join when they answer.
     OPEN_WAIT = 1.0
@@ -164,6 +167,8 @@ class MainScreen(Screen[None]):
         self._needle = ""
         self._pane = "tree"
         self._last_snapshot = time.monotonic()
+        self._board: Board | None = None
+        self._freshened = False  # the screen shows progress newer than the last board
         self._poller: Worker[None] | None = None
         self._applicable: tuple[bool | None, ...] = ()
         self._selected: Selection | None = None
@@ -187,7 +192,7 @@ class MainScreen(Screen[None]):
         self.query_one(DomainTree).focus()
         if self._poll_enabled:
             self._poller = self._poll()
-        self.set_interval(0.5, self._check_stale)
+        self.set_interval(self.CHECK_EVERY, self._check_stale)
 
     def on_unmount(self) -> None:
         self.stop_polling()
@@ -262,10 +267,24 @@ class MainScreen(Screen[None]):
     def _on_snapshot(self, message: SnapshotReady) -> None:
         self.show(message.board)
 
-    def show(self, board: Board) -> None:
-        """Render a board: only what changed is repainted."""
+    def show(self, board: Board, *, live: bool = False) -> None:
+        """Render a board: only what changed is repainted.
+
+        Args:
+            live: a step is late: ``board``, the last one, is shown with the session's newer
+                progress and host states (``live_board``).
+        """
+        if not live:
+            self._last_snapshot = time.monotonic()
+            self._board = board
+        if self._poll_enabled and (live or self._freshened):
+            # Progress shown while a step was late is newer than what that step brings back.
+            board = live_board(board, self.session.snapshot())
+            self._freshened = live
+        elif self._poll_enabled:
+            # A step's host states are as old as its longest wait: a host's silence is read now.
+            board = replace(board, snapshot=replace(board.snapshot, hosts=self.session.host_states()))
         snapshot = board.snapshot
-        self._last_snapshot = time.monotonic()
         self._snapshot = snapshot
         self._plans = dict(board.plans)
         self._policies = dict(board.policies) or self._policies
@@ -312,6 +331,16 @@ class MainScreen(Screen[None]):
         # silently showing old numbers.
         waited = time.monotonic() - self._last_snapshot
         bar = self.query_one(HostsBar)
+        if self._poll_enabled and self._board is not None:
+            if waited > 2 * self.session.poll_interval:
+                # The step waits (a second or two) for a host that has just stopped answering:
+                # the other hosts are polled meanwhile, on their workers, and their rows go on.
+                self.session.poll_idle()
+                self.show(self._board, live=True)
+            elif (hosts := self.session.host_states()) != tuple(self._hosts.values()):
+                # A host has gone silent (or spoken) since the board: the header says so now.
+                self._hosts = {h.uri: h for h in hosts}
+                bar.show(hosts, self._labels, self.session.readonly, self._policies)
         if waited > max(self.STALE_AFTER, 4 * self.session.poll_interval):
             bar.show_waiting(waited)
         else:
