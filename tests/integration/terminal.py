@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -34,7 +33,8 @@ class Terminal:
         columns: int = 160,
         lines: int = 50,
     ) -> None:
-        self.socket = f"bt-{uuid.uuid4().hex[:12]}"  # a private server: nobody else's sessions
+        # A server of its own, its socket in ``work``: nobody else's sessions, nothing left behind.
+        self.socket = work / "tmux.sock"
         conf = work / "tmux.conf"
         conf.write_text("set -g remain-on-exit on\nset -g status off\n")
         # The server is started by this call and hands its environment to the program.
@@ -54,7 +54,7 @@ class Terminal:
 
     def _tmux(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         done = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
+            ["tmux", "-S", str(self.socket), *args],
             capture_output=True,
             text=True,
             env=dict(env) if env is not None else None,
@@ -103,5 +103,6 @@ class Terminal:
                     os.kill(self.pid, signal.SIGKILL)
         finally:
             subprocess.run(
-                ["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30, check=False
+                ["tmux", "-S", str(self.socket), "kill-server"], capture_output=True, timeout=30, check=False
             )
+            self.socket.unlink(missing_ok=True)
