@@ -59,8 +59,9 @@ SETTLE_GRACE = 1.0
 #: A domain that stops this soon after one of its streams completed casts doubt on that stream.
 AFTERMATH = 10.0
 
-#: A host whose current call has run this long is shown as not answering.
-SILENT_AFTER = 1.5
+#: A host whose current call has run this long is shown as not answering. With polls every 0.5 s,
+#: a host that stops answering is marked within 2 s.
+SILENT_AFTER = 1.0
 
 _STOPPED = frozenset({DomainState.SHUTOFF, DomainState.CRASHED, DomainState.LOST})
 
@@ -265,18 +266,33 @@ class Session:
                 self._hosts[uri] = info
                 self._stale_hosts.add(uri)
 
+    def poll_idle(self) -> None:
+        """Start a poll of every host whose last poll has ended, without waiting (any thread).
+
+        For a caller whose ``step`` is held up by a host that has just stopped answering: the
+        other hosts' progress goes on reaching ``snapshot`` meanwhile.
+        """
+        for uri in self._backends:
+            self._start_poll(uri)
+
+    def host_states(self) -> tuple[HostInfo, ...]:
+        """Every host as known now, with how long its current call has gone unanswered; no host call."""
+        silent = {uri: worker.busy_for() for uri, worker in self._workers.items()}
+        with self._lock:
+            return tuple(
+                replace(self._hosts[uri], silent_for=silent[uri])
+                if silent[uri] >= SILENT_AFTER
+                else self._hosts[uri]
+                for uri in self._backends
+            )
+
     def snapshot(self) -> Snapshot:
         """What the tracker and domain cache hold now, without contacting any host."""
         now = self._clock()
-        silent = {uri: worker.busy_for() for uri, worker in self._workers.items()}
+        hosts = self.host_states()
         with self._lock:
             return Snapshot(
-                hosts=tuple(
-                    replace(self._hosts[uri], silent_for=silent[uri])
-                    if silent[uri] >= SILENT_AFTER
-                    else self._hosts[uri]
-                    for uri in self._backends
-                ),
+                hosts=hosts,
                 domains=tuple(d for uri in self._backends for d in self._domains[uri]),
                 # Hosts in the order given, each host's jobs in the order first seen: polls of
                 # several hosts finish in any order, the rows must not.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -94,9 +95,12 @@ def _wait_pid(name: str) -> int:
     return found[0]
 
 
-def stop_process(pid: int) -> None:
-    """SIGTERM ``pid`` (woken first, in case it was left stopped) and wait for it to go."""
-    for sig in (signal.SIGCONT, signal.SIGTERM):
+def stop_process(pid: int, signum: int = signal.SIGTERM) -> None:
+    """Send ``signum`` to ``pid`` (woken first, in case it was left stopped) and wait for it to go.
+
+    SIGKILL follows when it is still there after ``START_TIMEOUT`` seconds.
+    """
+    for sig in (signal.SIGCONT, signum):
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
@@ -140,6 +144,33 @@ def system_daemon() -> Iterator[Daemon]:
                 stop_process(daemon.virtlogd_pid)
         if daemon.conf_written:
             QEMU_CONF.unlink(missing_ok=True)
+
+
+def answering() -> bool:
+    """Whether a daemon accepts connections on ``SOCKET`` (a file left by a killed one does not)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(SOCKET))
+        except OSError:
+            return False
+    return True
+
+
+def revive(daemon: Daemon) -> None:
+    """Start libvirtd again if ``daemon`` has died (a test killed it), as an operator would.
+
+    ``daemon.pid`` then names the new process, so whoever stops the daemon stops that one. A daemon
+    that still runs is left alone.
+
+    Raises:
+        SystemDaemonError: the old process does not go, or the new one does not start.
+    """
+    if Path(f"/proc/{daemon.pid}").exists():
+        os.kill(daemon.pid, signal.SIGCONT)  # alive: at most held stopped
+        return
+    _start("libvirtd", "-d")
+    daemon.pid = _wait_pid("libvirtd")
+    wait_for(answering, START_TIMEOUT, f"the restarted libvirtd to answer on {SOCKET}")
 
 
 @contextmanager

@@ -1,13 +1,14 @@
 """What the poll worker hands the screen: the planner's snapshot, its plans and each host's policy.
 
 ``read_board`` runs in the poll worker (it takes the planner's lock); the screen only reads the
-frozen ``Board``, so a planner busy with a hung host never blocks the UI thread.
+frozen ``Board``, so a planner busy with a hung host never blocks the UI thread. ``live_board``
+freshens the last board from the session alone (no planner, no host call) while a step is late.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from blocktui.core.chunks import ChunkPlan
 from blocktui.core.errors import BlocktuiError
@@ -133,3 +134,21 @@ def read_board(planner: Planner, snapshot: Snapshot) -> Board:
         plans={plan.key: plan_info(planner, plan) for plan in plans},
         policies=host_plans(planner, guard=True),
     )
+
+
+def live_board(last: Board, live: Snapshot) -> Board:
+    """``last`` with the session's ``live`` hosts and the progress of jobs still running in both.
+
+    For the screen while a step is late (it waits, a second or two, for a host that has just
+    stopped answering): that host's mark and the other hosts' moving rows need no planner. Rows
+    that ended, or are new, wait for the next board, which the planner has seen.
+    """
+    running = {view.key: view for view in live.jobs if not view.state.is_final}
+    jobs = tuple(
+        replace(running[view.key], chunk=view.chunk)
+        if view.key in running and not view.state.is_final
+        else view
+        for view in last.snapshot.jobs
+    )
+    snapshot = Snapshot(hosts=live.hosts, domains=last.snapshot.domains, jobs=jobs)
+    return Board(snapshot=snapshot, plans=last.plans, policies=last.policies)

@@ -37,7 +37,9 @@ def handle(conn: libvirt.virConnect, request: dict[str, Any]) -> Any:
     if action == "remove":
         wanted, prefix = set(request["uuids"]), request["prefix"]
         doomed = [
-            d for d in conn.listAllDomains(0) if d.UUIDString() in wanted or d.name().startswith(prefix)
+            d
+            for d in conn.listAllDomains(0)
+            if d.UUIDString() in wanted or (prefix is not None and d.name().startswith(prefix))
         ]
         # Each destroy waits a second or two for its QEMU to exit: wait for them together.
         with ThreadPoolExecutor(max_workers=8) as pool:

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from blocktui.lab.images import create_base, create_overlay
+from blocktui.lab.images import compare, create_base, create_overlay, flatten_copy
 from blocktui.lab.system import SYSTEM_URI, Daemon, domain_xml
 
 #: Makes this run's own libvirt calls, in a process of its own.
@@ -44,6 +49,7 @@ class SystemHost:
         self.daemon = daemon
         self.work = work
         self._uuids: list[str] = []
+        self._by_name: dict[str, str] = {}
         # faulthandler: a test can make a stuck blocktui print its threads' stacks (SIGABRT).
         self.env = {**os.environ, "BLOCKTUI_STATE_DIR": str(work / "state"), "PYTHONFAULTHANDLER": "1"}
         self.env.pop("LIBVIRT_DEFAULT_URI", None)
@@ -74,7 +80,9 @@ class SystemHost:
         disk = SystemDisk(directory / "top.qcow2", directory / base_name)
         create_base(disk.base, size)
         create_overlay(disk.top, disk.base)
-        self._uuids.append(self._libvirt("define", xml=domain_xml(name, [disk.top])))
+        uuid = self._libvirt("define", xml=domain_xml(name, [disk.top]))
+        self._uuids.append(uuid)
+        self._by_name[name] = uuid
         return disk
 
     def define_disks(self, name: str, sizes: list[int]) -> list[SystemDisk]:
@@ -120,6 +128,11 @@ class SystemHost:
         """Destroy and undefine every domain this host made, or that carries the test prefix."""
         self._libvirt("remove", uuids=self._uuids, prefix=PREFIX)
         self._uuids.clear()
+        self._by_name.clear()
+
+    def remove(self, name: str) -> None:
+        """Destroy and undefine one domain this host defined as ``name``."""
+        self._libvirt("remove", uuids=[self._by_name.pop(name)], prefix=None)
 
     def close(self) -> None:
         """Remove the test domains."""
@@ -131,10 +144,7 @@ class SystemHost:
         Raises:
             subprocess.TimeoutExpired: it did not end within ``timeout`` seconds.
         """
-        argv = [sys.executable, "-m", "blocktui", "-c", SYSTEM_URI, *args]
-        return subprocess.run(
-            argv, capture_output=True, text=True, env=self.env, timeout=timeout, check=False
-        )
+        return blocktui("-c", SYSTEM_URI, *args, env=self.env, timeout=timeout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         """``python -m blocktui -c qemu:///system ARGS`` started in the background, output piped."""
@@ -146,3 +156,150 @@ class SystemHost:
         done = self.run(*args)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
+
+
+def blocktui(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``python -m blocktui ARGS`` in its own process, with ``env``.
+
+    Raises:
+        subprocess.TimeoutExpired: it did not end within ``timeout`` seconds.
+    """
+    argv = [sys.executable, "-m", "blocktui", *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+class Lines:
+    """A background reader of a process's stderr, to wait for a line without fixed sleeps."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert process.stderr is not None
+        self._reader = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: TextIO) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, words: str, timeout: float) -> str:
+        """The first line holding ``words``; fails the test after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if words in line:
+                return line
+        raise AssertionError(f"no stderr line with {words!r} within {timeout} s; saw {self.seen}")
+
+    def rest(self) -> list[str]:
+        """Every line read so far, and whatever is queued."""
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return self.seen
+
+    def to_the_end(self, timeout: float = 10) -> list[str]:
+        """Every line, once the process has closed its stderr (or ``timeout`` seconds passed)."""
+        self._reader.join(timeout)
+        return self.rest()
+
+
+def until(ready: Callable[[], bool], process: subprocess.Popen[str], what: str, timeout: float = 60) -> None:
+    """Poll ``ready`` while ``process`` (a blocktui command) runs; fail with its stderr if it ends first.
+
+    On timeout the process is made to dump its threads' stacks (faulthandler, on SIGABRT) into the
+    failure message.
+    """
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            _out, err = process.communicate()
+            raise AssertionError(f"blocktui exited {process.returncode} before {what}: {err}")
+        if time.monotonic() > deadline:
+            process.send_signal(signal.SIGABRT)
+            _out, err = process.communicate()
+            raise AssertionError(f"no {what} within {timeout} s; blocktui's threads: {err}")
+        time.sleep(0.05)
+
+
+def wait_for_plan_active(system_host: SystemHost, name: str, process: subprocess.Popen[str]) -> None:
+    """Until the journal shows blocktui's stream of ``name`` running (its start call has returned)."""
+
+    def active() -> bool:
+        entries = system_host.json("history", "--json")
+        return any(e["domain"] == name and e["status"] == "active" for e in entries)
+
+    until(active, process, f"active plan for {name}")
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[str, str]:
+    """Wait for a blocktui command to end; its output. One that does not end fails with its threads."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _out, err = process.communicate()
+        raise AssertionError(f"blocktui did not end within {timeout} s; its threads: {err}") from None
+
+
+def reap(process: subprocess.Popen[str]) -> None:
+    """Kill a blocktui command a failed test left running."""
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+@dataclass
+class FollowedStream:
+    """A running ``stream DOMAIN vda --wait --json`` of a fresh domain, and what its disk read before."""
+
+    name: str
+    disk: SystemDisk
+    saved: Path
+    process: subprocess.Popen[str]
+    stderr: Lines
+
+    def finish(self, timeout: float = 120) -> str:
+        """Wait for the command to end; its stdout (its stderr is all in ``stderr`` then).
+
+        A command that does not end fails the test with its threads' stacks.
+        """
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait()
+            threads = "".join(self.stderr.to_the_end())
+            raise AssertionError(f"blocktui did not end within {timeout} s; its threads: {threads}") from None
+        assert self.process.stdout is not None
+        out = self.process.stdout.read()
+        self.stderr.to_the_end()
+        return out
+
+    def reads_as_before(self, system_host: SystemHost) -> bool:
+        """Whether the disk (QEMU's cache written out first) reads what its chain read before."""
+        system_host.flush(self.name)
+        return compare(self.disk.top, self.saved)
+
+
+def follow_stream(
+    system_host: SystemHost, name: str, size: int, bandwidth: str, saved: Path
+) -> FollowedStream:
+    """Define and start domain ``name``, save its content to ``saved``, stream it until the plan runs.
+
+    The caller ``reap``s the process when done.
+    """
+    disk = system_host.define(name, size=size)
+    system_host.start(name)
+    flatten_copy(disk.top, saved)
+    process = system_host.popen("stream", name, "vda", "--bandwidth", bandwidth, "--wait", "--json")
+    try:
+        stderr = Lines(process)
+        wait_for_plan_active(system_host, name, process)
+    except BaseException:
+        reap(process)
+        raise
+    return FollowedStream(name, disk, saved, process, stderr)

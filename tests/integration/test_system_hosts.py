@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
-import subprocess
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
 
 import pytest
 
@@ -19,7 +12,7 @@ from blocktui.backends.libvirt.parse import REPLACEMENT
 from blocktui.lab.images import compare, flatten_copy
 from blocktui.lab.system import frozen
 
-from .system_support import PREFIX, SystemHost
+from .system_support import PREFIX, SystemHost, follow_stream, reap
 
 pytestmark = pytest.mark.integration
 
@@ -138,122 +131,22 @@ def test_a_frozen_daemon_makes_every_host_command_give_up_with_exit_5(
     assert isinstance(json.loads(again.stdout), list)
 
 
-class Lines:
-    """A background reader of a process's stderr, to wait for a line without fixed sleeps."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        assert process.stderr is not None
-        threading.Thread(target=self._read, args=(process.stderr,), daemon=True).start()
-
-    def _read(self, stream: TextIO) -> None:
-        for line in stream:
-            self.lines.put(line)
-
-    def wait_for(self, words: str, timeout: float) -> str:
-        """The first line holding ``words``; fails the test after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if words in line:
-                return line
-        raise AssertionError(f"no stderr line with {words!r} within {timeout} s; saw {self.seen}")
-
-    def rest(self) -> list[str]:
-        """Every line read so far, and whatever is queued."""
-        while not self.lines.empty():
-            self.seen.append(self.lines.get_nowait())
-        return self.seen
-
-
-def _until(ready: Callable[[], bool], process: subprocess.Popen[str], what: str, timeout: float = 60) -> None:
-    """Poll ``ready`` while ``process`` (a blocktui command) runs; fail with its stderr if it ends first.
-
-    On timeout the process is made to dump its threads' stacks (faulthandler, on SIGABRT) into the
-    failure message.
-    """
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if process.poll() is not None:
-            _out, err = process.communicate()
-            raise AssertionError(f"blocktui exited {process.returncode} before {what}: {err}")
-        if time.monotonic() > deadline:
-            process.send_signal(signal.SIGABRT)
-            _out, err = process.communicate()
-            raise AssertionError(f"no {what} within {timeout} s; blocktui's threads: {err}")
-        time.sleep(0.05)
-
-
-def _wait_for_job(system_host: SystemHost, name: str, process: subprocess.Popen[str]) -> None:
-    _until(lambda: system_host.has_job(name, "vda"), process, f"job on {name}/vda")
-
-
-def _wait_for_plan_active(system_host: SystemHost, name: str, process: subprocess.Popen[str]) -> None:
-    """Until the journal shows blocktui's stream of ``name`` running (its start call has returned)."""
-
-    def active() -> bool:
-        entries = system_host.json("history", "--json")
-        return any(e["domain"] == name and e["status"] == "active" for e in entries)
-
-    _until(active, process, f"active plan for {name}")
-
-
 def test_stream_wait_rides_out_a_frozen_daemon_and_reports_the_true_outcome(
     system_host: SystemHost, tmp_path: Path
 ) -> None:
     name = f"{PREFIX}outage"
-    disk = system_host.define(name, size=16 * 1024 * 1024)
-    system_host.start(name)
-    saved = tmp_path / "before.raw"
-    flatten_copy(disk.top, saved)
-    # Slow enough that the job is still running when the daemon freezes (8 s at 2 MiB/s).
-    process = system_host.popen("stream", name, "vda", "--bandwidth", "2M", "--wait", "--json")
+    # Slow enough that the job is still running when the daemon freezes (8 s at 2 MiB/s). Frozen
+    # once the stream runs: a freeze during the start call itself is a planner matter.
+    stream = follow_stream(system_host, name, 16 * 1024 * 1024, "2M", tmp_path / "before.raw")
     try:
-        stderr = Lines(process)
-        # Frozen once the stream runs: a freeze during the start call itself is a planner matter.
-        _wait_for_plan_active(system_host, name, process)
         with frozen(system_host.daemon.pid):
-            said = stderr.wait_for("not answering", timeout=60)
-        out, _err = process.communicate(timeout=120)
+            said = stream.stderr.wait_for("not answering", timeout=60)
+        out = stream.finish()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        reap(stream.process)
 
-    assert process.returncode == 0, (out, stderr.rest())
+    assert stream.process.returncode == 0, (out, stream.stderr.rest())
     assert json.loads(out)["state"] == "completed"
     assert "still waiting" in said
-    assert sum("not answering" in line for line in stderr.rest()) == 1
-    system_host.flush(name)
-    assert compare(disk.top, saved)
-
-
-def test_a_domain_killed_mid_stream_gives_the_final_json_and_exit_1(system_host: SystemHost) -> None:
-    name = f"{PREFIX}killed"
-    system_host.define(name, size=16 * 1024 * 1024)
-    system_host.start(name)
-    process = system_host.popen("stream", name, "vda", "--bandwidth", "1M", "--wait", "--json")
-    try:
-        _wait_for_job(system_host, name, process)
-        os.kill(system_host.qemu_pid(name), signal.SIGKILL)
-        try:
-            out, err = process.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGABRT)
-            _out, err = process.communicate()
-            raise AssertionError(f"stream --wait did not end; its threads: {err}") from None
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-    assert process.returncode == 1, err
-    final = json.loads(out)
-    assert final["state"] in {"unknown", "failed"}, (json.dumps(final), err)
-    assert final["domain"] == name and final["disk"] == "vda"
-    assert final.get("error") or final.get("note")
+    assert sum("not answering" in line for line in stream.stderr.rest()) == 1
+    assert stream.reads_as_before(system_host)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import libvirt
 import pytest
 
-from blocktui.backends.libvirt import UnreadableXml, embed_root, map_error, non_interactive, parse_disks
+from blocktui.backends.libvirt import (
+    UnreadableXml,
+    embed_root,
+    map_error,
+    non_interactive,
+    parse_disks,
+    shared,
+)
 from blocktui.backends.libvirt.errors import is_connection_error
 from blocktui.backends.libvirt.parse import REPLACEMENT, well_formed
 from blocktui.core.errors import (
@@ -218,3 +227,22 @@ def test_only_embed_uris_name_an_embedded_root() -> None:
     assert embed_root("qemu:///embed?root=/tmp/btl/libvirt") == "/tmp/btl/libvirt"
     assert embed_root("qemu:///system") is None
     assert embed_root("qemu+ssh://h/embed?root=/x") is None
+
+
+def test_the_system_daemon_stays_reachable_once_an_embedded_root_is_open(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    sockets = (str(tmp_path / "libvirt-sock"), str(tmp_path / "virtqemud-sock"))
+    monkeypatch.setattr(shared, "SYSTEM_SOCKETS", sockets)
+    monkeypatch.setitem(shared.embedded, "root", "")
+    assert shared.beside_embedded("qemu:///system") == "qemu:///system"  # nothing embedded: as given
+
+    monkeypatch.setitem(shared.embedded, "root", "/tmp/btl/libvirt")
+    # No daemon socket yet: the monolithic daemon's (an open fails, and a retry finds it).
+    assert shared.beside_embedded("qemu:///system") == f"qemu+unix:///system?socket={sockets[0]}"
+    assert shared.beside_embedded("qemu:///system", True) == f"qemu+unix:///system?socket={sockets[0]}-ro"
+    Path(sockets[1]).touch()  # only the modular QEMU daemon runs
+    assert shared.beside_embedded("qemu:///system") == f"qemu+unix:///system?socket={sockets[1]}"
+    assert shared.beside_embedded("qemu:///system?socket=/s") == "qemu+unix:///system?socket=/s"
+    for other in ("qemu:///session", "qemu+ssh://h/system", "qemu:///embed?root=/x", "test:///default"):
+        assert shared.beside_embedded(other) == other

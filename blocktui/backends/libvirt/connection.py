@@ -14,6 +14,7 @@ from blocktui.backends.base import Backend
 from blocktui.backends.bounded import Deadline, bounded
 from blocktui.backends.libvirt.errors import map_error
 from blocktui.backends.libvirt.shared import (
+    beside_embedded,
     embed_root,
     names_local_files,
     non_interactive,
@@ -159,7 +160,7 @@ class LibvirtConnection(Backend):
         uri = non_interactive(self.uri)
         root = embed_root(uri)
         if root is None:
-            return self._open_uri(uri)
+            return self._open_uri(beside_embedded(uri, self.readonly))
         return open_embedded(self.uri, root, lambda: self._open_uri(uri))
 
     def _open_uri(self, uri: str) -> libvirt.virConnect:

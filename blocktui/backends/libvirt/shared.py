@@ -193,6 +193,33 @@ def non_interactive(uri: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
+#: Where a system daemon listens: the monolithic libvirtd first (the client library prefers it too),
+#: then the modular QEMU daemon.
+SYSTEM_SOCKETS = ("/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock")
+
+
+def beside_embedded(uri: str, readonly: bool = False) -> str:
+    """The URI to open for ``uri`` in this process: ``qemu:///system`` made to reach the daemon.
+
+    Once a process has opened an embedded root, libvirt serves every ``qemu://`` URI without a
+    host in-process ("Missing URI parameter 'root'") and its remote driver declines them. Naming
+    the transport and the daemon's socket (``qemu+unix:///system?socket=...``) sends the open to
+    the remote driver again. Any other URI, or any URI before an embedded root is open, is kept.
+    """
+    parts = urlsplit(uri)
+    if embedded_root() is None or parts.scheme != "qemu" or parts.netloc or parts.path != "/system":
+        return uri
+    query = parts.query
+    if not any(key == "socket" for key, _ in parse_qsl(query, keep_blank_values=True)):
+        suffix = "-ro" if readonly else ""
+        found = [path for path in SYSTEM_SOCKETS if os.path.exists(path + suffix)]
+        # With no daemon up yet, the monolithic one's path: the open fails now and a retry finds it.
+        socket = (found or list(SYSTEM_SOCKETS))[0] + suffix
+        query = f"{query}&socket={socket}" if query else f"socket={socket}"
+    # Written out: urlunsplit would drop the empty host ("qemu+unix:/system").
+    return f"qemu+unix:///system?{query}"
+
+
 def open_embedded(uri: str, root: str, opener: Callable[[], libvirt.virConnect]) -> libvirt.virConnect:
     """The process's connection to the embedded ``root``, opened by ``opener`` the first time.
 

@@ -3,12 +3,15 @@
 Every stream goes through the planner (chunks, pause as checkpoint, the host's queue and budget,
 the guard). Host and journal calls run off the UI thread (``background``): the poll loop in a
 thread worker, each user request in a daemon thread of its own. The UI thread only renders
-boards and opens dialogs (``main_dialogs``); the keys and when they apply are in ``main_keys``.
+boards and opens dialogs (``main_dialogs``); while a step is late it also reads the session's
+state (never a host) and has the hosts that answer polled again, so their rows go on. The keys
+and when they apply are in ``main_keys``.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from functools import partial
 from typing import ClassVar
 
@@ -24,7 +27,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from blocktui.core.model import ConnectionState, HostInfo
 from blocktui.core.text import visible
 from blocktui.planner import Planner
-from blocktui.ui.board import Board, host_plans
+from blocktui.ui.board import Board, host_plans, live_board
 from blocktui.ui.format import host_labels
 from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
 from blocktui.ui.screens import background
@@ -53,6 +56,8 @@ class MainScreen(Screen[None]):
 
     #: Seconds without a finished poll before the header says hosts are not answering.
     STALE_AFTER = 3.0
+    #: Seconds between looks at whether the poll is late (cheap: no host call, no planner).
+    CHECK_EVERY = 0.25
     #: How long the poll worker waits for hosts to connect (or plans to be taken over) before it
     #: shows what it has; slower hosts join when they answer.
     OPEN_WAIT = 1.0
@@ -75,6 +80,8 @@ class MainScreen(Screen[None]):
         self._needle = ""
         self._pane = "tree"
         self._last_snapshot = time.monotonic()
+        self._board: Board | None = None
+        self._freshened = False  # the screen shows progress newer than the last board
         self._poller: Worker[None] | None = None
         self._applicable: tuple[bool | None, ...] = ()
         self._selected: Selection | None = None
@@ -98,7 +105,7 @@ class MainScreen(Screen[None]):
         self.query_one(DomainTree).focus()
         if self._poll_enabled:
             self._poller = self._poll()
-        self.set_interval(0.5, self._check_stale)
+        self.set_interval(self.CHECK_EVERY, self._check_stale)
 
     def on_unmount(self) -> None:
         self.stop_polling()
@@ -129,9 +136,23 @@ class MainScreen(Screen[None]):
     def _on_snapshot(self, message: SnapshotReady) -> None:
         self.show(message.board)
 
-    def show(self, board: Board) -> None:
-        """Render a board: only what changed is repainted."""
-        self._last_snapshot = time.monotonic()
+    def show(self, board: Board, *, live: bool = False) -> None:
+        """Render a board: only what changed is repainted.
+
+        Args:
+            live: a step is late: ``board``, the last one, is shown with the session's newer
+                progress and host states (``live_board``).
+        """
+        if not live:
+            self._last_snapshot = time.monotonic()
+            self._board = board
+        if self._poll_enabled and (live or self._freshened):
+            # Progress shown while a step was late is newer than what that step brings back.
+            board = live_board(board, self.session.snapshot())
+            self._freshened = live
+        elif self._poll_enabled:
+            # A step's host states are as old as its longest wait: a host's silence is read now.
+            board = replace(board, snapshot=replace(board.snapshot, hosts=self.session.host_states()))
         self.state.take(board)
         self._show_hosts()
         self._render_lists()
@@ -170,6 +191,16 @@ class MainScreen(Screen[None]):
         # silently showing old numbers.
         waited = time.monotonic() - self._last_snapshot
         bar = self.query_one(HostsBar)
+        if self._poll_enabled and self._board is not None:
+            if waited > 2 * self.session.poll_interval:
+                # The step waits (a second or two) for a host that has just stopped answering:
+                # the other hosts are polled meanwhile, on their workers, and their rows go on.
+                self.session.poll_idle()
+                self.show(self._board, live=True)
+            elif (hosts := self.session.host_states()) != tuple(self.state.hosts.values()):
+                # A host has gone silent (or spoken) since the board: the header says so now.
+                self.state.hosts = {h.uri: h for h in hosts}
+                bar.show(hosts, self.state.labels, self.session.readonly, self.state.policies)
         if waited > max(self.STALE_AFTER, 4 * self.session.poll_interval):
             bar.show_waiting(waited)
         else:
