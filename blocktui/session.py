@@ -22,51 +22,34 @@ from typing import TypeVar
 from blocktui.backends.base import Backend
 from blocktui.core.errors import (
     BlocktuiError,
-    Conflict,
-    HostError,
     InvalidInput,
     NotFound,
-    NothingToStream,
-    ReadOnly,
-    Unsupported,
 )
 from blocktui.core.model import (
     BackendEvent,
     BlockJob,
-    ChainLayer,
     ConnectionEvent,
     ConnectionState,
-    Disk,
     Domain,
     DomainsChanged,
-    DomainState,
     HostInfo,
     JobEvent,
     JobKey,
-    JobKind,
-    JobState,
 )
 from blocktui.core.tracker import JobTracker
 from blocktui.core.views import JobView, Snapshot
 from blocktui.hostwork import HostWorker, wait_for
+from blocktui.session_actions import SessionActions
+from blocktui.session_polling import SessionPolling
 
 T = TypeVar("T")
-
-#: How long a job may be missing from polls before its chain decides how it ended: the
-#: backend's own event normally arrives within milliseconds and is the better witness.
-SETTLE_GRACE = 1.0
-
-#: A domain that stops this soon after one of its streams completed casts doubt on that stream.
-AFTERMATH = 10.0
 
 #: A host whose current call has run this long is shown as not answering. With polls every 0.5 s,
 #: a host that stops answering is marked within 2 s.
 SILENT_AFTER = 1.0
 
-_STOPPED = frozenset({DomainState.SHUTOFF, DomainState.CRASHED, DomainState.LOST})
 
-
-class Session:
+class Session(SessionPolling, SessionActions):
     """Backends plus one ``JobTracker``; every public method may block on a host."""
 
     def __init__(
@@ -354,163 +337,6 @@ class Session:
         refreshed = [self.submit(uri, partial(self._refresh_host, uri)) for uri in self._backends]
         for future in refreshed:
             future.result()
-
-    def _refresh_host(self, uri: str) -> None:
-        with self._lock:
-            self._stale_hosts.discard(uri)
-        if self._hosts[uri].state is not ConnectionState.CONNECTED:
-            return
-        try:
-            domains = tuple(self._backends[uri].list_domains())
-        except HostError as exc:
-            with self._lock:
-                self._stale_hosts.add(uri)
-                self._set_host(uri, ConnectionState.RECONNECTING, str(exc))
-            return
-        stopped = {d.name for d in domains if d.state in _STOPPED}
-        with self._lock:
-            stopped |= {d.name for d in self._domains[uri]} - {d.name for d in domains}
-            self._domains[uri] = domains
-            self._tracker.distrust_completions(uri, stopped, AFTERMATH)
-
-    def _chains(self, uri: str) -> dict[JobKey, tuple[ChainLayer, ...]]:
-        return {
-            JobKey(uri, domain.name, disk.target): disk.chain
-            for domain in self._domains[uri]
-            for disk in domain.disks
-        }
-
-    def _poll_host(self, uri: str) -> None:
-        backend = self._backends[uri]
-        now = self._clock()
-        full = now - self._last_scan.get(uri, float("-inf")) >= self.scan_interval
-        with self._lock:
-            running = [
-                r.key
-                for r in self._tracker.records()
-                if r.key.host == uri and not r.state.is_final and r.state is not JobState.QUEUED
-            ]
-        try:
-            if full:
-                jobs = backend.list_jobs()
-                self._last_scan[uri] = now
-                scope = None
-            else:
-                jobs = [j for key in running if (j := self._job_info(backend, key))]
-                scope = set(running)
-        except HostError as exc:
-            with self._lock:
-                self._set_host(uri, ConnectionState.RECONNECTING, str(exc))
-            return
-        except NotFound:
-            # A domain went away between listing and polling: the full scan will settle it.
-            self._last_scan.pop(uri, None)
-            return
-        with self._lock:
-            vanished = self._tracker.observe_jobs(
-                uri, jobs, chains=self._chains(uri), scope=scope, grace=SETTLE_GRACE
-            )
-        for key in vanished:
-            self._settle(key)
-
-    @staticmethod
-    def _job_info(backend: Backend, key: JobKey) -> BlockJob | None:
-        """One disk's job; a domain that stopped or vanished simply has none (settling explains)."""
-        try:
-            return backend.job_info(key.domain, key.disk)
-        except (NotFound, Conflict):
-            return None
-
-    def _settle(self, key: JobKey) -> None:
-        backend = self._backends[key.host]
-        disk: Disk | None
-        note = ""
-        try:
-            domain = backend.get_domain(key.domain)
-        except NotFound:
-            disk = None
-        except HostError:
-            return  # try again on the next poll
-        else:
-            disk = domain.disk(key.disk)
-            if domain.state is not DomainState.RUNNING and domain.state is not DomainState.PAUSED:
-                note = f"the domain is {domain.state.value}"
-        with self._lock:
-            self._tracker.settle(key, disk, note=note)
-            self._stale_hosts.add(key.host)
-
-    # -- actions ----------------------------------------------------------------------------
-    # Their host calls run on the host's worker, in order with its polls (from that worker itself,
-    # as the planner's are, at once): a listing never races a change, and a host that stopped
-    # answering holds up only the callers that asked it.
-
-    def _writable(self, host: str) -> Backend:
-        backend = self.backend(host)
-        if self._readonly or backend.readonly:
-            raise ReadOnly(f"{host}: read-only session; restart without --readonly to change disks")
-        return backend
-
-    def _disk(self, backend: Backend, domain: str, disk: str) -> Disk:
-        found = self.call(backend.uri, partial(backend.get_domain, domain)).disk(disk)
-        if found is None:
-            raise NotFound(f"domain {domain!r} has no disk {disk!r}")
-        return found
-
-    def start_stream(
-        self, host: str, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None
-    ) -> JobKey:
-        """Start pulling ``disk``'s backing chain (down to ``base``) into it; return its key."""
-        backend = self._writable(host)
-        found = self._disk(backend, domain, disk)
-        if not found.has_backing:
-            raise NothingToStream(f"{domain}/{disk} has no backing file: there is nothing to stream")
-        self.call(host, partial(backend.start_stream, domain, disk, bandwidth=bandwidth, base=base))
-        key = JobKey(host, domain, disk)
-        with self._lock:
-            self._tracker.started(key, JobKind.PULL, chain_before=found.chain, bandwidth=bandwidth, base=base)
-        self.wake()
-        return key
-
-    def set_speed(self, key: JobKey, bandwidth: int) -> None:
-        """Change a job's limit in bytes/s (0 = unlimited)."""
-        self.call(key.host, partial(self._writable(key.host).set_speed, key.domain, key.disk, bandwidth))
-        with self._lock:
-            record = self._tracker.get(key)
-            if record is not None:
-                record.bandwidth = bandwidth
-        self.wake()
-
-    def abort(self, key: JobKey) -> None:
-        """Ask a job to stop; what a pull copied stays in the overlay."""
-        self.call(key.host, partial(self._writable(key.host).abort, key.domain, key.disk))
-        self.wake()
-
-    def expect_stop(self, key: JobKey, state: JobState, note: str) -> None:
-        """The next cancellation of ``key``'s job is deliberate: record it as ``state`` (a checkpoint)."""
-        with self._lock:
-            self._tracker.expect_stop(key, state, note)
-
-    def end_checkpoint(self, key: JobKey, note: str) -> None:
-        """A job stopped at a checkpoint will not be carried on: show it as cancelled (``note`` says why)."""
-        with self._lock:
-            self._tracker.end_checkpoint(key, note)
-        self.wake()
-
-    def pause(self, key: JobKey) -> None:
-        """Hold a job in place (backends that support it)."""
-        backend = self._writable(key.host)
-        if not backend.supports_pause:
-            raise Unsupported(f"{key.host}: this backend cannot pause a job in place")
-        self.call(key.host, partial(backend.pause, key.domain, key.disk))
-        self.wake()
-
-    def resume(self, key: JobKey) -> None:
-        """Continue a paused job."""
-        backend = self._writable(key.host)
-        if not backend.supports_pause:
-            raise Unsupported(f"{key.host}: this backend cannot pause a job in place")
-        self.call(key.host, partial(backend.resume, key.domain, key.disk))
-        self.wake()
 
     def clear_finished(self) -> None:
         """Drop every finished job from the table."""

@@ -1,0 +1,134 @@
+"""How a session reads one host: its domains, its running jobs, and how a job that went away ended.
+
+Mixed into ``Session``; every method here runs on the host's worker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from blocktui.backends.base import Backend
+from blocktui.core.errors import Conflict, HostError, NotFound
+from blocktui.core.model import (
+    BlockJob,
+    ChainLayer,
+    ConnectionState,
+    Disk,
+    Domain,
+    DomainState,
+    HostInfo,
+    JobKey,
+    JobState,
+)
+from blocktui.core.tracker import JobTracker
+
+#: How long a job may be missing from polls before its chain decides how it ended: the
+#: backend's own event normally arrives within milliseconds and is the better witness.
+SETTLE_GRACE = 1.0
+
+#: A domain that stops this soon after one of its streams completed casts doubt on that stream.
+AFTERMATH = 10.0
+
+_STOPPED = frozenset({DomainState.SHUTOFF, DomainState.CRASHED, DomainState.LOST})
+
+
+class SessionPolling:
+    """Refreshes and polls of one host (the session's state they change is declared here)."""
+
+    _backends: dict[str, Backend]
+    _hosts: dict[str, HostInfo]
+    _lock: threading.RLock
+    _tracker: JobTracker
+    _domains: dict[str, tuple[Domain, ...]]
+    _stale_hosts: set[str]
+    _last_scan: dict[str, float]
+    _clock: Callable[[], float]
+    scan_interval: float
+
+    def _set_host(self, uri: str, state: ConnectionState, message: str = "") -> None:
+        raise NotImplementedError
+
+    def _refresh_host(self, uri: str) -> None:
+        with self._lock:
+            self._stale_hosts.discard(uri)
+        if self._hosts[uri].state is not ConnectionState.CONNECTED:
+            return
+        try:
+            domains = tuple(self._backends[uri].list_domains())
+        except HostError as exc:
+            with self._lock:
+                self._stale_hosts.add(uri)
+                self._set_host(uri, ConnectionState.RECONNECTING, str(exc))
+            return
+        stopped = {d.name for d in domains if d.state in _STOPPED}
+        with self._lock:
+            stopped |= {d.name for d in self._domains[uri]} - {d.name for d in domains}
+            self._domains[uri] = domains
+            self._tracker.distrust_completions(uri, stopped, AFTERMATH)
+
+    def _chains(self, uri: str) -> dict[JobKey, tuple[ChainLayer, ...]]:
+        return {
+            JobKey(uri, domain.name, disk.target): disk.chain
+            for domain in self._domains[uri]
+            for disk in domain.disks
+        }
+
+    def _poll_host(self, uri: str) -> None:
+        backend = self._backends[uri]
+        now = self._clock()
+        full = now - self._last_scan.get(uri, float("-inf")) >= self.scan_interval
+        with self._lock:
+            running = [
+                r.key
+                for r in self._tracker.records()
+                if r.key.host == uri and not r.state.is_final and r.state is not JobState.QUEUED
+            ]
+        try:
+            if full:
+                jobs = backend.list_jobs()
+                self._last_scan[uri] = now
+                scope = None
+            else:
+                jobs = [j for key in running if (j := self._job_info(backend, key))]
+                scope = set(running)
+        except HostError as exc:
+            with self._lock:
+                self._set_host(uri, ConnectionState.RECONNECTING, str(exc))
+            return
+        except NotFound:
+            # A domain went away between listing and polling: the full scan will settle it.
+            self._last_scan.pop(uri, None)
+            return
+        with self._lock:
+            vanished = self._tracker.observe_jobs(
+                uri, jobs, chains=self._chains(uri), scope=scope, grace=SETTLE_GRACE
+            )
+        for key in vanished:
+            self._settle(key)
+
+    @staticmethod
+    def _job_info(backend: Backend, key: JobKey) -> BlockJob | None:
+        """One disk's job; a domain that stopped or vanished simply has none (settling explains)."""
+        try:
+            return backend.job_info(key.domain, key.disk)
+        except (NotFound, Conflict):
+            return None
+
+    def _settle(self, key: JobKey) -> None:
+        backend = self._backends[key.host]
+        disk: Disk | None
+        note = ""
+        try:
+            domain = backend.get_domain(key.domain)
+        except NotFound:
+            disk = None
+        except HostError:
+            return  # try again on the next poll
+        else:
+            disk = domain.disk(key.disk)
+            if domain.state is not DomainState.RUNNING and domain.state is not DomainState.PAUSED:
+                note = f"the domain is {domain.state.value}"
+        with self._lock:
+            self._tracker.settle(key, disk, note=note)
+            self._stale_hosts.add(key.host)
