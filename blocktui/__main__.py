@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -18,7 +19,14 @@ def main() -> None:
     """Run the command line and exit with its code."""
     for signum in ENDING_SIGNALS:
         signal.signal(signum, _interrupt)
-    sys.exit(_main())
+    try:
+        code = _main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``blocktui ls --json | head``): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # what a shell reports for a command killed by SIGPIPE
+    sys.exit(code)
 
 
 if __name__ == "__main__":
