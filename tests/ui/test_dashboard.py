@@ -6,7 +6,8 @@ The fake proves what the screen does with what a host reports; it proves nothing
 from __future__ import annotations
 
 import pytest
-from fake_backend import CLICK_DOMAIN, HOSTILE_DISK_SOURCE, HOSTILE_DOMAIN, MiB
+from demo_hosts import CLICK_DOMAIN, HOSTILE_DISK_SOURCE, HOSTILE_DOMAIN
+from fake_backend import MiB
 from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.widgets import Button, Static

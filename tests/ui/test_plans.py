@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_backend import CLICK_DOMAIN, GiB
+from demo_hosts import CLICK_DOMAIN
+from fake_backend import GiB
 from textual.widgets import Button, DataTable, Static
 from textual.widgets.data_table import CellDoesNotExist
 from ui_support import (

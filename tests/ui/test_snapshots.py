@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fake_backend import CLICK_DOMAIN, HOSTILE_DOMAIN, GiB, MiB
+from demo_hosts import CLICK_DOMAIN, HOSTILE_DOMAIN
+from fake_backend import GiB, MiB
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 from ui_support import (

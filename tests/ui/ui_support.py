@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fake_backend import FakeBackend, demo_backends, demo_jobs, demo_outcomes
+from demo_hosts import demo_backends, demo_jobs, demo_outcomes
+from fake_backend import FakeBackend
 from rich.cells import cell_len
 from textual.pilot import Pilot
 from textual.widgets import Input

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_backend import FakeBackend, demo_backends
+from demo_hosts import demo_backends
+from fake_backend import FakeBackend
 
 from blocktui.core.errors import HostError
 from blocktui.core.model import ConnectionState, JobKey, JobState
