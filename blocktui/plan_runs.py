@@ -240,10 +240,9 @@ class HostRunner:
                 self._make_room(plan, now)
                 start_speed = self._start_speed(plan)
                 if self.guarded(plan.key.host):
-                    start_speed = marked(start_speed, Mark.PLAIN)
-                    if self.guard_has_say(plan.key):
-                        # Held until the guard's first look: its size is not known yet.
-                        start_speed = marked(min(start_speed or LAUNCH_SPEED, LAUNCH_SPEED), Mark.HOLD)
+                    # Held until the guard's first look, on a read taken after the start: a job
+                    # started beside it at the same moment (by another process) is seen there.
+                    start_speed = marked(min(start_speed or LAUNCH_SPEED, LAUNCH_SPEED), Mark.HOLD)
                 self.session.start_stream(
                     plan.key.host, plan.key.domain, plan.key.disk, bandwidth=start_speed, base=plan.base
                 )
@@ -262,8 +261,9 @@ class HostRunner:
 
     def _launch_waits(self, plan: Plan, now: float) -> str:
         """Why a new job must not start yet: starting can end it at once (nothing left to copy)."""
-        if not self.guard_has_say(plan.key):
+        if not self.guarded(plan.key.host):
             return ""
+        # Read fresh: the session's own scan of jobs other processes run may be a second old.
         _own, others = self.guard.read(plan.key, now)
         blocking = [job for job in others if job.flagged or self.rule.ending(job)]
         if blocking:
