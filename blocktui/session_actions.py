@@ -90,16 +90,18 @@ class SessionActions:
 
     def pause(self, key: JobKey) -> None:
         """Hold a job in place (backends that support it)."""
-        backend = self._writable(key.host)
-        if not backend.supports_pause:
-            raise Unsupported(f"{key.host}: this backend cannot pause a job in place")
+        backend = self._pausable(key)
         self.call(key.host, partial(backend.pause, key.domain, key.disk))
         self.wake()
 
     def resume(self, key: JobKey) -> None:
         """Continue a paused job."""
+        backend = self._pausable(key)
+        self.call(key.host, partial(backend.resume, key.domain, key.disk))
+        self.wake()
+
+    def _pausable(self, key: JobKey) -> Backend:
         backend = self._writable(key.host)
         if not backend.supports_pause:
             raise Unsupported(f"{key.host}: this backend cannot pause a job in place")
-        self.call(key.host, partial(backend.resume, key.domain, key.disk))
-        self.wake()
+        return backend
