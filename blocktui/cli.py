@@ -229,7 +229,8 @@ def cmd_jobs(session: Session, args: argparse.Namespace) -> int:
 def cmd_speed(session: Session, args: argparse.Namespace) -> int:
     """Change a job's limit."""
     key = find_disk_key(session, args.domain, args.disk)
-    session.set_speed(key, args.bandwidth)
+    with cli_plans.open_planner(session, args) as planner:
+        planner.set_speed(key, args.bandwidth)
     print(f"{visible(key.domain)}/{visible(key.disk)}: limit now {format_bandwidth(args.bandwidth)}")
     return 0
 

@@ -14,12 +14,14 @@ from blocktui.cli_args import bandwidth_arg, positive_int, size_arg
 from blocktui.cli_hosts import find_disk_key, wait_for_end
 from blocktui.cli_output import describe_end, job_json, one_line, print_json, progress_line
 from blocktui.core.errors import Conflict, InvalidInput, NoJob
+from blocktui.core.guard import Mark, marked
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
 from blocktui.core.views import JobView
 from blocktui.journal import Entry, Journal, pid_alive
+from blocktui.plan_runs import LAUNCH_SPEED
 from blocktui.planner import GUARD_ENV, Plan, Planner, PlanStatus
 from blocktui.session import Session
 
@@ -115,7 +117,14 @@ def cmd_stream_unwatched(session: Session, args: argparse.Namespace) -> int:
                 "a stream nobody watches could end with it and crash QEMU before 10.2: "
                 "use --wait (blocktui then guards both ends), or --no-guard on QEMU 10.2 or later"
             )
-        session.start_stream(key.host, key.domain, key.disk, bandwidth=args.bandwidth, base=args.base)
+        guarded = planner.guarded(key.host)
+        # Held until a read taken after the start shows it alone (see plan_runs: a held start).
+        start = (
+            marked(min(args.bandwidth or LAUNCH_SPEED, LAUNCH_SPEED), Mark.HOLD)
+            if guarded
+            else args.bandwidth
+        )
+        session.start_stream(key.host, key.domain, key.disk, bandwidth=start, base=args.base)
         if busy := planner.others_guarded(key):
             # Another job of the domain started at the same moment: its end and ours need a guard.
             print(
@@ -125,7 +134,11 @@ def cmd_stream_unwatched(session: Session, args: argparse.Namespace) -> int:
                 ),
                 file=sys.stderr,
             )
-            return _follow_to_end(planner, planner.adopt(key), key, args)
+            plan = planner.adopt(key)
+            planner.set_limit(key, args.bandwidth)
+            return _follow_to_end(planner, plan, key, args)
+        if guarded:
+            session.set_speed(key, args.bandwidth)
     view = session.job(key)
     if args.json and view is not None:
         print_json(job_json(view))

@@ -108,7 +108,11 @@ class GuardDriver:
         backend = self.session.backend(key.host)
         own: DomainJob | None = None
         others: list[DomainJob] = []
-        rates = {v.key.disk: v.rate for v in self.session.snapshot().jobs if v.key.domain == key.domain}
+        rates = {
+            v.key.disk: v.rate
+            for v in self.session.snapshot().jobs
+            if v.key.host == key.host and v.key.domain == key.domain
+        }
         for target in self.targets(key):
             try:
                 job = backend.job_info(key.domain, target)
@@ -144,14 +148,14 @@ class GuardDriver:
             since_end=self.since_end(key, now),
         )
 
-    def hand_back(self, key: JobKey, view: JobView, limit: int) -> int:
+    def hand_back(self, key: JobKey, remaining: int, limit: int) -> int:
         """The speed a followed job is left at when this process lets go of it.
 
         Held, its end comes by itself after the disk's hold promise: the domain's disks end at
         different times, none ends sooner than its promise, and none is left at a crawl forever.
         """
         slot = self.targets(key).index(key.disk)
-        return self.rule.promise(view.remaining, self.rule.hold_seconds(slot), limit, Mark.HOLD)
+        return self.rule.promise(remaining, self.rule.hold_seconds(slot), limit, Mark.HOLD)
 
     @staticmethod
     def followed(bandwidth: int | None) -> bool:

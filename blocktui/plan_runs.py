@@ -85,28 +85,42 @@ class HostRunner:
             if plan.running and not plan.going and GuardDriver.followed(plan.applied):
                 with contextlib.suppress(BlocktuiError):
                     self.session.set_speed(plan.key, self._hand_back_speed(plan))
+            if plan.cancel_requested and not plan.abort_sent:
+                # Its turn did not come: the next blocktui stops it (a pause), never completes it.
+                self.book.journal.update(
+                    plan.entry_id, pause_requested=1, note="abort requested, not sent before quitting"
+                )
             if plan.status is not PlanStatus.DONE:
                 self.book.journal.update(plan.entry_id, owner=None)
 
     def _hand_back_speed(self, plan: Plan) -> int:
         """What a job this process guards runs at once nobody does (see ``GuardDriver.hand_back``)."""
-        view = self.session.job(plan.key)
-        if view is None or not self.guarded(plan.key.host):
+        if not self.guarded(plan.key.host):
             return plan.limit
-        return self.guard.hand_back(plan.key, view, plan.limit)
+        job = self.session.backend(plan.key.host).job_info(plan.key.domain, plan.key.disk)
+        if job is None or job.end <= 0:
+            return plan.limit  # its size unknown yet: at its own limit, it ends by itself
+        return self.guard.hand_back(plan.key, job.end - job.cur, plan.limit)
+
+    def set_bare_speed(self, key: JobKey, bandwidth: int) -> None:
+        """Re-throttle a job no plan of this process drives, unless a guard holds it."""
+        job = self.session.backend(key.host).job_info(key.domain, key.disk)
+        if job is not None and self.guarded(key.host) and GuardDriver.followed(job.bandwidth):
+            raise Conflict(
+                f"{key.domain}/{key.disk} is held back by the completion guard of another blocktui "
+                "process: change its limit there (the dashboard's l key), or once it runs alone"
+            )
+        self.session.set_speed(key, bandwidth)
 
     def guard_has_say(self, key: JobKey) -> bool:
         """Whether an end of ``key`` (an abort, or a start that may end at once) must wait its turn:
         another job of the domain runs, or was seen ending a moment ago."""
         if not self.guarded(key.host):
             return False
-        snapshot, now = self.session.snapshot(), self._clock()
-        others = any(
-            v.key.host == key.host and v.key.domain == key.domain and v.key != key and not v.state.is_final
-            for v in snapshot.jobs
-        )
+        now = self._clock()
+        _own, others = self.guard.read(key, now)  # fresh: the snapshot's scan may be a second old
         since = self.guard.other_end_seen(key, now)
-        return others or (since is not None and since < self.rule.settle)
+        return bool(others) or (since is not None and since < self.rule.settle)
 
     def step_host(self, host: str) -> None:
         if self.closing:
@@ -180,8 +194,9 @@ class HostRunner:
         """Abort the job (a checkpoint on libvirt, or the user's abort) once the guard gives it its turn."""
         if plan.abort_sent:
             return
-        if self.guarded(plan.key.host) and self.guard.contended(snapshot, plan.key, now):
-            share = self._shares(plan.key.host).get(plan.key, plan.limit)
+        if self.guarded(plan.key.host):
+            # Read fresh, whatever the snapshot says: another process's job may be ending now.
+            share = self._shares(plan.key.host, joining=plan.key).get(plan.key, plan.limit)
             decision = self.guard.decide(plan.key, share=share, now=now, wants_end=True)
             if decision is None:
                 return  # gone already: the next poll tells how it ended
@@ -214,6 +229,8 @@ class HostRunner:
             self.book.journal.update(plan.entry_id, bytes_done=offset)
         plan.going = False
         plan.applied = None if not self.session.backend(plan.key.host).supports_pause else plan.applied
+        if plan.applied is not None and GuardDriver.followed(plan.applied):
+            self._speed(plan, marked(LAUNCH_SPEED, Mark.HOLD))  # paused in place: its flag goes down
         if plan.pause_requested:
             plan.note = "paused (checkpoint: the next pull passes over what is copied)"
             self.book.set_status(plan, PlanStatus.PAUSED)
@@ -227,8 +244,12 @@ class HostRunner:
         try:
             job = backend.job_info(plan.key.domain, plan.key.disk)
             if job is not None and job.state is JobState.PAUSED and backend.supports_pause:
-                cur = job.cur
-                self._begin_run(plan, cur)
+                if waiting := self._launch_waits(plan, now):
+                    plan.note = waiting
+                    return
+                if self.guarded(plan.key.host):
+                    self._speed(plan, marked(LAUNCH_SPEED, Mark.HOLD))  # held until the guard's look
+                self._begin_run(plan, job.cur)
                 self.session.resume(plan.key)
             elif job is not None:
                 self._begin_run(plan, job.cur)  # already running (adopted): just follow it
@@ -312,7 +333,7 @@ class HostRunner:
             if GuardDriver.followed(other.applied):
                 continue  # the guard sets its speed, never above its share
             if _faster(other.applied or 0, share):
-                self._speed(other, share)
+                self._speed(other, marked(share, Mark.PLAIN) if self.guarded(plan.key.host) else share)
 
     def _apply_speeds(self, host: str, snapshot: Snapshot, now: float) -> None:
         shares = self._shares(host)

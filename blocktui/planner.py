@@ -208,13 +208,21 @@ class Planner:
         """
         plan = self.plan(key)
         if plan is None or plan.status is PlanStatus.DONE:
-            if not self.runner.guard_has_say(key):
+            if not self.session.call(key.host, partial(self.runner.guard_has_say, key)):
                 self.session.abort(key)
                 return None
             plan = self.adopt(key)
         self.cancel(key)
         current = self.plan(key)
         return current if current is not None and current.status is not PlanStatus.DONE else None
+
+    def set_speed(self, key: JobKey, bandwidth: int) -> None:
+        """Re-throttle ``key``'s job: a plan's own limit, or a bare job's speed, never a guard's hold."""
+        plan = self.plan(key)
+        if plan is not None and plan.status is not PlanStatus.DONE:
+            self.set_limit(key, bandwidth)
+            return
+        self.session.call(key.host, partial(self.runner.set_bare_speed, key, bandwidth))
 
     def others_guarded(self, key: JobKey) -> list[str]:
         """The other live jobs of ``key``'s domain, read now, when the guard applies to its host."""

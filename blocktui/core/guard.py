@@ -143,7 +143,7 @@ class DomainJob:
     @property
     def flagged(self) -> bool:
         """Asking for, or having, its turn to end."""
-        return self.mark.flag and not self.state.is_final
+        return self.mark.flag and self.state is JobState.ACTIVE
 
     @property
     def held(self) -> bool:
@@ -261,8 +261,12 @@ def decide(
         return go
     live = [job for job in others if not job.state.is_final]
     settling = since_end is not None and since_end < rule.settle
+    want = rule.promise(own.remaining, rule.hold_seconds(slot), share, Mark.WANT)
     if not live and (not settling or not (wants_end or rule.in_zone(own))):
-        return go if wants_end else Decision(Verdict.RUN, share)
+        if wants_end and not own.mark.flag:
+            # Even alone: a job another process starts now sees the flag and waits.
+            return Decision(Verdict.WANT, want, "asking for its turn to end")
+        return go if wants_end else Decision(Verdict.RUN, marked(share, Mark.PLAIN))
     ending = [job for job in live if rule.ending(job)]
     flagged = [job for job in live if job.flagged]
     hold = rule.promise(own.remaining, rule.hold_seconds(slot), share, Mark.HOLD)
@@ -272,7 +276,6 @@ def decide(
             return Decision(Verdict.HOLD, hold, f"holding while {name} ends")
         speed = rule.promise(own.remaining, rule.approach_seconds(slot), share, Mark.APPROACH)
         return Decision(Verdict.RUN, speed, "kept from its end: another job of the domain runs")
-    want = rule.promise(own.remaining, rule.hold_seconds(slot), share, Mark.WANT)
     first = sorted(job.disk for job in flagged)
     if first and first[0] < own.disk:
         return Decision(Verdict.HOLD, hold, f"{first[0]} ends first")

@@ -71,10 +71,12 @@ def test_a_promise_never_passes_the_share() -> None:
     assert speed - Mark.HOLD <= 32 * MIB
 
 
-def test_alone_a_job_runs_at_its_share_and_a_stop_goes_at_once() -> None:
+def test_alone_a_job_runs_at_its_share_and_a_stop_raises_its_flag_first() -> None:
     assert decide(job("vda", 100 * MIB), [], rule=RULE, share=0, since_end=10).verdict is Verdict.RUN
     stop = decide(job("vda", 100 * MIB), [], rule=RULE, share=0, since_end=10, wants_end=True)
-    assert stop.verdict is Verdict.GO
+    assert stop.verdict is Verdict.WANT  # a job another process starts meanwhile sees the flag
+    flagged = job("vda", 100 * MIB, stop.speed)
+    assert decide(flagged, [], rule=RULE, share=0, since_end=10, wants_end=True).verdict is Verdict.GO
 
 
 def test_with_another_job_an_unlimited_stream_is_kept_from_its_end() -> None:

@@ -88,8 +88,11 @@ class Requests:
 
     def set_limit(self, key: JobKey, bandwidth: int, *, planned: bool) -> None:
         """Re-throttle a job; a plan's limit goes through the planner, which re-divides the budget."""
-        setter = self.planner.set_limit if planned else self.session.set_speed
-        self._run(f"limit {job_name(key)} to {format_bandwidth(bandwidth)}", partial(setter, key, bandwidth))
+        del planned  # the planner tells a plan from a bare job itself
+        self._run(
+            f"limit {job_name(key)} to {format_bandwidth(bandwidth)}",
+            partial(self.planner.set_speed, key, bandwidth),
+        )
 
     def pause_or_resume(self, job: JobView, plan: PlanInfo | None) -> None:
         """Resume what is paused (or about to pause); pause anything else through the planner.
