@@ -1,6 +1,7 @@
 """The guard's turns under every interleaving: processes that read, decide and write in any order.
 
-Each simulated process owns one job near its end and does what the planner does, one atomic host
+Each simulated process owns one job near its end (or one it must stop: a checkpoint or an abort,
+which ends the QEMU job too) and does what the planner does, one atomic host
 call at a time: read every job of the domain, then set the speed ``decide`` asks for. A scheduler
 picks, at random, which process's call lands next, how much time passes, and when a job that was
 let go actually ends. No interleaving may let two jobs be ending at once, nor two ends come closer
@@ -24,6 +25,7 @@ RULE = GuardRule()
 class Proc:
     disk: str
     speed: int
+    stop: bool = False  # ends by an abort or a checkpoint, not by completing
     ended_at: float | None = None
     going: bool = False
     reading: list[DomainJob] | None = None
@@ -38,7 +40,7 @@ def _jobs(procs: list[Proc]) -> list[DomainJob]:
 def _run(seed: int, disks: int) -> list[float]:
     rng = random.Random(seed)
     start_speed = RULE.promise(MIB, RULE.hold_seconds(0), 0, Mark.HOLD)
-    procs = [Proc(f"vd{chr(ord('a') + i)}", start_speed) for i in range(disks)]
+    procs = [Proc(f"vd{chr(ord('a') + i)}", start_speed, stop=rng.random() < 0.4) for i in range(disks)]
     now = 10.0
     ends: list[float] = []
     for _ in range(5000):
@@ -46,7 +48,7 @@ def _run(seed: int, disks: int) -> list[float]:
             return ends
         now += rng.choice((0.0, 0.05, 0.2, 1.0, 3.0))
         proc = rng.choice([p for p in procs if p.ended_at is None])
-        free = mark_of(proc.speed) in (Mark.GO, Mark.PLAIN)
+        free = mark_of(proc.speed) in (Mark.GO, Mark.PLAIN) and not (proc.stop and not proc.going)
         if free and rng.random() < 0.3:  # a job not held reaches its end some time after it was let go
             live = [p for p in procs if p.ended_at is None and p is not proc]
             assert not any(mark_of(p.speed) in (Mark.GO, Mark.PLAIN) for p in live), (
@@ -68,7 +70,7 @@ def _run(seed: int, disks: int) -> list[float]:
             continue
         own = next(j for j in proc.reading if j.disk == proc.disk)
         others = [j for j in proc.reading if j.disk != proc.disk]
-        decision = decide(own, others, rule=RULE, share=0, since_end=now - proc.last_end)
+        decision = decide(own, others, rule=RULE, share=0, since_end=now - proc.last_end, wants_end=proc.stop)
         proc.reading = None
         # The next host call: the speed lands (a GO among them lets the job run to its end).
         if decision.verdict is Verdict.GO:
