@@ -145,11 +145,6 @@ class DomainJob:
         """Asking for, or having, its turn to end."""
         return self.mark.flag and self.state is JobState.ACTIVE
 
-    @property
-    def held(self) -> bool:
-        """Held back by a guard, or paused."""
-        return self.mark in (Mark.HOLD, Mark.WANT) or self.state is JobState.PAUSED
-
     def eta(self) -> float:
         """The soonest it can end at its current speed, in seconds (0: it may end now)."""
         if self.state is not JobState.ACTIVE:
