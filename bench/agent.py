@@ -24,7 +24,7 @@ from blocktui.backends.libvirt_events import ensure_event_loop  # noqa: E402  # 
 from blocktui.backends.libvirt import LibvirtBackend  # noqa: E402
 from blocktui.core.model import JobKey, JobState  # noqa: E402
 from blocktui.core.views import JobView, Snapshot  # noqa: E402
-from blocktui.session import Session  # noqa: E402
+from blocktui.engine.session import Session  # noqa: E402
 
 if TYPE_CHECKING:
     from blocktui.ui.app import BlocktuiApp
@@ -136,8 +136,8 @@ def dashboard(session: Session) -> BlocktuiApp:
 
     The journal goes where ``$BLOCKTUI_STATE_DIR`` says (the benchmark's private directory).
     """
-    from blocktui.journal import Journal
-    from blocktui.planner import Planner
+    from blocktui.engine.journal import Journal
+    from blocktui.engine.planner import Planner
     from blocktui.ui.app import BlocktuiApp
 
     return BlocktuiApp(Planner(session, Journal()))
@@ -350,8 +350,8 @@ def throttle(args: argparse.Namespace) -> dict[str, Any]:
 def _planner(args: argparse.Namespace, budget: int) -> Any:
     """A planner over a fresh session, its journal in the run's private directory."""
     from blocktui.core.scheduler import HostPolicy
-    from blocktui.journal import Journal
-    from blocktui.planner import Planner
+    from blocktui.engine.journal import Journal
+    from blocktui.engine.planner import Planner
 
     ensure_event_loop()
     session = Session([LibvirtBackend(args.uri)])

@@ -20,7 +20,7 @@ from bench.host import (
 )
 from bench.observer import Observer
 from bench.report import Figure
-from blocktui.session import Session
+from blocktui.engine.session import Session
 
 #: Each background stream's limit: slow enough that none ends during the section (64 MiB base).
 STREAM_LIMIT = 128 * 1024

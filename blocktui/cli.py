@@ -31,7 +31,7 @@ from blocktui.core.units import (
     format_bandwidth,
     format_size,
 )
-from blocktui.session import Session
+from blocktui.engine.session import Session
 
 # Output helpers live in cli_output; cli_plans reaches them through this module.
 __all__ = [
@@ -248,8 +248,8 @@ def cmd_pause(session: Session, args: argparse.Namespace) -> int:
 def cmd_dashboard(session: Session, args: argparse.Namespace) -> int:
     """Run the dashboard: its streams are plans under --max-active, --budget and the guard."""
     from blocktui.core.scheduler import HostPolicy  # noqa: PLC0415 - only the dashboard plans here
-    from blocktui.journal import Journal  # noqa: PLC0415
-    from blocktui.planner import Planner  # noqa: PLC0415
+    from blocktui.engine.journal import Journal  # noqa: PLC0415
+    from blocktui.engine.planner import Planner  # noqa: PLC0415
     from blocktui.ui import run_dashboard  # noqa: PLC0415 - Textual loads only for the dashboard
 
     policy = HostPolicy(max_active=args.max_active, budget=args.budget)

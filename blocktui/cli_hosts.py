@@ -11,8 +11,8 @@ from blocktui.core.errors import Conflict, HostError, NotFound
 from blocktui.core.model import ConnectionState, Domain, JobKey
 from blocktui.core.text import visible
 from blocktui.core.views import JobView
-from blocktui.hosts import HostSpec, open_backends
-from blocktui.session import Session
+from blocktui.engine.hosts import HostSpec, open_backends
+from blocktui.engine.session import Session
 
 #: Seconds one host call may take before the command gives up ("host not answering", exit 5).
 #: Sized so a command that makes a few calls still ends within 15 s on a loaded machine.

@@ -20,10 +20,10 @@ from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
 from blocktui.core.views import JobView
-from blocktui.journal import Entry, Journal, pid_alive
-from blocktui.plan_runs import LAUNCH_SPEED
-from blocktui.planner import GUARD_ENV, Plan, Planner, PlanStatus
-from blocktui.session import Session
+from blocktui.engine.journal import Entry, Journal, pid_alive
+from blocktui.engine.plan_runs import LAUNCH_SPEED
+from blocktui.engine.planner import GUARD_ENV, Plan, Planner, PlanStatus
+from blocktui.engine.session import Session
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:

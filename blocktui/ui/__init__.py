@@ -10,9 +10,9 @@ from functools import partial
 from typing import Any
 
 from blocktui.core.errors import ENDING_SIGNALS
-from blocktui.journal import Journal
-from blocktui.planner import Planner
-from blocktui.session import Session
+from blocktui.engine.journal import Journal
+from blocktui.engine.planner import Planner
+from blocktui.engine.session import Session
 
 #: How long quitting waits for hosts to close before leaving them behind.
 CLOSE_TIMEOUT = 5.0

@@ -8,9 +8,9 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from blocktui.core.text import jobs_continue
-from blocktui.journal import Journal
-from blocktui.planner import Planner
-from blocktui.session import Session
+from blocktui.engine.journal import Journal
+from blocktui.engine.planner import Planner
+from blocktui.engine.session import Session
 from blocktui.ui.commands import APP_BINDINGS, DashboardCommands
 from blocktui.ui.screens.help import HelpScreen, keys_text
 from blocktui.ui.screens.main import MainScreen

@@ -15,7 +15,7 @@ from blocktui.core.errors import BlocktuiError
 from blocktui.core.model import JobKey, JobKind, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.views import JobView, Snapshot
-from blocktui.planner import Plan, Planner, PlanStatus
+from blocktui.engine.planner import Plan, Planner, PlanStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,12 +21,12 @@ from textual.pilot import Pilot
 
 from blocktui.backends.base import Backend
 from blocktui.core.model import BackendEvent, JobEvent, JobKey, JobState
-from blocktui.journal import Journal
+from blocktui.engine.journal import Journal
+from blocktui.engine.session import Session
 from blocktui.lab import LAB_DIR_ENV, DiskSpec, Lab, LabDisk, open_lab
 from blocktui.lab.images import backing_file, check, compare, flatten_copy
 from blocktui.lab.qemu_styles import STYLES
 from blocktui.lab.system import SystemDaemonError, system_daemon
-from blocktui.session import Session
 
 from .branches import Branch, BranchFactory
 from .system_support import SystemHost

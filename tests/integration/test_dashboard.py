@@ -12,11 +12,11 @@ from textual.widgets import Button
 from textual.widgets.data_table import CellDoesNotExist
 
 from blocktui.core.model import JobKey
-from blocktui.journal import Journal
+from blocktui.engine.journal import Journal
+from blocktui.engine.planner import Planner
+from blocktui.engine.session import Session
 from blocktui.lab import DiskSpec, Lab, LabDisk
 from blocktui.lab.images import backing_file, check, compare
-from blocktui.planner import Planner
-from blocktui.session import Session
 from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.screens.stream_dialog import StreamDialog
 from blocktui.ui.widgets.domain_tree import DomainTree, Place

@@ -14,11 +14,11 @@ from guest_writer import BOOT_SECTOR
 
 from blocktui.backends.libvirt import LibvirtBackend
 from blocktui.core.model import DomainState, JobKey, JobState
-from blocktui.journal import Entry, Journal
+from blocktui.engine.journal import Entry, Journal
+from blocktui.engine.planner import Planner
+from blocktui.engine.session import Session
 from blocktui.lab import DiskSpec, Lab, LabDisk
 from blocktui.lab.images import backing_file, check, compare
-from blocktui.planner import Planner
-from blocktui.session import Session
 from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.screens.stream_dialog import StreamDialog
 from blocktui.ui.widgets.domain_tree import DomainTree, Place

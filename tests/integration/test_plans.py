@@ -9,11 +9,11 @@ import pytest
 
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
-from blocktui.journal import Journal
+from blocktui.engine.journal import Journal
+from blocktui.engine.planner import Planner, PlanStatus
+from blocktui.engine.session import Session
 from blocktui.lab import DiskSpec, Lab
 from blocktui.lab.images import backing_file
-from blocktui.planner import Planner, PlanStatus
-from blocktui.session import Session
 
 from .branches import BranchFactory
 from .conftest import MIB, DomainFactory, SaveContent, assert_streamed, key_of

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from blocktui.core.model import JobKey, JobState
-from blocktui.journal import Journal
+from blocktui.engine.journal import Journal
+from blocktui.engine.planner import Planner
+from blocktui.engine.session import Session
 from blocktui.lab import MIB, DiskSpec, open_lab
-from blocktui.planner import Planner
-from blocktui.session import Session
 from blocktui.ui.app import BlocktuiApp
 
 SIZE = (120, 40)

@@ -20,9 +20,9 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from blocktui.core.model import JobKey
 from blocktui.core.scheduler import HostPolicy
-from blocktui.journal import Journal
-from blocktui.planner import Planner
-from blocktui.session import Session
+from blocktui.engine.journal import Journal
+from blocktui.engine.planner import Planner
+from blocktui.engine.session import Session
 from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.board import read_board
 from blocktui.ui.widgets.domain_tree import DomainTree, Place

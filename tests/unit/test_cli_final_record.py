@@ -5,7 +5,7 @@ from __future__ import annotations
 from blocktui.cli_plans import final_record
 from blocktui.core.model import JobKey, JobKind, JobState
 from blocktui.core.views import JobView
-from blocktui.journal import Entry
+from blocktui.engine.journal import Entry
 
 KEY = JobKey("qemu:///system", "web1", "vda")
 MIB = 1024**2

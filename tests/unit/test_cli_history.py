@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from blocktui.cli import main
-from blocktui.journal import STATE_DIR_ENV, Journal
+from blocktui.engine.journal import STATE_DIR_ENV, Journal
 
 MIB = 1024**2
 

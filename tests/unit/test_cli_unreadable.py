@@ -14,7 +14,7 @@ from blocktui.backends.libvirt.backend import LibvirtBackend
 from blocktui.cli import cmd_ls, find_disk_key
 from blocktui.core.errors import HostError
 from blocktui.core.model import Disk, Domain, DomainState
-from blocktui.session import Session
+from blocktui.engine.session import Session
 
 HOST = "qemu:///system"
 GOOD = Domain(HOST, "web1", DomainState.RUNNING, (Disk("vda", "/v/top.qcow2", "qcow2"),))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from blocktui.core.identity import DiskIdentity, ImageFile, replacement
-from blocktui.disk_identity import image_file
+from blocktui.engine.disk_identity import image_file
 
 TOP = "/srv/vm/web1.qcow2"
 CHAIN = ("/srv/tpl/mid.qcow2", "/srv/tpl/base.qcow2")

@@ -14,7 +14,7 @@ import pytest
 
 from blocktui.core.errors import HostError
 from blocktui.core.identity import DiskIdentity, ImageFile
-from blocktui.journal import STATE_DIR_ENV, Journal, default_path
+from blocktui.engine.journal import STATE_DIR_ENV, Journal, default_path
 
 MIB = 1024**2
 
@@ -183,7 +183,7 @@ def test_an_unusable_state_directory_keeps_the_journal_in_memory_with_one_warnin
 WRITER = """
 import json, sys, time
 from pathlib import Path
-from blocktui.journal import Journal
+from blocktui.engine.journal import Journal
 
 path, name, count, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 while time.time() < go:

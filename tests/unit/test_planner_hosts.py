@@ -16,9 +16,9 @@ from fake_backend import FakeBackend
 
 from blocktui.core.errors import HostError
 from blocktui.core.model import ConnectionState, JobKey, JobState
-from blocktui.journal import Journal
-from blocktui.planner import Plan, Planner, PlanStatus
-from blocktui.session import SILENT_AFTER, Session
+from blocktui.engine.journal import Journal
+from blocktui.engine.planner import Plan, Planner, PlanStatus
+from blocktui.engine.session import SILENT_AFTER, Session
 
 #: Long enough for a loaded machine; each wait ends as soon as its condition holds.
 DEADLINE = 60.0

@@ -19,7 +19,7 @@ from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.views import JobView
-from blocktui.planner import Planner, PlanStatus
+from blocktui.engine.planner import Planner, PlanStatus
 from blocktui.ui.board import PlanInfo, read_board
 from blocktui.ui.format import format_bandwidth
 from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady

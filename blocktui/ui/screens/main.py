@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from blocktui.core.model import ConnectionState, HostInfo
 from blocktui.core.text import visible
-from blocktui.planner import Planner
+from blocktui.engine.planner import Planner
 from blocktui.ui.board import Board, host_plans, live_board
 from blocktui.ui.format import host_labels
 from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady

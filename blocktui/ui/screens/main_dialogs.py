@@ -10,7 +10,7 @@ from textual.screen import Screen
 from blocktui.core.model import Disk, Domain, JobKey
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
-from blocktui.session import Session
+from blocktui.engine.session import Session
 from blocktui.ui.board import HostPlan
 from blocktui.ui.format import format_bandwidth, host_labels, safe
 from blocktui.ui.screens.background import Requests

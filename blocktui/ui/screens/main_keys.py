@@ -8,7 +8,7 @@ from textual.binding import Binding, BindingType
 
 from blocktui.core.errors import BlocktuiError
 from blocktui.core.model import ConnectionState, JobState
-from blocktui.session import Session
+from blocktui.engine.session import Session
 from blocktui.ui.screens.selection import BoardState, Selection
 
 MAIN_BINDINGS: list[BindingType] = [

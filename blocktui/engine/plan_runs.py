@@ -19,10 +19,10 @@ from blocktui.core.guard import GuardRule, Mark, Verdict, marked
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy, admit, divide_budget
 from blocktui.core.views import JobView, Snapshot
-from blocktui.guarding import GuardDriver, domain_job
-from blocktui.plan_book import PlanBook
-from blocktui.plans import Plan, PlanStatus
-from blocktui.session import Session
+from blocktui.engine.guarding import GuardDriver, domain_job
+from blocktui.engine.plan_book import PlanBook
+from blocktui.engine.plans import Plan, PlanStatus
+from blocktui.engine.session import Session
 
 #: Poll interval while a stream is close to a boundary: each progress step is caught quickly.
 FAST_POLL = 0.05

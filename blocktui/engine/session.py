@@ -38,9 +38,9 @@ from blocktui.core.model import (
 )
 from blocktui.core.tracker import JobTracker
 from blocktui.core.views import JobView, Snapshot
-from blocktui.hostwork import HostWorker, wait_for
-from blocktui.session_actions import SessionActions
-from blocktui.session_polling import SessionPolling
+from blocktui.engine.hostwork import HostWorker, wait_for
+from blocktui.engine.session_actions import SessionActions
+from blocktui.engine.session_polling import SessionPolling
 
 T = TypeVar("T")
 

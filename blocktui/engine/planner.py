@@ -23,15 +23,15 @@ from blocktui.core.guard import GuardRule, guard_needed
 from blocktui.core.model import ConnectionState, Disk, JobKey, JobKind, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.views import JobView, Snapshot
-from blocktui.disk_identity import identity_now
-from blocktui.guarding import GuardDriver
-from blocktui.hostwork import wait_for
-from blocktui.journal import Entry, Journal
-from blocktui.plan_book import PlanBook
-from blocktui.plan_runs import HostRunner
-from blocktui.plans import Plan, PlanStatus
-from blocktui.recovery import reattach_entries
-from blocktui.session import Session
+from blocktui.engine.disk_identity import identity_now
+from blocktui.engine.guarding import GuardDriver
+from blocktui.engine.hostwork import wait_for
+from blocktui.engine.journal import Entry, Journal
+from blocktui.engine.plan_book import PlanBook
+from blocktui.engine.plan_runs import HostRunner
+from blocktui.engine.plans import Plan, PlanStatus
+from blocktui.engine.recovery import reattach_entries
+from blocktui.engine.session import Session
 
 __all__ = ["GUARD_ENV", "Plan", "PlanStatus", "Planner", "guard_disabled_by_env"]
 

@@ -16,7 +16,7 @@ from blocktui.backends.base import Backend
 from blocktui.core.errors import BlocktuiError, NotFound
 from blocktui.core.identity import DiskIdentity, ImageFile, replacement
 from blocktui.core.model import JobKey, JobState
-from blocktui.journal import Entry, Journal
+from blocktui.engine.journal import Entry, Journal
 
 # statx(2), for the birth time os.stat does not give on Linux before Python 3.12.
 _AT_FDCWD = -100

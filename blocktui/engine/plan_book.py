@@ -8,8 +8,8 @@ from collections.abc import Callable
 from blocktui.core.errors import NoJob
 from blocktui.core.identity import DiskIdentity
 from blocktui.core.model import Disk, JobKey, JobKind, JobState
-from blocktui.journal import Journal
-from blocktui.plans import Plan, PlanStatus
+from blocktui.engine.journal import Journal
+from blocktui.engine.plans import Plan, PlanStatus
 
 
 class PlanBook:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from blocktui.core.identity import DiskIdentity
-from blocktui.journal_file import (
+from blocktui.engine.journal_file import (
     STATE_DIR_ENV,
     default_path,
     open_file,
@@ -31,7 +31,7 @@ from blocktui.journal_file import (
     state_dir,
     unwritable,
 )
-from blocktui.journal_rows import COLUMNS, Checkpoint, Entry, entry_from_row, identity_text
+from blocktui.engine.journal_rows import COLUMNS, Checkpoint, Entry, entry_from_row, identity_text
 
 __all__ = ["STATE_DIR_ENV", "Checkpoint", "Entry", "Journal", "default_path", "pid_alive", "state_dir"]
 

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from blocktui.core.errors import BlocktuiError
 from blocktui.core.guard import Mark, mark_of
 from blocktui.core.model import Disk, JobKey, JobState
-from blocktui.disk_identity import end_if_replaced
-from blocktui.journal import Entry, Journal
-from blocktui.plan_book import PlanBook
-from blocktui.plans import Plan, PlanStatus
-from blocktui.session import Session
+from blocktui.engine.disk_identity import end_if_replaced
+from blocktui.engine.journal import Entry, Journal
+from blocktui.engine.plan_book import PlanBook
+from blocktui.engine.plans import Plan, PlanStatus
+from blocktui.engine.session import Session
 
 
 def plan_from(

@@ -13,7 +13,7 @@ from blocktui.core.errors import BlocktuiError
 from blocktui.core.guard import Decision, DomainJob, GuardRule, Mark, decide, mark_of
 from blocktui.core.model import JobKey
 from blocktui.core.views import JobView, Snapshot
-from blocktui.session import Session
+from blocktui.engine.session import Session
 
 DomainKey = tuple[str, str]
 
