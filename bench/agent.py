@@ -136,11 +136,11 @@ def dashboard(session: Session) -> BlocktuiApp:
 
     The journal goes where ``$BLOCKTUI_STATE_DIR`` says (the benchmark's private directory).
     """
+    from blocktui.engine.facade import Engine
     from blocktui.engine.journal import Journal
-    from blocktui.engine.planner import Planner
     from blocktui.ui.app import BlocktuiApp
 
-    return BlocktuiApp(Planner(session, Journal()))
+    return BlocktuiApp(Engine(session, Journal()))
 
 
 # -- monitoring cost ----------------------------------------------------------------------------
@@ -348,16 +348,16 @@ def throttle(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _planner(args: argparse.Namespace, budget: int) -> Any:
-    """A planner over a fresh session, its journal in the run's private directory."""
+    """An engine over a fresh session, its journal in the run's private directory."""
     from blocktui.core.scheduler import HostPolicy
+    from blocktui.engine.facade import Engine
     from blocktui.engine.journal import Journal
-    from blocktui.engine.planner import Planner
 
     ensure_event_loop()
     session = Session([LibvirtBackend(args.uri)])
     session.open()
     journal = Journal(Path(args.state) / "journal.sqlite3")
-    return Planner(session, journal, policy=HostPolicy(budget=budget))
+    return Engine(session, journal, policy=HostPolicy(budget=budget))
 
 
 def budget(args: argparse.Namespace) -> dict[str, Any]:
@@ -376,7 +376,7 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
             if any(j.state.is_final for j in jobs):
                 break
             samples.append((now, sum(j.cur for j in jobs)))
-        planner.session.wait(planner.poll_interval())
+        planner.wait()
     for key in keys:
         planner.cancel(key)
     planner.run_until(planner.idle, timeout=30)
@@ -406,7 +406,7 @@ def queue(args: argparse.Namespace) -> dict[str, Any]:
         jobs = [j for j in snapshot.jobs if j.key in keys]
         most_active = max(most_active, sum(j.state in running for j in jobs))
         samples.append((time.monotonic(), sum(j.cur for j in jobs if j.state is not JobState.QUEUED)))
-        planner.session.wait(planner.poll_interval())
+        planner.wait()
     finished = planner.idle()
     planner.close()
     planner.session.close()

@@ -1,16 +1,22 @@
 """Opening hosts: the backends for libvirt URIs, QMP sockets or socket directories, and the lab.
 
-The one place backends are built, so the front ends name hosts and never import a backend.
+The one place backends are built, so the front ends name hosts and never import a backend;
+``open_engine`` gives them the engine over those hosts.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from blocktui.backends.base import Backend
+from blocktui.core.scheduler import HostPolicy
+from blocktui.engine.facade import Engine
+from blocktui.engine.journal import Journal
+from blocktui.engine.session import Session
 
 
 @dataclass(frozen=True)
@@ -64,3 +70,16 @@ def open_backends(spec: HostSpec, stack: ExitStack) -> list[Backend]:
             LibvirtBackend(uri, readonly=spec.readonly, call_timeout=spec.call_timeout) for uri in uris
         )
     return backends
+
+
+def open_engine(
+    spec: HostSpec,
+    stack: ExitStack,
+    *,
+    policy: HostPolicy | None = None,
+    guard: bool | None = None,
+    journal: Journal | Callable[[], Journal] | None = None,
+) -> Engine:
+    """An engine over the hosts ``spec`` names, not yet connected; the lab closes with ``stack``."""
+    session = Session(open_backends(spec, stack), readonly=spec.readonly)
+    return Engine(session, journal, policy=policy, guard=guard)

@@ -45,7 +45,7 @@ def guard_disabled_by_env() -> bool:
 
 
 class Planner:
-    """Runs plans over a ``Session``; call ``step`` in a loop (``run_until_idle`` does)."""
+    """Runs plans over a ``Session``; call ``step`` in a loop (``Engine.polls`` does)."""
 
     def __init__(
         self,
@@ -67,7 +67,7 @@ class Planner:
         self.session = session
         self.journal = journal
         self.rule = rule or GuardRule()
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()  # the policies
         self._default_policy = policy or HostPolicy()
         self._policies: dict[str, HostPolicy] = {}
@@ -193,7 +193,7 @@ class Planner:
             # Paused before it ever ran: back to its place in the queue, not ahead of it.
             self.book.set_status(plan, PlanStatus.QUEUED)
         elif plan.status is PlanStatus.PAUSED:
-            plan.resume_at = self._clock()
+            plan.resume_at = self.clock()
             self.book.set_status(plan, PlanStatus.GAP)
 
     def cancel(self, key: JobKey) -> None:
@@ -228,7 +228,7 @@ class Planner:
         """The other live jobs of ``key``'s domain, read now, when the guard applies to its host."""
         if not self.guarded(key.host):
             return []
-        _own, others = self.session.call(key.host, partial(self.guard.read, key, self._clock()))
+        _own, others = self.session.call(key.host, partial(self.guard.read, key, self.clock()))
         return [job.disk for job in others]
 
     def _cancel(self, key: JobKey) -> None:
@@ -306,7 +306,7 @@ class Planner:
             book=self.book,
             session=self.session,
             pid=self._pid,
-            clock=self._clock,
+            clock=self.clock,
             disk=self._disk_or_none,
         )
 
@@ -355,17 +355,6 @@ class Planner:
     def idle(self) -> bool:
         """No plan is left to drive (all done, or paused by the user)."""
         return all(p.status in (PlanStatus.DONE, PlanStatus.PAUSED) for p in self.plans())
-
-    def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> None:
-        """Step until ``done()`` is true (or ``timeout`` seconds pass: then raise HostError)."""
-        deadline = None if timeout is None else self._clock() + timeout
-        while True:
-            self.step()
-            if done():
-                return
-            if deadline is not None and self._clock() > deadline:
-                raise HostError(f"plans still running after {timeout} s")
-            self.session.wait(self.poll_interval())
 
     def close(self, timeout: float | None = None) -> None:
         """Leave the plans to whoever starts next; running jobs keep running (guard holds are lifted).

@@ -90,6 +90,7 @@ class Session(SessionPolling, SessionActions):
         self._domains: dict[str, tuple[Domain, ...]] = {uri: () for uri in self._backends}
         self._stale_hosts: set[str] = set(self._backends)
         self._opened = False
+        self._closed = False
         self._last_scan: dict[str, float] = {}
         self._workers = {uri: HostWorker(f"blocktui-host-{uri}", clock) for uri in self._backends}
         self._order = {uri: index for index, uri in enumerate(self._backends)}
@@ -150,7 +151,10 @@ class Session(SessionPolling, SessionActions):
         self._refresh_host(uri)
 
     def close(self) -> None:
-        """Close every connection; jobs keep running on their hosts."""
+        """Close every connection (once; again does nothing); jobs keep running on their hosts."""
+        if self._closed:
+            return
+        self._closed = True
         self._opened = False
         for uri, backend in self._backends.items():
             backend.set_listener(None)

@@ -1,4 +1,4 @@
-"""The Textual dashboard: ``run_dashboard(session, planner)`` shows every block job and plan live."""
+"""The Textual dashboard: ``run_dashboard(engine)`` shows every block job and plan live."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from functools import partial
 from typing import Any
 
 from blocktui.core.errors import ENDING_SIGNALS
-from blocktui.engine.journal import Journal
-from blocktui.engine.planner import Planner
-from blocktui.engine.session import Session
+from blocktui.engine import Engine
 
 #: How long quitting waits for hosts to close before leaving them behind.
 CLOSE_TIMEOUT = 5.0
@@ -45,23 +43,17 @@ class _DaemonExecutor(ThreadPoolExecutor):
         return None
 
 
-def run_dashboard(session: Session, planner: Planner | None = None) -> int:
-    """Run the dashboard on a session that is not yet open; return the exit code.
+def run_dashboard(engine: Engine) -> int:
+    """Run the dashboard on an engine whose hosts are not yet open; return the exit code.
 
-    The app opens the session in a worker (so the screen shows at once). Afterwards this function
-    closes the planner (its open plans are left to the next blocktui, guard holds are lifted), its
-    journal and the session, in a thread it waits for at most ``CLOSE_TIMEOUT``; jobs keep running
-    on their hosts.
-
-    Args:
-        planner: the planner over ``session`` with the queue, budget and guard the caller chose;
-            without one, a planner with default policies on the default journal.
+    The app opens the hosts in a worker (so the screen shows at once). Afterwards this function
+    closes the engine (its open plans are left to the next blocktui, guard holds are lifted, the
+    journal and the hosts are closed), in a thread it waits for at most ``CLOSE_TIMEOUT``; jobs
+    keep running on their hosts.
     """
     from blocktui.ui.app import BlocktuiApp  # noqa: PLC0415 - keep `import blocktui.ui` light
 
-    if planner is None:
-        planner = Planner(session, Journal())
-    app = BlocktuiApp(planner)
+    app = BlocktuiApp(engine)
     loop = asyncio.new_event_loop()
     loop.set_default_executor(_DaemonExecutor())
     # SIGTERM and SIGHUP quit as `q` does: the terminal is restored and the plans are handed back.
@@ -71,19 +63,12 @@ def run_dashboard(session: Session, planner: Planner | None = None) -> int:
         app.run(loop=loop)
     finally:
         loop.close()
-        closer = threading.Thread(target=partial(_close, planner), name="blocktui-close", daemon=True)
+        # Bounded: one host that does not answer must not keep the others from being closed.
+        close = partial(engine.close, timeout=CLOSE_TIMEOUT / 2)
+        closer = threading.Thread(target=close, name="blocktui-close", daemon=True)
         closer.start()
         closer.join(CLOSE_TIMEOUT)
     return app.return_code or 0
-
-
-def _close(planner: Planner) -> None:
-    try:
-        # Bounded: one host that does not answer must not keep the others from being closed.
-        planner.close(timeout=CLOSE_TIMEOUT / 2)
-    finally:
-        planner.journal.close()
-        planner.session.close()
 
 
 __all__ = ["run_dashboard"]

@@ -1,4 +1,4 @@
-"""The dashboard application: a planner over a session, one main screen, global keys and the palette."""
+"""The dashboard application: an engine, one main screen, global keys and the palette."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from blocktui.core.text import jobs_continue
-from blocktui.engine.journal import Journal
-from blocktui.engine.planner import Planner
-from blocktui.engine.session import Session
+from blocktui.engine import Engine
 from blocktui.ui.commands import APP_BINDINGS, DashboardCommands
 from blocktui.ui.screens.help import HelpScreen, keys_text
 from blocktui.ui.screens.main import MainScreen
@@ -24,28 +22,20 @@ class BlocktuiApp(App[int]):
     COMMANDS = App.COMMANDS | {DashboardCommands}
     BINDINGS: ClassVar[list[BindingType]] = list(APP_BINDINGS)
 
-    def __init__(self, planner: Planner | Session, *, poll: bool = True) -> None:
+    def __init__(self, engine: Engine, *, poll: bool = True) -> None:
         """Create the app.
 
         Args:
-            planner: the planner the dashboard drives; a bare session gets a planner with default
-                policies on the default journal (left open for the process's life).
-            poll: run the poll worker (tests that step the planner by hand turn it off).
+            engine: what the dashboard shows and drives.
+            poll: run the poll worker (tests that step the engine by hand turn it off).
         """
         super().__init__()
-        if isinstance(planner, Session):
-            planner = Planner(planner, Journal())
-        self.planner = planner
-        self.main = MainScreen(planner, poll=poll)
-
-    @property
-    def session(self) -> Session:
-        """The planner's session."""
-        return self.planner.session
+        self.engine = engine
+        self.main = MainScreen(engine, poll=poll)
 
     def on_mount(self) -> None:
         self.push_screen(self.main)
-        journal = self.planner.journal
+        journal = self.engine.journal
         if journal.warning:
             self.warn(journal.warning)
         journal.on_warning = self.warn
@@ -72,5 +62,5 @@ class BlocktuiApp(App[int]):
         """Stop polling and leave, saying that running jobs go on without us."""
         running = self.main.running_jobs()
         self.main.stop_polling()
-        message = f"blocktui: {jobs_continue(running, len(self.session.hosts))}."
+        message = f"blocktui: {jobs_continue(running, len(self.engine.hosts))}."
         self.exit(0, message=message)

@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from blocktui.core.chunks import ChunkPlan
-from blocktui.core.errors import BlocktuiError
 from blocktui.core.model import JobKey, JobKind, JobState
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.views import JobView, Snapshot
-from blocktui.engine.planner import Plan, Planner, PlanStatus
+from blocktui.engine import Engine, Plan, PlanStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +63,9 @@ class Board:
     policies: Mapping[str, HostPlan] = field(default_factory=dict)
 
 
-def plan_info(planner: Planner, plan: Plan) -> PlanInfo:
+def plan_info(engine: Engine, plan: Plan) -> PlanInfo:
     """Freeze one plan (capability flags are plain attributes: no host call)."""
-    try:
-        pauses = planner.session.backend(plan.key.host).supports_pause
-    except BlocktuiError:
-        pauses = False
+    pauses = engine.supports(plan.key.host, "supports_pause")
     return PlanInfo(
         status=plan.status,
         limit=plan.limit,
@@ -82,12 +78,12 @@ def plan_info(planner: Planner, plan: Plan) -> PlanInfo:
     )
 
 
-def host_plans(planner: Planner, *, guard: bool) -> dict[str, HostPlan]:
+def host_plans(engine: Engine, *, guard: bool) -> dict[str, HostPlan]:
     """Every host's policy; ``guard`` also asks whether the guard applies (poll worker only)."""
     plans: dict[str, HostPlan] = {}
-    for host in planner.session.hosts:
-        policy = planner.policy(host)
-        plans[host] = HostPlan(policy.max_active, policy.budget, planner.guarded(host) if guard else None)
+    for host in engine.hosts:
+        policy = engine.policy(host)
+        plans[host] = HostPlan(policy.max_active, policy.budget, engine.guarded(host) if guard else None)
     return plans
 
 
@@ -116,9 +112,9 @@ def _waiting_row(plan: Plan) -> JobView:
     )
 
 
-def read_board(planner: Planner, snapshot: Snapshot) -> Board:
-    """Merge the planner's plans into ``snapshot``: queued plans become rows (poll worker only)."""
-    plans = [p for p in planner.plans() if p.status is not PlanStatus.DONE]
+def read_board(engine: Engine, snapshot: Snapshot) -> Board:
+    """Merge the engine's plans into ``snapshot``: queued plans become rows (poll worker only)."""
+    plans = [p for p in engine.plans() if p.status is not PlanStatus.DONE]
     views = {view.key: view for view in snapshot.jobs}
     jobs: list[JobView] = []
     waiting = {
@@ -131,8 +127,8 @@ def read_board(planner: Planner, snapshot: Snapshot) -> Board:
     jobs.extend(waiting.values())
     return Board(
         snapshot=Snapshot(hosts=snapshot.hosts, domains=snapshot.domains, jobs=tuple(jobs)),
-        plans={plan.key: plan_info(planner, plan) for plan in plans},
-        policies=host_plans(planner, guard=True),
+        plans={plan.key: plan_info(engine, plan) for plan in plans},
+        policies=host_plans(engine, guard=True),
     )
 
 

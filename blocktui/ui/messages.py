@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from blocktui.engine.journal import Entry
+from blocktui.engine import Entry
 from blocktui.ui.board import Board
 
 

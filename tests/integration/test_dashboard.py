@@ -12,8 +12,8 @@ from textual.widgets import Button
 from textual.widgets.data_table import CellDoesNotExist
 
 from blocktui.core.model import JobKey
+from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
-from blocktui.engine.planner import Planner
 from blocktui.engine.session import Session
 from blocktui.lab import DiskSpec, Lab, LabDisk
 from blocktui.lab.images import backing_file, check, compare
@@ -38,7 +38,7 @@ def dashboard(lab: Lab, tmp_path: Path) -> Iterator[Callable[[bool], BlocktuiApp
     def build(readonly: bool = False) -> BlocktuiApp:
         session = Session([lab.backend(readonly=readonly)], readonly=readonly)
         sessions.append(session)
-        return BlocktuiApp(Planner(session, Journal(tmp_path / f"journal-{len(sessions)}.sqlite3")))
+        return BlocktuiApp(Engine(session, Journal(tmp_path / f"journal-{len(sessions)}.sqlite3")))
 
     yield build
     for session in sessions:
@@ -61,7 +61,7 @@ async def _select_disk(pilot: Pilot[int], app: BlocktuiApp, key: JobKey) -> None
 
 
 def _key(app: BlocktuiApp, disk: LabDisk) -> JobKey:
-    return JobKey(app.planner.session.hosts[0], disk.domain, disk.target)
+    return JobKey(app.engine.hosts[0], disk.domain, disk.target)
 
 
 async def test_stream_from_the_keys_completes_and_abort_cancels(

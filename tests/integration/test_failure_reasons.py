@@ -14,8 +14,8 @@ from guest_writer import BOOT_SECTOR
 
 from blocktui.backends.libvirt import LibvirtBackend
 from blocktui.core.model import DomainState, JobKey, JobState
+from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Entry, Journal
-from blocktui.engine.planner import Planner
 from blocktui.engine.session import Session
 from blocktui.lab import DiskSpec, Lab, LabDisk
 from blocktui.lab.images import backing_file, check, compare
@@ -58,7 +58,7 @@ def on_small_fs(small_fs: SmallFs, make_domain: DomainFactory) -> OnSmallFs:
     return make
 
 
-def _pull(planner: Planner, key: JobKey, bandwidth: int = 0) -> Entry:
+def _pull(planner: Engine, key: JobKey, bandwidth: int = 0) -> Entry:
     """Stream ``key`` through the planner until its plan ends; the plan's journal entry."""
     plan = planner.add_stream(key, bandwidth=bandwidth)
     planner.run_until(planner.idle, timeout=120)
@@ -73,7 +73,7 @@ def test_a_pull_out_of_space_fails_saying_why_and_how_far_and_the_disk_stays_sou
     disk, small = on_small_fs()
     saved = save_content(disk)
     session.refresh_domains()
-    planner = Planner(session, journal)
+    planner = Engine(session, journal)
     key = key_of(session, disk)
     entry = _pull(planner, key, bandwidth=8 * MIB)
     assert entry.status == "failed"
@@ -107,7 +107,7 @@ def test_a_guest_paused_by_qemu_on_a_full_overlay_is_reported_and_left_paused(
     # error policy (enospc) pauses the domain; the pull's next write fails too.
     disk, small = on_small_fs(size=4 * SIZE, room=2 * ROOM, boot_code=BOOT_SECTOR)
     session.refresh_domains()
-    planner = Planner(session, journal)
+    planner = Engine(session, journal)
     key = key_of(session, disk)
     entry = _pull(planner, key, bandwidth=1 * MIB)
     assert entry.status == "failed"
@@ -144,7 +144,7 @@ async def test_the_dashboard_shows_why_a_pull_failed(
 ) -> None:
     disk, _small = on_small_fs()
     session = Session([lab.backend()])
-    app = BlocktuiApp(Planner(session, Journal(tmp_path / "dashboard.sqlite3")))
+    app = BlocktuiApp(Engine(session, Journal(tmp_path / "dashboard.sqlite3")))
     try:
         async with app.run_test(size=(160, 40)) as pilot:
             key = JobKey(session.hosts[0], disk.domain, disk.target)

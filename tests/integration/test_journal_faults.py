@@ -9,8 +9,9 @@ import pytest
 
 from blocktui.core.errors import BlocktuiError
 from blocktui.core.model import BlockJob, JobKey
+from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
-from blocktui.engine.planner import Planner, PlanStatus
+from blocktui.engine.planner import PlanStatus
 from blocktui.engine.session import Session
 from blocktui.lab import DiskSpec, Lab
 from blocktui.lab.images import backing_file
@@ -49,7 +50,7 @@ def test_a_plan_is_not_carried_on_to_a_disk_recreated_under_the_same_name(
     (disk,) = make_domain([spec])
     first = _session(branches)
     try:
-        planner = Planner(first, journal)
+        planner = Engine(first, journal)
         key = JobKey(first.hosts[0], disk.domain, disk.target)
         # A long gap after the first chunk: the plan is left part-way, as a quit blocktui leaves it.
         plan = planner.add_stream(key, chunk=16 * MIB, gap=600, bandwidth=32 * MIB)
@@ -66,7 +67,7 @@ def test_a_plan_is_not_carried_on_to_a_disk_recreated_under_the_same_name(
     second = _session(branches)
     try:
         assert _job_now(second, key) is None
-        planner = Planner(second, journal)
+        planner = Engine(second, journal)
         planner.reattach()
         for _ in range(5):  # a few rounds in which a carried-on plan would start its next pull
             planner.step()

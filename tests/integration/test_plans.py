@@ -9,8 +9,9 @@ import pytest
 
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
+from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
-from blocktui.engine.planner import Planner, PlanStatus
+from blocktui.engine.planner import PlanStatus
 from blocktui.engine.session import Session
 from blocktui.lab import DiskSpec, Lab
 from blocktui.lab.images import backing_file
@@ -27,7 +28,7 @@ def test_chunked_stream_records_every_checkpoint_in_order(
     (disk,) = make_domain([DiskSpec("vda", 256 * MIB, 2)])
     saved = save_content(disk)
     session.refresh_domains()
-    planner = Planner(session, journal)
+    planner = Engine(session, journal)
     plan = planner.add_stream(key_of(session, disk), chunk=64 * MIB, gap=0.2)
     planner.run_until(planner.idle, timeout=120)
 
@@ -47,7 +48,7 @@ def test_pause_then_resume_completes(
     (disk,) = make_domain([DiskSpec("vda", 96 * MIB, 2)])
     saved = save_content(disk)
     session.refresh_domains()
-    planner = Planner(session, journal)
+    planner = Engine(session, journal)
     key = key_of(session, disk)
     plan = planner.add_stream(key, bandwidth=24 * MIB)
     planner.run_until(lambda: progress(session, key) >= 16 * MIB, timeout=60)
@@ -74,7 +75,7 @@ def test_max_active_two_never_runs_more_than_two(
 ) -> None:
     disks = [make_domain([DiskSpec("vda", 32 * MIB, 2)])[0] for _ in range(5)]
     session.refresh_domains()
-    planner = Planner(session, journal, policy=HostPolicy(max_active=2))
+    planner = Engine(session, journal, policy=HostPolicy(max_active=2))
     for disk in disks:
         planner.add_stream(key_of(session, disk), bandwidth=32 * MIB)
     most = 0
@@ -83,7 +84,7 @@ def test_max_active_two_never_runs_more_than_two(
         running = sum(1 for job in snapshot.jobs if job.state is JobState.ACTIVE)
         on_host = len(session.list_jobs())
         most = max(most, running, on_host)
-        session.wait(planner.poll_interval())
+        planner.wait()
     assert most == 2
     assert all(entry.status == "completed" for entry in journal.history())
     assert len(journal.history()) == 5
@@ -94,7 +95,7 @@ def test_budget_caps_the_sum_of_rates(
 ) -> None:
     disks = [make_domain([DiskSpec("vda", 64 * MIB, 2)])[0] for _ in range(4)]
     session.refresh_domains()
-    planner = Planner(session, journal, policy=HostPolicy(budget=40 * MIB))
+    planner = Engine(session, journal, policy=HostPolicy(budget=40 * MIB))
     for disk in disks:
         planner.add_stream(key_of(session, disk))
     limits: list[int] = []
@@ -104,7 +105,7 @@ def test_budget_caps_the_sum_of_rates(
         if jobs:
             limits.append(sum(job.bandwidth for job in jobs))
             assert all(job.bandwidth > 0 for job in jobs)
-        session.wait(planner.poll_interval())
+        planner.wait()
     assert limits and max(limits) <= 40 * MIB
     # Four 64 MiB disks at 40 MiB/s in all need 6.4 s at least; far quicker means the cap leaked.
     assert all(entry.status == "completed" for entry in journal.history())
@@ -121,7 +122,7 @@ def test_quitting_mid_plan_and_starting_again_finishes_it(
     saved = save_content(disk)
     first = Session([branches()], poll_interval=0.2)
     first.open()
-    planner = Planner(first, journal)
+    planner = Engine(first, journal)
     key = key_of(first, disk)
     plan = planner.add_stream(key, chunk=32 * MIB, gap=0.2, bandwidth=32 * MIB)
     planner.run_until(lambda: checkpoints(journal, plan.entry_id) >= 1, timeout=60)
@@ -131,7 +132,7 @@ def test_quitting_mid_plan_and_starting_again_finishes_it(
     second = Session([branches()], poll_interval=0.2)
     second.open()
     try:
-        again = Planner(second, journal)
+        again = Engine(second, journal)
         taken = again.reattach()
         assert [p.key for p in taken] == [key]
         again.run_until(again.idle, timeout=120)
@@ -165,11 +166,11 @@ def test_guard_two_equal_streams_of_one_domain_complete_without_crash(
     saved = [save_content(d) for d in disks]
     sessions = [Session([branches()], poll_interval=0.2) for _ in disks]
     journals = [Journal(tmp_path / f"j{index}.sqlite3") for index in range(len(disks))]
-    planners: list[Planner] = []
+    planners: list[Engine] = []
     try:
         for session, journal, disk in zip(sessions, journals, disks, strict=True):
             session.open()
-            planner = Planner(session, journal, guard=True)
+            planner = Engine(session, journal, guard=True)
             planner.add_stream(key_of(session, disk), bandwidth=32 * MIB)
             planners.append(planner)
         for _ in itertools.count():
@@ -177,7 +178,7 @@ def test_guard_two_equal_streams_of_one_domain_complete_without_crash(
                 planner.step()
             if all(p.idle() for p in planners):
                 break
-            sessions[0].wait(min(p.poll_interval() for p in planners))
+            sessions[0].wait(min(p.planner.poll_interval() for p in planners))
     finally:
         for session in sessions:
             session.close()

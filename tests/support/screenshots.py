@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from blocktui.core.model import JobKey, JobState
+from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
-from blocktui.engine.planner import Planner
 from blocktui.engine.session import Session
 from blocktui.lab import MIB, DiskSpec, open_lab
 from blocktui.ui.app import BlocktuiApp
@@ -60,9 +60,9 @@ def stage(session: Session, host: str) -> None:
         session.wait(0.25)
 
 
-async def capture(planner: Planner, directory: Path) -> list[Path]:
+async def capture(engine: Engine, directory: Path) -> list[Path]:
     """Run the app headless and save the screens."""
-    app = BlocktuiApp(planner)
+    app = BlocktuiApp(engine)
     written: list[Path] = []
 
     async with app.run_test(size=SIZE) as pilot:
@@ -108,17 +108,16 @@ def main(argv: list[str] | None = None) -> int:
             session.open()
             # A journal of its own: the screenshots' streams stay out of the user's history.
             journal = Journal(Path(tempfile.mkdtemp(prefix="blocktui-shots-")) / "journal.sqlite3")
-            planner = Planner(session, journal)
+            engine = Engine(session, journal)
             try:
                 stage(session, backend.uri)
-                written = asyncio.run(capture(planner, directory))
+                written = asyncio.run(capture(engine, directory))
             finally:
-                planner.close()
-                journal.close()
                 for view in session.snapshot().jobs:
                     if not view.state.is_final:
                         session.abort(view.key)
-                session.close()
+                engine.close()
+                journal.close()
         finally:
             for name in DOMAINS:
                 lab.destroy_domain(name)

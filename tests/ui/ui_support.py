@@ -20,6 +20,7 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from blocktui.core.model import JobKey
 from blocktui.core.scheduler import HostPolicy
+from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
 from blocktui.engine.planner import Planner
 from blocktui.engine.session import Session
@@ -47,12 +48,16 @@ class ManualClock:
 
 @dataclass
 class Scenario:
-    """The fake hosts, the real session and planner over them (journal in a private folder), the clock."""
+    """The fake hosts, the real engine over them (journal in a private folder), the clock."""
 
     backends: list[FakeBackend]
     session: Session
-    planner: Planner
+    engine: Engine
     clock: ManualClock = field(default_factory=ManualClock)
+
+    @property
+    def planner(self) -> Planner:
+        return self.engine.planner
 
     @property
     def alpha(self) -> FakeBackend:
@@ -91,22 +96,20 @@ def make_scenario(
     folder = journal_dir or Path(tempfile.mkdtemp(prefix="blocktui-ui-"))
     # The journal's wall clock follows the test clock, so history rows show fixed times.
     journal = Journal(folder / "journal.sqlite3", clock=lambda: WALL_CLOCK_START + clock.now)
-    planner = Planner(session, journal, policy=policy, guard=guard, clock=clock)
-    return Scenario(backends, session, planner, clock)
+    engine = Engine(session, journal, policy=policy, guard=guard, clock=clock)
+    return Scenario(backends, session, engine, clock)
 
 
 def close_scenario(scenario: Scenario) -> None:
     """Let hung calls go, then close the planner, its journal and the session."""
     for backend in scenario.backends:
         backend.unhang()
-    scenario.planner.close()
-    scenario.planner.journal.close()
-    scenario.session.close()
+    scenario.engine.close()
 
 
 def still_app(scenario: Scenario) -> BlocktuiApp:
     """An app that never polls: the test shows the planner's snapshot itself, so frames are fixed."""
-    return BlocktuiApp(scenario.planner, poll=False)
+    return BlocktuiApp(scenario.engine, poll=False)
 
 
 async def settle(pilot: Pilot[int]) -> None:
@@ -114,7 +117,7 @@ async def settle(pilot: Pilot[int]) -> None:
     app = pilot.app
     assert isinstance(app, BlocktuiApp)
     await pilot.pause()
-    app.main.show(read_board(app.planner, app.planner.snapshot()))
+    app.main.show(read_board(app.engine, app.engine.snapshot()))
     await pilot.pause()
     for field_ in app.screen.query(Input):
         field_.cursor_blink = False
@@ -123,7 +126,7 @@ async def settle(pilot: Pilot[int]) -> None:
 
 def live_app(scenario: Scenario) -> BlocktuiApp:
     """An app whose poll worker runs, as in real use."""
-    return BlocktuiApp(scenario.planner)
+    return BlocktuiApp(scenario.engine)
 
 
 @contextmanager

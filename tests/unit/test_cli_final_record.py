@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blocktui.cli_plans import final_record
+from blocktui.cli.plans import final_record
 from blocktui.core.model import JobKey, JobKind, JobState
 from blocktui.core.views import JobView
 from blocktui.engine.journal import Entry

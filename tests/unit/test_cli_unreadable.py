@@ -11,9 +11,10 @@ import pytest
 from fake_backend import FakeBackend
 
 from blocktui.backends.libvirt.backend import LibvirtBackend
-from blocktui.cli import cmd_ls, find_disk_key
+from blocktui.cli.commands import cmd_ls
 from blocktui.core.errors import HostError
 from blocktui.core.model import Disk, Domain, DomainState
+from blocktui.engine.facade import Engine
 from blocktui.engine.session import Session
 
 HOST = "qemu:///system"
@@ -25,7 +26,7 @@ def _ls(capsys: pytest.CaptureFixture[str], *, as_json: bool) -> tuple[int, str,
     session = Session([FakeBackend(HOST, [GOOD, BAD])])
     session.open()
     try:
-        code = cmd_ls(session, argparse.Namespace(json=as_json))
+        code = cmd_ls(Engine(session), argparse.Namespace(json=as_json))
     finally:
         session.close()
     out, err = capsys.readouterr()
@@ -57,9 +58,10 @@ def test_a_command_on_the_unreadable_domain_says_why() -> None:
     session = Session([FakeBackend(HOST, [GOOD, BAD])])
     session.open()
     try:
-        assert find_disk_key(session, "web1", "vda").domain == "web1"
+        engine = Engine(session)
+        assert engine.find_disk("web1", "vda").domain == "web1"
         with pytest.raises(HostError, match="cannot be read"):
-            find_disk_key(session, BAD.name, "vda")
+            engine.find_disk(BAD.name, "vda")
     finally:
         session.close()
 

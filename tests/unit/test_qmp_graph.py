@@ -105,7 +105,7 @@ def test_qdev_ids() -> None:
 
 
 def test_the_cli_offers_every_lab_style() -> None:
-    from blocktui.cli import QMP_LAB_STYLES
+    from blocktui.cli.commands import QMP_LAB_STYLES
 
     assert QMP_LAB_STYLES == STYLES
 

@@ -15,12 +15,11 @@ from textual.message import Message
 from textual.worker import Worker
 
 from blocktui.core.errors import BlocktuiError
-from blocktui.core.model import JobKey, JobState
+from blocktui.core.model import JobKey
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
-from blocktui.core.views import JobView
-from blocktui.engine.planner import Planner, PlanStatus
-from blocktui.ui.board import PlanInfo, read_board
+from blocktui.engine import Engine
+from blocktui.ui.board import read_board
 from blocktui.ui.format import format_bandwidth
 from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
 from blocktui.ui.screens.stream_dialog import StreamRequest
@@ -34,35 +33,39 @@ def job_name(key: JobKey) -> str:
     return f"{visible(key.domain)}/{visible(key.disk)}"
 
 
-def poll(planner: Planner, post: Post, worker: Worker[None], open_wait: float) -> None:
+def poll(engine: Engine, post: Post, worker: Worker[None], open_wait: float) -> None:
     """Open the session and take over orphaned plans, then step, post, wait; polls never overlap.
 
     Args:
         open_wait: how long to wait for hosts to connect (or plans to be taken over) before the
             first board; slower hosts join when they answer.
     """
-    session = planner.session
-    session.open(timeout=open_wait)
+    engine.open(timeout=open_wait)
     try:
-        planner.reattach(timeout=open_wait)
+        engine.reattach(timeout=open_wait)
     except BlocktuiError as exc:
         post(ActionFailed("carry on earlier plans", visible(str(exc))))
-    last_error = ""
-    while not worker.is_cancelled:
+    said = ""
+
+    def failed(exc: Exception) -> None:
+        # A host's error, or a bug: polling must go on for every host. Say it once, not twice a
+        # second, while the same problem lasts.
+        nonlocal said
+        now = str(exc) if isinstance(exc, BlocktuiError) else f"{type(exc).__name__}: {exc}"
+        if now != said:
+            said = now
+            post(ActionFailed("poll", visible(now)))
+
+    for snapshot in engine.polls(stop=lambda: worker.is_cancelled, on_error=failed):
         try:
-            board = read_board(planner, planner.step())
-        except Exception as exc:  # a host's error, or a bug: polling must go on for every host
-            # Say it once, not twice a second, while the same problem lasts.
-            said = str(exc) if isinstance(exc, BlocktuiError) else f"{type(exc).__name__}: {exc}"
-            if said != last_error:
-                last_error = said
-                post(ActionFailed("poll", visible(last_error)))
+            board = read_board(engine, snapshot)
+        except Exception as exc:  # a bug in the board: the loop goes on
+            failed(exc)
         else:
-            last_error = ""
+            said = ""
             post(SnapshotReady(board))
         if worker.is_cancelled:
             break
-        session.wait(planner.poll_interval())
 
 
 class Requests:
@@ -71,9 +74,8 @@ class Requests:
     Each outcome comes back as ``ActionDone`` or ``ActionFailed``.
     """
 
-    def __init__(self, planner: Planner, post: Post) -> None:
-        self.planner = planner
-        self.session = planner.session
+    def __init__(self, engine: Engine, post: Post) -> None:
+        self.engine = engine
         self._post = post
 
     def stream(self, keys: list[JobKey], request: StreamRequest) -> None:
@@ -83,58 +85,37 @@ class Requests:
     def abort(self, key: JobKey) -> None:
         """Drop a plan as a whole (queued, between chunks or running), or abort a bare job; an
         abort beside another job of the domain waits for the guard's turn."""
-        call = partial(self.planner.abort, key)
+        call = partial(self.engine.abort, key)
         self._run(f"abort {job_name(key)}", call)
 
-    def set_limit(self, key: JobKey, bandwidth: int, *, planned: bool) -> None:
-        """Re-throttle a job; a plan's limit goes through the planner, which re-divides the budget."""
-        del planned  # the planner tells a plan from a bare job itself
+    def set_limit(self, key: JobKey, bandwidth: int) -> None:
+        """Re-throttle a job (the engine tells a plan, whose limit re-divides the budget, from a bare job)."""
         self._run(
             f"limit {job_name(key)} to {format_bandwidth(bandwidth)}",
-            partial(self.planner.set_speed, key, bandwidth),
+            partial(self.engine.set_speed, key, bandwidth),
         )
 
-    def pause_or_resume(self, job: JobView, plan: PlanInfo | None) -> None:
-        """Resume what is paused (or about to pause); pause anything else through the planner.
-
-        A job no plan drives that someone else paused in place is carried on without taking
-        charge of it; a running one becomes the planner's (a checkpoint where the host cannot
-        hold a job).
-        """
-        key = job.key
-        if plan is not None and (plan.pause_requested or plan.status is PlanStatus.PAUSED):
-            self._run(f"resume {job_name(key)}", partial(self.planner.resume, key))
-        elif plan is None and job.state is JobState.PAUSED:
-            self._run(f"resume {job_name(key)}", partial(self.session.resume, key))
-        else:
-            self._run(f"pause {job_name(key)}", partial(self.planner.pause, key))
+    def pause_or_resume(self, key: JobKey) -> None:
+        """Resume what is paused (or about to pause); pause anything else (the engine decides how)."""
+        verb = "resume" if self.engine.resumes(key) else "pause"
+        self._run(f"{verb} {job_name(key)}", partial(self.engine.toggle_pause, key))
 
     def set_policy(self, what: str, policy: HostPolicy, host: str) -> None:
         """Change a host's queue and budget (``what`` names it in the outcome line)."""
-        self._run(what, partial(self.planner.set_policy, policy, host))
+        self._run(what, partial(self.engine.set_policy, policy, host))
 
     def clear_finished(self) -> None:
         """Forget every finished job."""
-
-        def clear() -> None:
-            self.session.clear_finished()
-            self.session.wake()  # show the cleared table now, not at the next poll
-
-        self._run("clear finished jobs", clear)
+        self._run("clear finished jobs", self.engine.clear_finished)
 
     def refresh(self) -> None:
         """Re-read domains, disks and chains from every host."""
-
-        def refresh() -> None:
-            self.session.refresh_domains()
-            self.session.wake()
-
-        self._run("refresh", refresh)
+        self._run("refresh", self.engine.refresh_domains)
 
     def _queue_streams(self, keys: list[JobKey], request: StreamRequest) -> None:
         for key in keys:
             add = partial(
-                self.planner.add_stream,
+                self.engine.add_stream,
                 key,
                 bandwidth=request.bandwidth,
                 base=request.base,

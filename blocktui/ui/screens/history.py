@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Footer, Static
 from blocktui.core.errors import BlocktuiError
 from blocktui.core.model import JobState
 from blocktui.core.text import counted, visible
-from blocktui.engine.journal import Entry, Journal
+from blocktui.engine import Entry, Journal
 from blocktui.ui.format import STATE_STYLES, compact_size, host_label, safe
 from blocktui.ui.messages import ActionFailed, HistoryLoaded
 

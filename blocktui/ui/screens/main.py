@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from functools import partial
 from typing import ClassVar
 
 from textual import on, work
@@ -26,14 +25,14 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from blocktui.core.model import ConnectionState, HostInfo
 from blocktui.core.text import visible
-from blocktui.engine.planner import Planner
+from blocktui.engine import Engine
 from blocktui.ui.board import Board, host_plans, live_board
 from blocktui.ui.format import host_labels
 from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
 from blocktui.ui.screens import background
 from blocktui.ui.screens.history import HistoryScreen
 from blocktui.ui.screens.main_dialogs import Dialogs
-from blocktui.ui.screens.main_keys import CHECKED, MAIN_BINDINGS, action_applies, backend_supports
+from blocktui.ui.screens.main_keys import CHECKED, MAIN_BINDINGS, action_applies
 from blocktui.ui.screens.policy import Field
 from blocktui.ui.screens.selection import BoardState, Selection
 from blocktui.ui.widgets.detail import DetailPane
@@ -62,21 +61,19 @@ class MainScreen(Screen[None]):
     #: shows what it has; slower hosts join when they answer.
     OPEN_WAIT = 1.0
 
-    def __init__(self, planner: Planner, *, poll: bool = True) -> None:
+    def __init__(self, engine: Engine, *, poll: bool = True) -> None:
         """Create the screen.
 
         Args:
-            poll: start the poll worker on mount (tests that step the planner by hand turn it off).
+            poll: start the poll worker on mount (tests that step the engine by hand turn it off).
         """
         super().__init__()
-        self.planner = planner
-        self.session = planner.session
+        self.engine = engine
         self._poll_enabled = poll
         # The options given at start, until the first poll says whether the guard applies.
-        self.state = BoardState(host_plans(planner, guard=False))
-        self.requests = background.Requests(planner, self.post_message)
-        self._supports = partial(backend_supports, self.session)
-        self.dialogs = Dialogs(self, self.state, self.requests, self._supports, self._show_hosts)
+        self.state = BoardState(host_plans(engine, guard=False))
+        self.requests = background.Requests(engine, self.post_message)
+        self.dialogs = Dialogs(self, self.state, self.requests, engine.supports, self._show_hosts)
         self._needle = ""
         self._pane = "tree"
         self._last_snapshot = time.monotonic()
@@ -97,9 +94,9 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         # Name the hosts at once (a plain attribute, no host call); the first poll fills in the rest.
-        connecting = tuple(HostInfo(uri, ConnectionState.CONNECTING) for uri in self.session.hosts)
+        connecting = tuple(HostInfo(uri, ConnectionState.CONNECTING) for uri in self.engine.hosts)
         self.query_one(HostsBar).show(
-            connecting, host_labels(list(self.session.hosts)), self.session.readonly, self.state.policies
+            connecting, host_labels(list(self.engine.hosts)), self.engine.readonly, self.state.policies
         )
         self.query_one("#filter", Input).display = False
         self.query_one(DomainTree).focus()
@@ -114,11 +111,11 @@ class MainScreen(Screen[None]):
         """Cancel the poll worker and wake it from its wait so it ends at once."""
         if self._poller is not None:
             self._poller.cancel()
-            self.session.wake()
+            self.engine.wake()
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll(self) -> None:
-        background.poll(self.planner, self.post_message, get_current_worker(), self.OPEN_WAIT)
+        background.poll(self.engine, self.post_message, get_current_worker(), self.OPEN_WAIT)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Anything other than our own errors is a bug; still one line, never a traceback on screen.
@@ -148,18 +145,18 @@ class MainScreen(Screen[None]):
             self._board = board
         if self._poll_enabled and (live or self._freshened):
             # Progress shown while a step was late is newer than what that step brings back.
-            board = live_board(board, self.session.snapshot())
+            board = live_board(board, self.engine.live_snapshot())
             self._freshened = live
         elif self._poll_enabled:
             # A step's host states are as old as its longest wait: a host's silence is read now.
-            board = replace(board, snapshot=replace(board.snapshot, hosts=self.session.host_states()))
+            board = replace(board, snapshot=replace(board.snapshot, hosts=self.engine.host_states()))
         self.state.take(board)
         self._show_hosts()
         self._render_lists()
 
     def _show_hosts(self) -> None:
         hosts = self.state.snapshot.hosts
-        self.query_one(HostsBar).show(hosts, self.state.labels, self.session.readonly, self.state.policies)
+        self.query_one(HostsBar).show(hosts, self.state.labels, self.engine.readonly, self.state.policies)
 
     def _render_lists(self) -> None:
         # The jobs table first: a final state reaches the screen without waiting for the tree.
@@ -192,16 +189,16 @@ class MainScreen(Screen[None]):
         waited = time.monotonic() - self._last_snapshot
         bar = self.query_one(HostsBar)
         if self._poll_enabled and self._board is not None:
-            if waited > 2 * self.session.poll_interval:
+            if waited > 2 * self.engine.poll_interval:
                 # The step waits (a second or two) for a host that has just stopped answering:
                 # the other hosts are polled meanwhile, on their workers, and their rows go on.
-                self.session.poll_idle()
+                self.engine.poll_idle()
                 self.show(self._board, live=True)
-            elif (hosts := self.session.host_states()) != tuple(self.state.hosts.values()):
+            elif (hosts := self.engine.host_states()) != tuple(self.state.hosts.values()):
                 # A host has gone silent (or spoken) since the board: the header says so now.
                 self.state.hosts = {h.uri: h for h in hosts}
-                bar.show(hosts, self.state.labels, self.session.readonly, self.state.policies)
-        if waited > max(self.STALE_AFTER, 4 * self.session.poll_interval):
+                bar.show(hosts, self.state.labels, self.engine.readonly, self.state.policies)
+        if waited > max(self.STALE_AFTER, 4 * self.engine.poll_interval):
             bar.show_waiting(waited)
         else:
             bar.show_waiting(None)
@@ -238,15 +235,15 @@ class MainScreen(Screen[None]):
             action,
             selection,
             self.state,
-            readonly=self.session.readonly,
+            readonly=self.engine.readonly,
             policy_host=self._policy_host(selection),
-            supports=self._supports,
+            supports=self.engine.supports,
         )
 
     def _policy_host(self, selection: Selection) -> str | None:
         """The host whose queue and budget ``m``/``b`` change: the selected one, or the only one."""
-        if selection.host is None and len(self.session.hosts) == 1:
-            return self.session.hosts[0]
+        if selection.host is None and len(self.engine.hosts) == 1:
+            return self.engine.hosts[0]
         return selection.host
 
     # -- actions ------------------------------------------------------------------------------
@@ -293,7 +290,7 @@ class MainScreen(Screen[None]):
         """Pause a stream (a checkpoint where the host cannot hold a job), or resume a paused one."""
         selection = self.selection()
         if selection.job is not None:
-            self.requests.pause_or_resume(selection.job, selection.plan)
+            self.requests.pause_or_resume(selection.job.key)
 
     def action_max_active(self) -> None:
         """Ask how many streams may run at once on the selected host."""
@@ -310,7 +307,7 @@ class MainScreen(Screen[None]):
 
     def action_history(self) -> None:
         """Show every job the journal holds (read in a worker)."""
-        self.app.push_screen(HistoryScreen(self.planner.journal))
+        self.app.push_screen(HistoryScreen(self.engine.journal))
 
     def action_clear_finished(self) -> None:
         """Forget every finished job."""

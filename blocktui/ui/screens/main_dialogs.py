@@ -10,7 +10,6 @@ from textual.screen import Screen
 from blocktui.core.model import Disk, Domain, JobKey
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
-from blocktui.engine.session import Session
 from blocktui.ui.board import HostPlan
 from blocktui.ui.format import format_bandwidth, host_labels, safe
 from blocktui.ui.screens.background import Requests
@@ -41,7 +40,7 @@ class Dialogs:
         self.screen = screen
         self.state = state
         self.requests = requests
-        self.session: Session = requests.session
+        self.engine = requests.engine
         self._supports = supports
         self._policies_changed = policies_changed
 
@@ -97,13 +96,13 @@ class Dialogs:
 
     def set_limit(self, key: JobKey, bandwidth: int) -> None:
         """Re-throttle a job, through its plan if it has one."""
-        self.requests.set_limit(key, bandwidth, planned=key in self.state.plans)
+        self.requests.set_limit(key, bandwidth)
 
     def policy(self, host: str, field: Field) -> None:
         """Ask for a host's max-active or budget (``field`` is the one the key is about)."""
         current = self.state.policies.get(host)
         policy = current.policy if current is not None else HostPolicy()
-        label = self.state.labels.get(host) or host_labels(list(self.session.hosts)).get(host, visible(host))
+        label = self.state.labels.get(host) or host_labels(list(self.engine.hosts)).get(host, visible(host))
 
         def chosen(new: HostPolicy | None) -> None:
             if new is None:

@@ -6,9 +6,7 @@ from collections.abc import Callable
 
 from textual.binding import Binding, BindingType
 
-from blocktui.core.errors import BlocktuiError
 from blocktui.core.model import ConnectionState, JobState
-from blocktui.engine.session import Session
 from blocktui.ui.screens.selection import BoardState, Selection
 
 MAIN_BINDINGS: list[BindingType] = [
@@ -76,15 +74,6 @@ MUTATIONS = frozenset(
 )
 #: Actions whose availability depends on the selection or the snapshot.
 CHECKED = MUTATIONS | {"clear_finished"}
-
-
-def backend_supports(session: Session, host: str, flag: str) -> bool:
-    """Whether a host's backend has a capability flag (``supports_pause``); False for an unknown host."""
-    # Capability flags are plain attributes: reading one never calls the host.
-    try:
-        return bool(getattr(session.backend(host), flag))
-    except BlocktuiError:
-        return False
 
 
 def action_applies(

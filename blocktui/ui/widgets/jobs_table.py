@@ -16,7 +16,7 @@ from textual.widgets.data_table import CellDoesNotExist, RowKey
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.text import visible
 from blocktui.core.views import JobView
-from blocktui.engine.planner import PlanStatus
+from blocktui.engine import PlanStatus
 from blocktui.ui.board import PlanInfo
 from blocktui.ui.format import (
     STATE_STYLES,

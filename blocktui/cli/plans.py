@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any, TextIO
 
-from blocktui.cli_args import bandwidth_arg, positive_int, size_arg
-from blocktui.cli_hosts import find_disk_key, wait_for_end
-from blocktui.cli_output import describe_end, job_json, one_line, print_json, progress_line
-from blocktui.core.errors import Conflict, InvalidInput, NoJob
-from blocktui.core.guard import Mark, marked
+from blocktui.cli.args import bandwidth_arg, positive_int, size_arg
+from blocktui.cli.hosts import wait_for_end
+from blocktui.cli.output import describe_end, job_json, one_line, print_json, progress_line, warn
+from blocktui.core.errors import InvalidInput
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
-from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
 from blocktui.core.views import JobView
-from blocktui.engine.journal import Entry, Journal, pid_alive
-from blocktui.engine.plan_runs import LAUNCH_SPEED
-from blocktui.engine.planner import GUARD_ENV, Plan, Planner, PlanStatus
-from blocktui.engine.session import Session
+from blocktui.engine import GUARD_ENV, Engine, Entry, Journal, Plan, PlanStatus
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:
@@ -75,71 +68,32 @@ def add_history_command(commands: Any) -> None:
 ABORT_TURN_TIMEOUT = 600.0
 
 
-def warn(message: str) -> None:
-    """A warning that does not stop the command: one line on stderr."""
-    print(one_line(message), file=sys.stderr)
-
-
-@contextmanager
-def open_planner(session: Session, args: argparse.Namespace) -> Iterator[Planner]:
-    """A planner over ``session`` with the global plan options; its plans are left to the next run."""
-    journal = Journal(on_warning=warn)
-    policy = HostPolicy(max_active=args.max_active, budget=args.budget)
-    planner = Planner(session, journal, policy=policy, guard=False if args.no_guard else None)
-    try:
-        yield planner
-    finally:
-        planner.close()
-        journal.close()
-
-
-def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
-    """``stream --wait`` / ``--chunk``: the planner drives the stream (chunks, budget, guard) to its end."""
+def cmd_stream_planned(engine: Engine, args: argparse.Namespace) -> int:
+    """``stream --wait`` / ``--chunk``: a plan drives the stream (chunks, budget, guard) to its end."""
     if args.gap < 0:
         raise InvalidInput("--gap cannot be negative")
-    key = find_disk_key(session, args.domain, args.disk)
-    with open_planner(session, args) as planner:
-        plan = planner.add_stream(
-            key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap
-        )
-        return _follow_to_end(planner, plan, key, args)
+    key = engine.find_disk(args.domain, args.disk)
+    plan = engine.add_stream(key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap)
+    return _follow_to_end(engine, plan, key, args)
 
 
-def cmd_stream_unwatched(session: Session, args: argparse.Namespace) -> int:
+def cmd_stream_unwatched(engine: Engine, args: argparse.Namespace) -> int:
     """``stream`` without ``--wait``: start it and leave, where nobody needs to watch its end."""
-    key = find_disk_key(session, args.domain, args.disk)
+    key = engine.find_disk(args.domain, args.disk)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
-    with open_planner(session, args) as planner:
-        session.step()
-        if busy := planner.others_guarded(key):
-            raise Conflict(
-                f"{where}: {visible(key.domain)} has another block job ({', '.join(map(visible, busy))}); "
-                "a stream nobody watches could end with it and crash QEMU before 10.2: "
-                "use --wait (blocktui then guards both ends), or --no-guard on QEMU 10.2 or later"
-            )
-        guarded = planner.guarded(key.host)
-        # Held until a read taken after the start shows it alone (see plan_runs: a held start).
-        start = (
-            marked(min(args.bandwidth or LAUNCH_SPEED, LAUNCH_SPEED), Mark.HOLD)
-            if guarded
-            else args.bandwidth
+    engine.step()
+    plan = engine.start_unwatched(key, bandwidth=args.bandwidth, base=args.base)
+    if plan is not None:
+        # Another job of the domain started at the same moment: its end and ours need a guard.
+        print(
+            one_line(
+                f"{where}: another job of {visible(key.domain)} started at the same time; "
+                "staying to guard the end, as --wait does (Ctrl-C hands it back)"
+            ),
+            file=sys.stderr,
         )
-        session.start_stream(key.host, key.domain, key.disk, bandwidth=start, base=args.base)
-        if busy := planner.others_guarded(key):
-            # Another job of the domain started at the same moment: its end and ours need a guard.
-            print(
-                one_line(
-                    f"{where}: {', '.join(map(visible, busy))} started at the same time; "
-                    "staying to guard the end, as --wait does (Ctrl-C hands it back)"
-                ),
-                file=sys.stderr,
-            )
-            plan = planner.adopt(key)
-            planner.set_limit(key, args.bandwidth)
-            return _follow_to_end(planner, plan, key, args)
-        if guarded:
-            session.set_speed(key, args.bandwidth)
-    view = session.job(key)
+        return _follow_to_end(engine, plan, key, args)
+    view = engine.job(key)
     if args.json and view is not None:
         print_json(job_json(view))
     else:
@@ -147,40 +101,37 @@ def cmd_stream_unwatched(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_abort_guarded(session: Session, args: argparse.Namespace) -> int:
+def cmd_abort_guarded(engine: Engine, args: argparse.Namespace) -> int:
     """``abort``: an abort ends the QEMU job, so it waits for its turn when another job of the domain ends."""
-    key = find_disk_key(session, args.domain, args.disk)
+    key = engine.find_disk(args.domain, args.disk)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
-    with open_planner(session, args) as planner:
-        session.step()
-        plan = planner.abort(key)
-        if plan is not None:
-            print(f"{where}: abort waits for its turn ({visible(plan.note)})", file=sys.stderr)
-            planner.run_until(lambda: plan.status is PlanStatus.DONE, timeout=ABORT_TURN_TIMEOUT)
-        if not args.wait:
-            print(f"{where}: abort {'sent' if plan is not None else 'requested'}")
-            return 0
-        view = wait_for_end(session, key)
-    print(describe_end(view))
+    engine.step()
+    plan = engine.abort(key)
+    if plan is not None:
+        print(f"{where}: abort waits for its turn ({visible(plan.note)})", file=sys.stderr)
+        engine.run_until(lambda: plan.status is PlanStatus.DONE, timeout=ABORT_TURN_TIMEOUT)
+    if not args.wait:
+        print(f"{where}: abort {'sent' if plan is not None else 'requested'}")
+        return 0
+    print(describe_end(wait_for_end(engine, key)))
     return 0
 
 
-def _follow_to_end(planner: Planner, plan: Plan, key: JobKey, args: argparse.Namespace) -> int:
-    """Step the planner until ``plan`` is done, showing progress; print its outcome, return the exit code."""
-    session = planner.session
+def _follow_to_end(engine: Engine, plan: Plan, key: JobKey, args: argparse.Namespace) -> int:
+    """Run the loop until ``plan`` is done, showing progress; print its outcome, return the exit code."""
     show = None if args.json else progress_line
     outage = OutageNotice(key)
-    while plan.status is not PlanStatus.DONE:
-        snapshot = planner.step()
+    for snapshot in engine.polls():
+        if plan.status is PlanStatus.DONE:
+            break
         outage.update(snapshot.hosts)
         view = next((v for v in snapshot.jobs if v.key == key), None)
         if show is not None and view is not None and not view.state.is_final:
             show(view)
-        session.wait(planner.poll_interval())
-    entry = planner.journal.get(plan.entry_id)
+    entry = engine.journal.get(plan.entry_id)
     if sys.stderr.isatty() and not args.json:
         sys.stderr.write("\n")
-    view = session.job(key)
+    view = engine.job(key)
     completed = entry is not None and entry.status == JobState.COMPLETED.value
     if args.json:
         print_json(final_record(key, view, entry))
@@ -252,54 +203,35 @@ class OutageNotice:
         print(one_line(message), file=self.out or sys.stderr, flush=True)
 
 
-def _open_plan(journal: Journal, key: JobKey) -> Entry | None:
-    return next(
-        (
-            e
-            for e in journal.open_entries(key.host)
-            if e.domain == key.domain and e.disk == key.disk and e.origin == "planned"
-        ),
-        None,
-    )
-
-
-def cmd_pause_planned(session: Session, args: argparse.Namespace) -> int:
+def cmd_pause_planned(engine: Engine, args: argparse.Namespace) -> int:
     """Pause or resume through the plans: QMP holds the job; libvirt stops it at a checkpoint."""
-    key = find_disk_key(session, args.domain, args.disk)
+    key = engine.find_disk(args.domain, args.disk)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
     pausing = args.command == "pause"
-    with open_planner(session, args) as planner:
-        entry = _open_plan(planner.journal, key)
-        if entry is not None and entry.owner not in (None, os.getpid()) and pid_alive(entry.owner):
-            # Another blocktui drives this plan: ask it through the journal.
-            planner.journal.update(entry.id, pause_requested=1 if pausing else 0)
-            print(f"{where}: {args.command} requested from the blocktui process {entry.owner} driving it")
-            return 0
-        session.step()
-        if entry is not None:
-            planner.reattach()
-        if pausing:
-            planner.pause(key)
-            planner.run_until(lambda: _settled_paused(planner, key), timeout=120)
-            how = "held in place" if session.backend(key.host).supports_pause else "stopped at a checkpoint"
-            print(f"{where}: paused ({how}; 'blocktui resume' carries it on)")
-            return 0
-        if planner.plan(key) is None:
-            raise NoJob(f"{where} has no paused stream")
-        planner.resume(key)
-        planner.run_until(lambda: _running(planner, key), timeout=60)
-        print(f"{where}: resumed")
+    owner = engine.driven_elsewhere(key)
+    if owner is not None:
+        engine.ask_owner(owner, pause=pausing)
+        print(f"{where}: {args.command} requested from the blocktui process {owner.owner} driving it")
+        return 0
+    engine.step()
+    if engine.has_open_plan(key):
+        engine.reattach()
+    if pausing:
+        engine.pause(key)
+        engine.run_until(lambda: _settled(engine, key, PlanStatus.PAUSED), timeout=120)
+        how = "held in place" if engine.supports(key.host, "supports_pause") else "stopped at a checkpoint"
+        print(f"{where}: paused ({how}; 'blocktui resume' carries it on)")
+        return 0
+    engine.resume(key)
+    engine.run_until(lambda: _settled(engine, key, PlanStatus.ACTIVE), timeout=60)
+    print(f"{where}: resumed")
     return 0
 
 
-def _settled_paused(planner: Planner, key: JobKey) -> bool:
-    plan = planner.plan(key)
-    return plan is None or plan.status in (PlanStatus.PAUSED, PlanStatus.DONE)
-
-
-def _running(planner: Planner, key: JobKey) -> bool:
-    plan = planner.plan(key)
-    return plan is None or plan.status in (PlanStatus.ACTIVE, PlanStatus.DONE)
+def _settled(engine: Engine, key: JobKey, status: PlanStatus) -> bool:
+    """The plan on ``key`` reached ``status`` (or ended, or there is none)."""
+    plan = engine.plan(key)
+    return plan is None or plan.status in (status, PlanStatus.DONE)
 
 
 def cmd_history(args: argparse.Namespace, out: TextIO | None = None) -> int:

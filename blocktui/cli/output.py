@@ -64,6 +64,11 @@ def one_line(message: str) -> str:
     return f"blocktui: {printable(' '.join(message.split()))}"
 
 
+def warn(message: str) -> None:
+    """A warning that does not stop the command: one line on stderr."""
+    print(one_line(message), file=sys.stderr)
+
+
 def print_json(value: object, out: TextIO | None = None) -> None:
     """Machine-readable output: indented JSON and a newline."""
     stream = sys.stdout if out is None else out

@@ -10,20 +10,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-# cli_plans reads this module's helpers at call time, so the import cycle is harmless.
-from blocktui import __version__, cli_plans
-from blocktui.cli_args import bandwidth_arg, positive_int, size_arg
-from blocktui.cli_hosts import find_disk_key, find_domain, open_session
-from blocktui.cli_output import (
-    describe_end,
-    domain_json,
-    job_json,
-    one_line,
-    print_domains,
-    print_jobs,
-    print_json,
-    progress_line,
-)
+from blocktui import __version__
+from blocktui.cli import plans as cli_plans
+from blocktui.cli.args import bandwidth_arg, positive_int, size_arg
+from blocktui.cli.hosts import engine_for
+from blocktui.cli.output import domain_json, job_json, one_line, print_domains, print_jobs, print_json
 from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, InvalidInput, NotAnswering
 from blocktui.core.text import visible
 from blocktui.core.units import (
@@ -31,23 +22,9 @@ from blocktui.core.units import (
     format_bandwidth,
     format_size,
 )
-from blocktui.engine.session import Session
+from blocktui.engine import Engine
 
-# Output helpers live in cli_output; cli_plans reaches them through this module.
-__all__ = [
-    "describe_end",
-    "domain_json",
-    "find_disk_key",
-    "find_domain",
-    "job_json",
-    "main",
-    "one_line",
-    "open_session",
-    "print_domains",
-    "print_jobs",
-    "print_json",
-    "progress_line",
-]
+__all__ = ["main"]
 
 EXIT_INTERRUPTED = 130
 #: Commands that ask a host to change something.
@@ -182,9 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands -------------------------------------------------------------------------------
 
 
-def cmd_ls(session: Session, args: argparse.Namespace) -> int:
+def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
     """List domains; each one that cannot be read is also one line on stderr (still exit 0)."""
-    domains = session.domains()
+    domains = engine.domains()
     for domain in domains:
         if domain.error:
             print(
@@ -197,24 +174,23 @@ def cmd_ls(session: Session, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stream(session: Session, args: argparse.Namespace) -> int:
+def cmd_stream(engine: Engine, args: argparse.Namespace) -> int:
     """Start a stream; with --wait (or --chunk), follow it to its end."""
     if args.wait or args.chunk:
-        return cli_plans.cmd_stream_planned(session, args)
-    return cli_plans.cmd_stream_unwatched(session, args)
+        return cli_plans.cmd_stream_planned(engine, args)
+    return cli_plans.cmd_stream_unwatched(engine, args)
 
 
-def cmd_jobs(session: Session, args: argparse.Namespace) -> int:
+def cmd_jobs(engine: Engine, args: argparse.Namespace) -> int:
     """List jobs, once or refreshed."""
     if not args.watch:
-        jobs = session.list_jobs()
+        jobs = engine.list_jobs()
         if args.json:
             print_json([job_json(j) for j in jobs])
         else:
             print_jobs(jobs, sys.stdout)
         return 0
-    while True:
-        snapshot = session.step()
+    for snapshot in engine.polls(plans=False, every=1.0):
         if args.json:
             sys.stdout.write(json.dumps([job_json(j) for j in snapshot.jobs]) + "\n")
         else:
@@ -223,38 +199,23 @@ def cmd_jobs(session: Session, args: argparse.Namespace) -> int:
             sys.stdout.write(time.strftime("%H:%M:%S  (Ctrl-C to stop; jobs keep running)\n"))
             print_jobs(snapshot.jobs, sys.stdout)
         sys.stdout.flush()
-        time.sleep(1.0)
+    return 0
 
 
-def cmd_speed(session: Session, args: argparse.Namespace) -> int:
+def cmd_speed(engine: Engine, args: argparse.Namespace) -> int:
     """Change a job's limit."""
-    key = find_disk_key(session, args.domain, args.disk)
-    with cli_plans.open_planner(session, args) as planner:
-        planner.set_speed(key, args.bandwidth)
+    key = engine.find_disk(args.domain, args.disk)
+    engine.set_speed(key, args.bandwidth)
     print(f"{visible(key.domain)}/{visible(key.disk)}: limit now {format_bandwidth(args.bandwidth)}")
     return 0
 
 
-def cmd_abort(session: Session, args: argparse.Namespace) -> int:
-    """Abort a job (after its turn, when the guard has a say); with --wait, until it is gone."""
-    return cli_plans.cmd_abort_guarded(session, args)
-
-
-def cmd_pause(session: Session, args: argparse.Namespace) -> int:
-    """Pause or resume a stream (a checkpoint on libvirt, a true pause on QMP)."""
-    return cli_plans.cmd_pause_planned(session, args)
-
-
-def cmd_dashboard(session: Session, args: argparse.Namespace) -> int:
+def cmd_dashboard(engine: Engine, args: argparse.Namespace) -> int:
     """Run the dashboard: its streams are plans under --max-active, --budget and the guard."""
-    from blocktui.core.scheduler import HostPolicy  # noqa: PLC0415 - only the dashboard plans here
-    from blocktui.engine.journal import Journal  # noqa: PLC0415
-    from blocktui.engine.planner import Planner  # noqa: PLC0415
+    del args  # the engine carries the plan options
     from blocktui.ui import run_dashboard  # noqa: PLC0415 - Textual loads only for the dashboard
 
-    policy = HostPolicy(max_active=args.max_active, budget=args.budget)
-    planner = Planner(session, Journal(), policy=policy, guard=False if args.no_guard else None)
-    return run_dashboard(session, planner)  # closes the planner, its journal and the session
+    return run_dashboard(engine)  # closes the engine: plans handed on, journal and hosts closed
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -284,14 +245,14 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
+COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], int]] = {
     "ls": cmd_ls,
     "stream": cmd_stream,
     "jobs": cmd_jobs,
     "speed": cmd_speed,
-    "abort": cmd_abort,
-    "pause": cmd_pause,
-    "resume": cmd_pause,
+    "abort": cli_plans.cmd_abort_guarded,
+    "pause": cli_plans.cmd_pause_planned,
+    "resume": cli_plans.cmd_pause_planned,
 }
 
 
@@ -308,8 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_plans.cmd_history(args)
         command = COMMANDS.get(args.command, cmd_dashboard)
         dashboard = command is cmd_dashboard
-        with open_session(args, connect=not dashboard, bounded=not dashboard) as session:
-            return command(session, args)
+        with engine_for(args, connect=not dashboard, bounded=not dashboard) as engine:
+            return command(engine, args)
     except BlocktuiError as exc:
         message = str(exc)
         if isinstance(exc, NotAnswering) and args.command in CHANGES:

@@ -1,0 +1,38 @@
+"""Finding a domain or a disk by name across every host, with errors that say what to do."""
+
+from __future__ import annotations
+
+from blocktui.core.errors import Conflict, HostError, NotFound
+from blocktui.core.model import Domain, JobKey
+from blocktui.core.text import visible
+from blocktui.engine.session import Session
+
+
+def find_domain(session: Session, name: str) -> Domain:
+    """The one domain called ``name`` on any host.
+
+    Raises:
+        NotFound: no host has it.
+        Conflict: several hosts have it.
+    """
+    matches = [d for d in session.domains() if d.name == name]
+    if not matches:
+        hosts = ", ".join(session.hosts)
+        raise NotFound(f"no domain {visible(name)!r} on {hosts}; 'blocktui ls' lists them")
+    if len(matches) > 1:
+        raise Conflict(
+            f"domain {visible(name)!r} exists on several hosts "
+            f"({', '.join(d.host for d in matches)}); name one host with -c"
+        )
+    if matches[0].error:
+        raise HostError(f"domain {visible(name)!r} on {matches[0].host}: {matches[0].error}")
+    return matches[0]
+
+
+def find_disk_key(session: Session, domain: str, disk: str) -> JobKey:
+    """The job key for ``domain``/``disk``, checking both exist."""
+    found = find_domain(session, domain)
+    if found.disk(disk) is None:
+        targets = ", ".join(visible(d.target) for d in found.disks) or "none listed"
+        raise NotFound(f"domain {visible(domain)!r} has no disk {visible(disk)!r} (disks: {targets})")
+    return JobKey(found.host, found.name, disk)
