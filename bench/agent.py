@@ -368,20 +368,17 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
         planner.add_stream(key)
     samples: list[tuple[float, int]] = []
     start = time.monotonic()
-    while time.monotonic() - start < args.warmup + args.seconds:
-        snapshot = planner.step()
+    for snapshot in planner.polls(stop=lambda: time.monotonic() - start >= args.warmup + args.seconds):
         now = time.monotonic()
         jobs = [j for j in snapshot.jobs if j.key in keys]
         if now - start >= args.warmup and len(jobs) == len(keys):
             if any(j.state.is_final for j in jobs):
                 break
             samples.append((now, sum(j.cur for j in jobs)))
-        planner.wait()
     for key in keys:
         planner.cancel(key)
     planner.run_until(planner.idle, timeout=30)
     planner.close()
-    planner.session.close()
     (t0, c0), (t1, c1) = samples[0], samples[-1]
     return {"rate": (c1 - c0) / (t1 - t0), "window": t1 - t0, "samples": len(samples), "streams": len(keys)}
 
@@ -401,15 +398,12 @@ def queue(args: argparse.Namespace) -> dict[str, Any]:
     samples: list[tuple[float, int]] = []
     most_active = 0
     start = time.monotonic()
-    while not planner.idle() and time.monotonic() - start < args.seconds:
-        snapshot = planner.step()
+    for snapshot in planner.polls(stop=lambda: planner.idle() or time.monotonic() - start >= args.seconds):
         jobs = [j for j in snapshot.jobs if j.key in keys]
         most_active = max(most_active, sum(j.state in running for j in jobs))
         samples.append((time.monotonic(), sum(j.cur for j in jobs if j.state is not JobState.QUEUED)))
-        planner.wait()
     finished = planner.idle()
     planner.close()
-    planner.session.close()
     windows = []
     for i, (t0, c0) in enumerate(samples):
         later = [(t, c) for t, c in samples[i:] if t - t0 >= 2.0]
@@ -437,7 +431,6 @@ def chunks(args: argparse.Namespace) -> dict[str, Any]:
     planner.run_until(planner.idle, timeout=args.seconds)
     took = time.monotonic() - start
     planner.close()
-    planner.session.close()
     overshoots = sorted(o for plan in plans for o in plan.overshoots)
     return {
         "overshoots": overshoots,

@@ -8,10 +8,9 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from blocktui.cli.args import bandwidth_arg, positive_int, size_arg
+from blocktui.cli.args import bandwidth_arg, gap_arg, max_active_arg, positive_int, size_arg
 from blocktui.cli.hosts import wait_for_end
 from blocktui.cli.output import describe_end, job_json, one_line, print_json, progress_line, warn
-from blocktui.core.errors import InvalidInput
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
@@ -24,7 +23,7 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     plans = parser.add_argument_group("plans (streams blocktui drives: stream --wait/--chunk, the dashboard)")
     plans.add_argument(
         "--max-active",
-        type=positive_int,
+        type=max_active_arg,
         metavar="N",
         help="run at most N streams per host; others queue",
     )
@@ -53,7 +52,7 @@ def add_stream_options(stream: argparse.ArgumentParser) -> None:
         help="stop at every SIZE boundary (implies --wait)",
     )
     stream.add_argument(
-        "--gap", type=float, default=0.0, metavar="SECONDS", help="pause between chunks (default 0)"
+        "--gap", type=gap_arg, default=0.0, metavar="SECONDS", help="pause between chunks (default 0)"
     )
 
 
@@ -70,8 +69,6 @@ ABORT_TURN_TIMEOUT = 600.0
 
 def cmd_stream_planned(engine: Engine, args: argparse.Namespace) -> int:
     """``stream --wait`` / ``--chunk``: a plan drives the stream (chunks, budget, guard) to its end."""
-    if args.gap < 0:
-        raise InvalidInput("--gap cannot be negative")
     key = engine.find_disk(args.domain, args.disk)
     plan = engine.add_stream(key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap)
     return _follow_to_end(engine, plan, key, args)

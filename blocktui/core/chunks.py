@@ -7,6 +7,7 @@ chunk is allowed to finish the job (and so drop the backing file).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from blocktui.core.errors import InvalidInput
@@ -72,3 +73,34 @@ def approach_speed(distance: int, limit: int, *, lead: float = 1.0, floor: int =
     if limit > 0:
         return min(limit, tapered)
     return tapered
+
+
+#: Gaps longer than a day are surely a typo.
+MAX_GAP = 86400.0
+
+
+def check_gap(seconds: float) -> float:
+    """``seconds`` if it is a gap between chunks blocktui accepts: from 0 to a day.
+
+    Raises:
+        InvalidInput: anything else (negative, not finite, over a day).
+    """
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_GAP:
+        raise InvalidInput(f"a gap must be from 0 to {MAX_GAP:.0f} seconds, not {seconds:g}")
+    return seconds
+
+
+def parse_gap(text: str) -> float:
+    """The gap between chunks that ``text`` names, in seconds (``5``, ``0.5``, ``5s``; empty: 0).
+
+    Raises:
+        InvalidInput: not a number of seconds from 0 to a day.
+    """
+    stripped = text.strip().removesuffix("s").strip()
+    if not stripped:
+        return 0.0
+    try:
+        seconds = float(stripped)
+    except ValueError:
+        raise InvalidInput(f"gap {text!r} is not a number of seconds (e.g. 5 or 0.5)") from None
+    return check_gap(seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -25,9 +26,51 @@ class HostPolicy:
 
     def __post_init__(self) -> None:
         if self.max_active is not None and self.max_active < 1:
-            raise InvalidInput(f"--max-active must be 1 or more, not {self.max_active}")
+            raise InvalidInput(f"max-active must be 1 or more (none means no limit), not {self.max_active}")
         if self.budget < 0:
             raise InvalidInput(f"a budget cannot be negative ({self.budget})")
+
+
+#: Words that mean "no limit" for max-active (so does an empty value).
+NO_LIMIT = frozenset({"", "none", "unlimited", "all", "∞"})
+
+
+def parse_max_active(text: str) -> int | None:
+    """The max-active ``text`` names: a whole number from 1, or None (empty, ``none``) for no limit.
+
+    Raises:
+        InvalidInput: anything else, with what to type instead.
+    """
+    stripped = text.strip().lower()
+    if stripped in NO_LIMIT:
+        return None
+    try:
+        value = int(stripped)
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not a whole number; give 1 or more, or none for no limit") from None
+    return HostPolicy(max_active=value).max_active  # the one rule on its range
+
+
+class HostPolicies:
+    """Each host's policy, with one default for hosts not named; any thread may read or change it."""
+
+    def __init__(self, default: HostPolicy | None = None) -> None:
+        self._lock = threading.Lock()
+        self._default = default or HostPolicy()
+        self._hosts: dict[str, HostPolicy] = {}
+
+    def get(self, host: str) -> HostPolicy:
+        """The policy of ``host``."""
+        return self._hosts.get(host, self._default)
+
+    def set(self, policy: HostPolicy, host: str | None = None) -> None:
+        """Give ``host`` its own policy, or (``host`` None) make it every host's."""
+        with self._lock:
+            if host is None:
+                self._default = policy
+                self._hosts.clear()
+            else:
+                self._hosts[host] = policy
 
 
 def admit(queued: Sequence[K], active: int, max_active: int | None) -> list[K]:

@@ -1,11 +1,16 @@
-"""Finding a domain or a disk by name across every host, with errors that say what to do."""
+"""Finding a domain or a disk by name, on one host or across every host, with errors that say what to do."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from blocktui.backends.base import Backend
 from blocktui.core.errors import Conflict, HostError, NotFound
-from blocktui.core.model import Domain, JobKey
+from blocktui.core.model import Disk, Domain, JobKey
 from blocktui.core.text import visible
-from blocktui.engine.session import Session
+
+if TYPE_CHECKING:
+    from blocktui.engine.session import Session
 
 
 def find_domain(session: Session, name: str) -> Domain:
@@ -36,3 +41,23 @@ def find_disk_key(session: Session, domain: str, disk: str) -> JobKey:
         targets = ", ".join(visible(d.target) for d in found.disks) or "none listed"
         raise NotFound(f"domain {visible(domain)!r} has no disk {visible(disk)!r} (disks: {targets})")
     return JobKey(found.host, found.name, disk)
+
+
+def disk_of(backend: Backend, domain: str, disk: str) -> Disk:
+    """``domain``'s disk ``disk`` as the host describes it now (a host call).
+
+    Raises:
+        NotFound: no such domain, or it has no such disk.
+    """
+    found = backend.get_domain(domain).disk(disk)
+    if found is None:
+        raise NotFound(f"domain {domain!r} has no disk {disk!r}")
+    return found
+
+
+def disk_or_none(session: Session, key: JobKey) -> Disk | None:
+    """``key``'s disk now, or None when it is gone, its domain dead, or its host not answering."""
+    try:
+        return disk_of(session.backend(key.host), key.domain, key.disk)
+    except (NotFound, Conflict, HostError):  # gone, dead (a lost QEMU monitor), or not answering
+        return None

@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from blocktui.core.chunks import approach_speed
 from blocktui.core.errors import BlocktuiError, Conflict, NoJob, NotFound
 from blocktui.core.guard import GuardRule, Mark, Verdict, marked
 from blocktui.core.model import JobKey, JobState
-from blocktui.core.scheduler import HostPolicy, admit, divide_budget
+from blocktui.core.scheduler import HostPolicy, admit
 from blocktui.core.views import JobView, Snapshot
 from blocktui.engine.guarding import GuardDriver, domain_job
 from blocktui.engine.plan_book import PlanBook
+from blocktui.engine.plan_speeds import SpeedKeeper
 from blocktui.engine.plans import Plan, PlanStatus
 from blocktui.engine.session import Session
 
@@ -55,6 +55,7 @@ class HostRunner:
         self.policy = policy
         self.guarded = guarded
         self._clock = clock
+        self.speeds = SpeedKeeper(session, book, guard, rule=rule, policy=policy, guarded=guarded)
         # Set by the planner's close(): no step moves a plan after the plans were handed back.
         self.closing = False
 
@@ -144,7 +145,7 @@ class HostRunner:
         queued = [p for p in plans if p.status is PlanStatus.QUEUED]
         for plan in admit(queued, len(busy), policy.max_active):
             self._launch(plan, now)
-        self._apply_speeds(host, snapshot, now)
+        self.speeds.apply(host, snapshot, now)
 
     def _follow(self, plan: Plan, view: JobView | None, snapshot: Snapshot, now: float) -> None:
         if view is None:
@@ -196,13 +197,13 @@ class HostRunner:
             return
         if self.guarded(plan.key.host):
             # Read fresh, whatever the snapshot says: another process's job may be ending now.
-            share = self._shares(plan.key.host, joining=plan.key).get(plan.key, plan.limit)
+            share = self.speeds.shares(plan.key.host, joining=plan.key).get(plan.key, plan.limit)
             decision = self.guard.decide(plan.key, share=share, now=now, wants_end=True)
             if decision is None:
                 return  # gone already: the next poll tells how it ended
             plan.note = decision.reason
             if decision.verdict is not Verdict.GO:
-                self._speed(plan, decision.speed)
+                self.speeds.set(plan, decision.speed)
                 return
         if plan.cancel_requested:
             self.session.abort(plan.key)
@@ -230,7 +231,7 @@ class HostRunner:
         plan.going = False
         plan.applied = None if not self.session.backend(plan.key.host).supports_pause else plan.applied
         if plan.applied is not None and GuardDriver.followed(plan.applied):
-            self._speed(plan, marked(LAUNCH_SPEED, Mark.HOLD))  # paused in place: its flag goes down
+            self.speeds.set(plan, marked(LAUNCH_SPEED, Mark.HOLD))  # paused in place: its flag goes down
         if plan.pause_requested:
             plan.note = "paused (checkpoint: the next pull passes over what is copied)"
             self.book.set_status(plan, PlanStatus.PAUSED)
@@ -248,7 +249,7 @@ class HostRunner:
                     plan.note = waiting
                     return
                 if self.guarded(plan.key.host):
-                    self._speed(plan, marked(LAUNCH_SPEED, Mark.HOLD))  # held until the guard's look
+                    self.speeds.set(plan, marked(LAUNCH_SPEED, Mark.HOLD))  # held until the guard's look
                 self._begin_run(plan, job.cur)
                 self.session.resume(plan.key)
             elif job is not None:
@@ -258,8 +259,8 @@ class HostRunner:
                 if waiting:
                     plan.note = waiting
                     return
-                self._make_room(plan, now)
-                start_speed = self._start_speed(plan)
+                self.speeds.make_room(plan)
+                start_speed = self.speeds.start_speed(plan)
                 if self.guarded(plan.key.host):
                     # Held until the guard's first look, on a read taken after the start: a job
                     # started beside it at the same moment (by another process) is seen there.
@@ -301,89 +302,3 @@ class HostRunner:
         plan.abort_sent = False
         plan.note = ""
         self.book.set_status(plan, PlanStatus.ACTIVE)
-
-    def _start_speed(self, plan: Plan) -> int:
-        """A safe first speed: its budget share, tapered to the first boundary when there is one."""
-        share = self._shares(plan.key.host, joining=plan.key).get(plan.key, plan.limit)
-        chunks = plan.chunks()
-        if chunks is None and plan.chunk > 0:
-            # Size not known yet: assume the first boundary is one chunk away.
-            return approach_speed(plan.chunk - plan.last_cur, share)
-        boundary = plan.next_boundary(plan.last_cur)
-        if boundary is not None:
-            return approach_speed(boundary - plan.last_cur, share)
-        return share
-
-    def _shares(self, host: str, joining: JobKey | None = None) -> dict[JobKey, int]:
-        """Each active plan's share of the host budget (with ``joining`` counted as active)."""
-        limits = {
-            p.key: p.limit
-            for p in self.book.host_plans(host)
-            if p.status is PlanStatus.ACTIVE or p.key == joining
-        }
-        return divide_budget(limits, self.policy(host).budget)
-
-    def _make_room(self, plan: Plan, now: float) -> None:
-        """Lower the running streams to their shares with ``plan`` counted, before it starts."""
-        shares = self._shares(plan.key.host, joining=plan.key)
-        for other in self.book.host_plans(plan.key.host):
-            if other is plan or other.status is not PlanStatus.ACTIVE or other.applied is None:
-                continue
-            share = shares.get(other.key, other.limit)
-            if GuardDriver.followed(other.applied):
-                continue  # the guard sets its speed, never above its share
-            if _faster(other.applied or 0, share):
-                self._speed(other, marked(share, Mark.PLAIN) if self.guarded(plan.key.host) else share)
-
-    def _apply_speeds(self, host: str, snapshot: Snapshot, now: float) -> None:
-        shares = self._shares(host)
-        guarded = self.guarded(host)
-        wanted: list[tuple[Plan, int]] = []
-        for plan in self.book.host_plans(host):
-            if plan.status is not PlanStatus.ACTIVE:
-                continue
-            view = next((v for v in snapshot.jobs if v.key == plan.key), None)
-            if view is None or view.state is not JobState.ACTIVE:
-                continue
-            speed = shares.get(plan.key, plan.limit)
-            if plan.boundary is not None:
-                speed = approach_speed(plan.boundary - view.cur, speed)
-            if guarded:
-                speed = self._guarded_speed(plan, view, snapshot, speed, now)
-            wanted.append((plan, speed))
-        # Slow down before speeding up, so the sum on the host never passes the budget on the way.
-        for plan, speed in sorted(wanted, key=lambda item: not _faster(item[0].applied or 0, item[1])):
-            self._speed(plan, speed)
-
-    def _guarded_speed(self, plan: Plan, view: JobView, snapshot: Snapshot, speed: int, now: float) -> int:
-        """The speed the guard allows a running job whose own would be ``speed``."""
-        must_look = plan.going or GuardDriver.followed(plan.applied) or self.rule.in_zone(domain_job(view))
-        if not must_look and not self.guard.contended(snapshot, plan.key, now):
-            return marked(speed, Mark.PLAIN)
-        decision = self.guard.decide(plan.key, share=speed, now=now, going=plan.going)
-        if decision is None:
-            return plan.applied or speed  # gone: the next poll tells how it ended
-        plan.note = decision.reason
-        plan.going = decision.verdict is Verdict.GO
-        return decision.speed
-
-    def _speed(self, plan: Plan, speed: int) -> None:
-        if plan.applied == speed:
-            return
-        try:
-            self.session.set_speed(plan.key, speed)
-        except NoJob:
-            return
-        except BlocktuiError as exc:
-            plan.note = str(exc)
-            return
-        plan.applied = speed
-
-
-def _faster(current: int, wanted: int) -> bool:
-    """Whether ``current`` is faster than ``wanted`` (0 means unlimited, the fastest)."""
-    if current == wanted:
-        return False
-    if current <= 0:
-        return True
-    return wanted > 0 and current > wanted

@@ -11,26 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from functools import partial
 
-from blocktui.core.errors import Conflict, HostError, NoJob, NotFound
+from blocktui.core.chunks import check_gap
+from blocktui.core.errors import Conflict, NoJob
 from blocktui.core.guard import GuardRule, guard_needed
-from blocktui.core.model import ConnectionState, Disk, JobKey, JobKind, JobState
-from blocktui.core.scheduler import HostPolicy
+from blocktui.core.model import ConnectionState, JobKey, JobKind, JobState
+from blocktui.core.scheduler import HostPolicies, HostPolicy
 from blocktui.core.views import JobView, Snapshot
 from blocktui.engine.disk_identity import identity_now
 from blocktui.engine.guarding import GuardDriver
 from blocktui.engine.hostwork import wait_for
-from blocktui.engine.journal import Entry, Journal
+from blocktui.engine.journal import Journal
+from blocktui.engine.lookup import disk_of
 from blocktui.engine.plan_book import PlanBook
 from blocktui.engine.plan_runs import HostRunner
 from blocktui.engine.plans import Plan, PlanStatus
-from blocktui.engine.recovery import reattach_entries
+from blocktui.engine.recovery import reattach_open
 from blocktui.engine.session import Session
 
 __all__ = ["GUARD_ENV", "Plan", "PlanStatus", "Planner", "guard_disabled_by_env"]
@@ -68,9 +69,7 @@ class Planner:
         self.journal = journal
         self.rule = rule or GuardRule()
         self.clock = clock
-        self._lock = threading.Lock()  # the policies
-        self._default_policy = policy or HostPolicy()
-        self._policies: dict[str, HostPolicy] = {}
+        self.policies = HostPolicies(policy)
         self._guard_forced = False if guard is None and guard_disabled_by_env() else guard
         self.guard = GuardDriver(session, self.rule, clock)
         self.book = PlanBook(journal, self.guard.mark_end, clock)
@@ -91,16 +90,11 @@ class Planner:
 
     def policy(self, host: str) -> HostPolicy:
         """The queue and budget of ``host``."""
-        return self._policies.get(host, self._default_policy)
+        return self.policies.get(host)
 
     def set_policy(self, policy: HostPolicy, host: str | None = None) -> None:
         """Change max-active and budget for one host (or all); speeds are re-divided at the next step."""
-        with self._lock:
-            if host is None:
-                self._default_policy = policy
-                self._policies.clear()
-            else:
-                self._policies[host] = policy
+        self.policies.set(policy, host)
         self.session.wake()
 
     def guarded(self, host: str) -> bool:
@@ -135,12 +129,13 @@ class Planner:
             Conflict: the disk already has a plan or a job, or nothing to stream.
             NotFound: no such domain or disk.
         """
+        check_gap(gap)
         plan = self.session.call(key.host, partial(self._add_stream, key, bandwidth, base, chunk, gap))
         self.session.wake()
         return plan
 
     def _add_stream(self, key: JobKey, bandwidth: int, base: str | None, chunk: int, gap: float) -> Plan:
-        disk = self._disk(key)
+        disk = disk_of(self.session.backend(key.host), key.domain, key.disk)
         if not disk.has_backing:
             raise Conflict(f"{key.domain}/{key.disk} has no backing file: there is nothing to stream")
         current = self.plan(key)
@@ -268,7 +263,7 @@ class Planner:
             raise NoJob(f"{key.domain}/{key.disk} has no block job to take charge of")
         plan = self.book.new_plan(
             key,
-            self._disk(key),
+            disk_of(self.session.backend(key.host), key.domain, key.disk),
             job.kind,
             PlanStatus.ACTIVE,
             bandwidth=job.bandwidth,
@@ -286,29 +281,7 @@ class Planner:
             timeout: wait at most this long for the hosts (None: until each has answered); the
                 plans of a host that answers later are taken over then, in its worker.
         """
-        entries: dict[str, list[Entry]] = {}
-        for entry in self.journal.open_entries():
-            # A job only watched (not planned): the session's scan finds it again if it still runs.
-            if entry.host in self.session.hosts and entry.origin == "planned":
-                entries.setdefault(entry.host, []).append(entry)
-        futures = [self.session.submit(host, partial(self._reattach, todo)) for host, todo in entries.items()]
-        wait_for(futures, timeout)
-        self.session.wake()
-        done = [f for f in futures if f.done()]
-        for future in done:
-            if (error := future.exception()) is not None:
-                raise error
-        return [plan for future in done for plan in future.result()]
-
-    def _reattach(self, entries: list[Entry]) -> list[Plan]:
-        return reattach_entries(
-            entries,
-            book=self.book,
-            session=self.session,
-            pid=self._pid,
-            clock=self.clock,
-            disk=self._disk_or_none,
-        )
+        return reattach_open(self.session, self.book, pid=self._pid, clock=self.clock, timeout=timeout)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -322,7 +295,7 @@ class Planner:
         started: list[Future[None]] = []
         for host in self.session.hosts:
             current = self._stepping.get(host)
-            if self.runner.closing or not self._host_connected(snapshot, host):
+            if self.runner.closing or not _connected(snapshot, host):
                 continue
             if current is None or current.done():
                 self._stepping[host] = self.session.submit(host, partial(self.runner.step_host, host))
@@ -369,20 +342,6 @@ class Planner:
             [self.session.submit(host, partial(self.runner.close_host, host)) for host in hosts], timeout
         )
 
-    # -- internals ------------------------------------------------------------------------
 
-    def _disk(self, key: JobKey) -> Disk:
-        disk = self.session.backend(key.host).get_domain(key.domain).disk(key.disk)
-        if disk is None:
-            raise NotFound(f"domain {key.domain!r} has no disk {key.disk!r}")
-        return disk
-
-    def _disk_or_none(self, key: JobKey) -> Disk | None:
-        try:
-            return self._disk(key)
-        except (NotFound, Conflict, HostError):  # gone, dead (a lost QEMU monitor), or not answering
-            return None
-
-    @staticmethod
-    def _host_connected(snapshot: Snapshot, host: str) -> bool:
-        return any(h.uri == host and h.state is ConnectionState.CONNECTED for h in snapshot.hosts)
+def _connected(snapshot: Snapshot, host: str) -> bool:
+    return any(h.uri == host and h.state is ConnectionState.CONNECTED for h in snapshot.hosts)

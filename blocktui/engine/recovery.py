@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from blocktui.core.errors import BlocktuiError
 from blocktui.core.guard import Mark, mark_of
 from blocktui.core.model import Disk, JobKey, JobState
 from blocktui.engine.disk_identity import end_if_replaced
+from blocktui.engine.hostwork import wait_for
 from blocktui.engine.journal import Entry, Journal
+from blocktui.engine.lookup import disk_or_none
 from blocktui.engine.plan_book import PlanBook
 from blocktui.engine.plans import Plan, PlanStatus
 from blocktui.engine.session import Session
@@ -110,3 +113,34 @@ def reattach_entries(
     if failed is not None and not taken:
         raise failed
     return taken
+
+
+def reattach_open(
+    session: Session, book: PlanBook, *, pid: int, clock: Callable[[], float], timeout: float | None
+) -> list[Plan]:
+    """Claim the journal's open plans of ``session``'s hosts, each host in its worker; return those taken.
+
+    Args:
+        timeout: wait at most this long for the hosts (None: until each has answered); the
+            plans of a host that answers later are taken over then, in its worker.
+    """
+    entries: dict[str, list[Entry]] = {}
+    for entry in book.journal.open_entries():
+        # A job only watched (not planned): the session's scan finds it again if it still runs.
+        if entry.host in session.hosts and entry.origin == "planned":
+            entries.setdefault(entry.host, []).append(entry)
+    disk = partial(disk_or_none, session)
+    futures = [
+        session.submit(
+            host,
+            partial(reattach_entries, todo, book=book, session=session, pid=pid, clock=clock, disk=disk),
+        )
+        for host, todo in entries.items()
+    ]
+    wait_for(futures, timeout)
+    session.wake()
+    done = [f for f in futures if f.done()]
+    for future in done:
+        if (error := future.exception()) is not None:
+            raise error
+    return [plan for future in done for plan in future.result()]

@@ -28,12 +28,9 @@ from blocktui.core.errors import (
 from blocktui.core.model import (
     BackendEvent,
     BlockJob,
-    ConnectionEvent,
     ConnectionState,
     Domain,
-    DomainsChanged,
     HostInfo,
-    JobEvent,
     JobKey,
 )
 from blocktui.core.tracker import JobTracker
@@ -294,47 +291,6 @@ class Session(SessionPolling, SessionActions):
         with self._lock:
             record = self._tracker.get(key)
             return None if record is None else JobView.of(record, self._clock())
-
-    def _drain_events(self) -> bool:
-        """Apply queued events; return whether any of them ended a job."""
-        ended = False
-        while True:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                return ended
-            if isinstance(event, JobEvent):
-                record = self._tracker.observe_event(event)
-                if record.state.is_final:
-                    # The chain changed: the tree must show it.
-                    self._stale_hosts.add(event.host)
-                    ended = True
-            elif isinstance(event, ConnectionEvent):
-                self._set_host(event.host, event.state, event.message)
-                if event.state is ConnectionState.CONNECTED:
-                    # Jobs may have ended while we were away, without events: rescan now.
-                    self._stale_hosts.add(event.host)
-                    self._last_scan.pop(event.host, None)
-            elif isinstance(event, DomainsChanged):
-                self._stale_hosts.add(event.host)
-
-    def _set_host(self, uri: str, state: ConnectionState, message: str = "") -> None:
-        current = self._hosts.get(uri)
-        if current is None:
-            return
-        if state is ConnectionState.CONNECTED:
-            try:
-                self._hosts[uri] = self._backends[uri].host_info()
-                return
-            except BlocktuiError:
-                pass
-        self._hosts[uri] = HostInfo(
-            uri=uri,
-            state=state,
-            readonly=current.readonly,
-            hypervisor=current.hypervisor,
-            message=message,
-        )
 
     def refresh_domains(self) -> None:
         """Re-read every connected host's domains, disks and chains (each on its worker, in parallel)."""

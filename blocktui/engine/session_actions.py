@@ -13,9 +13,10 @@ from functools import partial
 from typing import TypeVar
 
 from blocktui.backends.base import Backend
-from blocktui.core.errors import NotFound, NothingToStream, ReadOnly, Unsupported
-from blocktui.core.model import Disk, JobKey, JobKind, JobState
+from blocktui.core.errors import NothingToStream, ReadOnly, Unsupported
+from blocktui.core.model import JobKey, JobKind, JobState
 from blocktui.core.tracker import JobTracker
+from blocktui.engine.lookup import disk_of
 
 T = TypeVar("T")
 
@@ -42,18 +43,12 @@ class SessionActions:
             raise ReadOnly(f"{host}: read-only session; restart without --readonly to change disks")
         return backend
 
-    def _disk(self, backend: Backend, domain: str, disk: str) -> Disk:
-        found = self.call(backend.uri, partial(backend.get_domain, domain)).disk(disk)
-        if found is None:
-            raise NotFound(f"domain {domain!r} has no disk {disk!r}")
-        return found
-
     def start_stream(
         self, host: str, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None
     ) -> JobKey:
         """Start pulling ``disk``'s backing chain (down to ``base``) into it; return its key."""
         backend = self._writable(host)
-        found = self._disk(backend, domain, disk)
+        found = self.call(host, partial(disk_of, backend, domain, disk))
         if not found.has_backing:
             raise NothingToStream(f"{domain}/{disk} has no backing file: there is nothing to stream")
         self.call(host, partial(backend.start_stream, domain, disk, bandwidth=bandwidth, base=base))

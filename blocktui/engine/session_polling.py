@@ -1,23 +1,29 @@
-"""How a session reads one host: its domains, its running jobs, and how a job that went away ended.
+"""How a session reads its hosts: events, domains, running jobs, and how a job that went away ended.
 
-Mixed into ``Session``; every method here runs on the host's worker.
+Mixed into ``Session``; ``_drain_events`` runs in the stepping thread under the session's lock,
+the rest on each host's worker.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
 
 from blocktui.backends.base import Backend
-from blocktui.core.errors import Conflict, HostError, NotFound
+from blocktui.core.errors import BlocktuiError, Conflict, HostError, NotFound
 from blocktui.core.model import (
+    BackendEvent,
     BlockJob,
     ChainLayer,
+    ConnectionEvent,
     ConnectionState,
     Disk,
     Domain,
+    DomainsChanged,
     DomainState,
     HostInfo,
+    JobEvent,
     JobKey,
     JobState,
 )
@@ -44,10 +50,49 @@ class SessionPolling:
     _stale_hosts: set[str]
     _last_scan: dict[str, float]
     _clock: Callable[[], float]
+    _events: queue.SimpleQueue[BackendEvent]
     scan_interval: float
 
+    def _drain_events(self) -> bool:
+        """Apply queued events; return whether any of them ended a job."""
+        ended = False
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return ended
+            if isinstance(event, JobEvent):
+                record = self._tracker.observe_event(event)
+                if record.state.is_final:
+                    # The chain changed: the tree must show it.
+                    self._stale_hosts.add(event.host)
+                    ended = True
+            elif isinstance(event, ConnectionEvent):
+                self._set_host(event.host, event.state, event.message)
+                if event.state is ConnectionState.CONNECTED:
+                    # Jobs may have ended while we were away, without events: rescan now.
+                    self._stale_hosts.add(event.host)
+                    self._last_scan.pop(event.host, None)
+            elif isinstance(event, DomainsChanged):
+                self._stale_hosts.add(event.host)
+
     def _set_host(self, uri: str, state: ConnectionState, message: str = "") -> None:
-        raise NotImplementedError
+        current = self._hosts.get(uri)
+        if current is None:
+            return
+        if state is ConnectionState.CONNECTED:
+            try:
+                self._hosts[uri] = self._backends[uri].host_info()
+                return
+            except BlocktuiError:
+                pass
+        self._hosts[uri] = HostInfo(
+            uri=uri,
+            state=state,
+            readonly=current.readonly,
+            hypervisor=current.hypervisor,
+            message=message,
+        )
 
     def _refresh_host(self, uri: str) -> None:
         with self._lock:

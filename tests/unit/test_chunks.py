@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from blocktui.core.chunks import ChunkPlan, approach_speed
+from blocktui.core.chunks import MAX_GAP, ChunkPlan, approach_speed, check_gap, parse_gap
 from blocktui.core.errors import InvalidInput
 
 MIB = 1024**2
@@ -58,3 +60,23 @@ def test_approach_speed_tapers_to_the_floor_and_respects_the_limit() -> None:
     assert approach_speed(1, 0) == 4 * MIB
     assert approach_speed(-5, 0) == 4 * MIB
     assert approach_speed(MIB, MIB // 2) == MIB // 2
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("", 0.0), ("5", 5.0), ("0.5", 0.5), (" 5s ", 5.0), ("86400", 86400.0)]
+)
+def test_a_gap_is_read_in_seconds(text: str, seconds: float) -> None:
+    assert parse_gap(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["-1", "inf", "nan", "86401", "soon", "5 minutes"])
+def test_a_gap_outside_0_to_a_day_is_refused_with_what_to_type(text: str) -> None:
+    with pytest.raises(InvalidInput, match="gap"):
+        parse_gap(text)
+
+
+def test_the_engine_refuses_the_gaps_the_fields_refuse() -> None:
+    assert check_gap(0.0) == 0.0
+    for seconds in (-0.1, math.inf, math.nan, MAX_GAP + 1):
+        with pytest.raises(InvalidInput):
+            check_gap(seconds)

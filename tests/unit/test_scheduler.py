@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from blocktui.core.errors import InvalidInput
-from blocktui.core.scheduler import HostPolicy, admit, divide_budget
+from blocktui.core.scheduler import HostPolicy, admit, divide_budget, parse_max_active
 
 MIB = 1024**2
 
@@ -55,3 +55,16 @@ def test_policy_refuses_nonsense() -> None:
         HostPolicy(max_active=0)
     with pytest.raises(InvalidInput):
         HostPolicy(budget=-1)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("", None), ("none", None), (" Unlimited ", None), ("1", 1), ("12", 12)]
+)
+def test_max_active_is_a_count_from_1_or_no_limit(text: str, value: int | None) -> None:
+    assert parse_max_active(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "two", "1.5"])
+def test_a_max_active_below_1_or_not_a_count_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInput, match="1 or more"):
+        parse_max_active(text)

@@ -19,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal
 from textual.events import DescendantFocus
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Tree
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -33,6 +32,7 @@ from blocktui.ui.screens import background
 from blocktui.ui.screens.history import HistoryScreen
 from blocktui.ui.screens.main_dialogs import Dialogs
 from blocktui.ui.screens.main_keys import CHECKED, MAIN_BINDINGS, action_applies
+from blocktui.ui.screens.panes import PaneScreen
 from blocktui.ui.screens.policy import Field
 from blocktui.ui.screens.selection import BoardState, Selection
 from blocktui.ui.widgets.detail import DetailPane
@@ -48,7 +48,7 @@ DEFAULT_STEP = 64 * MiB
 MIN_LIMIT = MiB
 
 
-class MainScreen(Screen[None]):
+class MainScreen(PaneScreen):
     """Tree of hosts, domains and disks; the jobs table; a detail pane; keys for every action."""
 
     BINDINGS: ClassVar[list[BindingType]] = MAIN_BINDINGS
@@ -316,38 +316,6 @@ class MainScreen(Screen[None]):
     def action_refresh(self) -> None:
         """Re-read domains, disks and chains from every host."""
         self.requests.refresh()
-
-    def action_filter(self) -> None:
-        """Show the filter field."""
-        field = self.query_one("#filter", Input)
-        field.display = True
-        field.focus()
-
-    def action_details(self) -> None:
-        """Enter: finish filtering, fold a tree branch, or enlarge the detail pane."""
-        focused = self.focused
-        if isinstance(focused, Input):
-            self.query_one(JobsTable).focus()
-            return
-        tree = self.query_one(DomainTree)
-        if focused is tree and tree.cursor_node is not None and tree.cursor_node.allow_expand:
-            tree.cursor_node.toggle()
-            return
-        if self.maximized is not None:
-            self.minimize()
-        else:
-            self.maximize(self.query_one(DetailPane), container=False)
-
-    def action_back(self) -> None:
-        """Escape: leave the big detail, or close and clear the filter."""
-        if self.maximized is not None:
-            self.minimize()
-            return
-        field = self.query_one("#filter", Input)
-        if field.display:
-            field.value = ""
-            field.display = False
-            self.query_one(JobsTable).focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:

@@ -15,36 +15,17 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Static
 
 from blocktui.core.errors import InvalidInput
-from blocktui.core.scheduler import HostPolicy
+from blocktui.core.scheduler import HostPolicy, parse_max_active
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth
 from blocktui.ui.format import safe
 from blocktui.ui.widgets.bandwidth import BandwidthInput, bandwidth_of
 
-#: Words that mean "no limit" in the max-active field (an empty field does too).
-NO_LIMIT = frozenset({"", "none", "unlimited", "all", "∞"})
-
 Field = Literal["max_active", "budget"]
 
 
-def max_active_of(text: str) -> int | None:
-    """The max-active a field holds: a whole number from 1, or None for no limit.
-
-    Raises:
-        InvalidInput: anything else, with what to type instead.
-    """
-    stripped = text.strip().lower()
-    if stripped in NO_LIMIT:
-        return None
-    try:
-        value = int(stripped)
-    except ValueError:
-        raise InvalidInput(
-            f"{text!r} is not a whole number; type 1 or more, or leave empty for no limit"
-        ) from None
-    if value < 1:
-        raise InvalidInput(f"max-active must be 1 or more (leave empty for no limit), not {value}")
-    return value
+#: The field takes what ``--max-active`` takes: a whole number from 1, or empty for no limit.
+max_active_of = parse_max_active
 
 
 class MaxActiveValidator(Validator):
