@@ -1,6 +1,6 @@
 """The measured side of each benchmark: runs blocktui in its own process, reports JSON to a file.
 
-``python -m bench.agent KIND --out FILE ...`` where KIND is ``monitor``, ``latency``, ``throttle``,
+``python -m bench.agent KIND --out FILE ...`` where KIND is ``monitor``, ``latency``,
 ``scale`` or ``table``. A separate process keeps the CPU time and RSS it reports blocktui's alone.
 """
 
@@ -314,36 +314,6 @@ async def _latency_app(
     return samples
 
 
-# -- throttle accuracy --------------------------------------------------------------------------
-
-
-def throttle(args: argparse.Namespace) -> dict[str, Any]:
-    """Stream disks at a limit through the session; the rate blocktui measures over a window."""
-    ensure_event_loop()
-    session = Session([LibvirtBackend(args.uri)])
-    session.open()
-    keys: list[JobKey] = []
-    for item in args.disks.split(","):
-        domain, disk = item.split(":", 1)
-        keys.append(session.start_stream(args.uri, domain, disk, bandwidth=args.bandwidth))
-    samples: list[tuple[float, int]] = []
-    start = time.monotonic()
-    while time.monotonic() - start < args.warmup + args.seconds:
-        snapshot = session.step()
-        now = time.monotonic()
-        if now - start >= args.warmup:
-            done = [j for j in snapshot.jobs if j.key in keys]
-            if any(j.state.is_final for j in done):
-                break
-            samples.append((now, sum(j.cur for j in done)))
-        session.wait(session.poll_interval)
-    for key in keys:
-        session.abort(key)
-    session.close()
-    (t0, c0), (t1, c1) = samples[0], samples[-1]
-    return {"rate": (c1 - c0) / (t1 - t0), "window": t1 - t0, "bytes": c1 - c0, "samples": len(samples)}
-
-
 # -- planner: host budget and chunk overshoot --------------------------------------------------
 
 
@@ -575,9 +545,7 @@ async def _table(rows: int, repeats: int) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one measurement and write its JSON result to ``--out``."""
     parser = argparse.ArgumentParser(prog="python -m bench.agent")
-    parser.add_argument(
-        "kind", choices=("monitor", "latency", "throttle", "budget", "queue", "chunks", "scale", "table")
-    )
+    parser.add_argument("kind", choices=("monitor", "latency", "budget", "queue", "chunks", "scale", "table"))
     parser.add_argument("--state", default="", help="directory for the planner's journal")
     parser.add_argument("--chunk", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -595,7 +563,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
         "monitor": monitor,
         "latency": latency,
-        "throttle": throttle,
         "budget": budget,
         "queue": queue,
         "chunks": chunks,

@@ -48,7 +48,7 @@ class Settings:
 
     @property
     def throttle_seconds(self) -> float:
-        return 4.0 if self.quick else 8.0
+        return 4.0 if self.quick else 10.0
 
 
 def run_agent(kind: str, *args: str, timeout: float = 600.0) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The speed each running plan gets on its host: budget share, taper to a boundary, the guard's say.
 
 The speed set is the smallest of the stream's own limit, its share of the host budget, the taper
-before a chunk boundary, and what the completion guard allows. Speeds are lowered before others
-are raised, so the sum on a host never passes its budget on the way.
+before a chunk boundary, and what the completion guard allows; the limit and the share are
+raised by what QEMU's limiter is measured to fall short of them (``core.throttle``). Speeds are
+lowered before others are raised, so the sum on a host never passes its budget on the way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from blocktui.core.errors import BlocktuiError, NoJob
 from blocktui.core.guard import GuardRule, Mark, Verdict, marked
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy, divide_budget
+from blocktui.core.throttle import RateTrim
 from blocktui.core.views import JobView, Snapshot
 from blocktui.engine.guarding import GuardDriver, domain_job
 from blocktui.engine.plan_book import PlanBook
@@ -40,6 +42,7 @@ class SpeedKeeper:
         self.rule = rule
         self.policy = policy
         self.guarded = guarded
+        self._trims: dict[JobKey, RateTrim] = {}
 
     def start_speed(self, plan: Plan) -> int:
         """A safe first speed: its budget share, tapered to the first boundary when there is one."""
@@ -85,12 +88,18 @@ class SpeedKeeper:
             view = next((v for v in snapshot.jobs if v.key == plan.key), None)
             if view is None or view.state is not JobState.ACTIVE:
                 continue
-            speed = shares.get(plan.key, plan.limit)
+            trim = self._trims.setdefault(plan.key, RateTrim())
+            trim.observe(now, view.cur, plan.applied or 0)
+            # What QEMU's limiter delivers of it is learnt and made up (core/throttle.py).
+            speed = trim.speed(shares.get(plan.key, plan.limit))
             if plan.boundary is not None:
                 speed = approach_speed(plan.boundary - view.cur, speed)
             if guarded:
                 speed = self.guarded_speed(plan, view, snapshot, speed, now)
             wanted.append((plan, speed))
+        running = {plan.key for plan, _speed in wanted}
+        for key in [k for k in self._trims if k.host == host and k not in running]:
+            del self._trims[key]
         # Slow down before speeding up, so the sum on the host never passes the budget on the way.
         for plan, speed in sorted(wanted, key=lambda item: not _faster(item[0].applied or 0, item[1])):
             self.set(plan, speed)
