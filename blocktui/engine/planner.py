@@ -292,6 +292,9 @@ class Planner:
         session waits for a poll, so a host that stops answering delays only its own plans.
         """
         snapshot = self.session.step()
+        if self.session.showing_ends:
+            # An end to show: to the screen first, plans move on at the step right after (at once).
+            return self.snapshot(snapshot)
         started: list[Future[None]] = []
         for host in self.session.hosts:
             current = self._stepping.get(host)

@@ -88,6 +88,8 @@ class Session(SessionPolling, SessionActions):
         self._stale_hosts: set[str] = set(self._backends)
         self._opened = False
         self._closed = False
+        #: The last step returned at once to show jobs that ended (it polled nothing).
+        self.showing_ends = False
         self._last_scan: dict[str, float] = {}
         self._workers = {uri: HostWorker(f"blocktui-host-{uri}", clock) for uri in self._backends}
         self._order = {uri: index for index, uri in enumerate(self._backends)}
@@ -200,7 +202,8 @@ class Session(SessionPolling, SessionActions):
         own rows: its poll stays in flight and the others carry on at their pace.
         """
         with self._lock:
-            if self._drain_events():
+            self.showing_ends = self._drain_events()
+            if self.showing_ends:
                 # Show how a job ended at once, and poll right after: polling every running job
                 # first would put the outcome behind a round trip per job.
                 self._wake.set()
