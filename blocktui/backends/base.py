@@ -132,3 +132,9 @@ class Backend(ABC):
 
         Uses only calls that are safe while jobs finish (never query-named-block-nodes).
         """
+
+    def free_bytes(self, path: str) -> int | None:
+        """Free space where the image ``path`` lives, as the host's storage tells it (a storage
+        pool); None when it cannot tell. Files on this machine are measured by the caller."""
+        del path
+        return None

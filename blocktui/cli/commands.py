@@ -14,6 +14,7 @@ from blocktui import __version__
 from blocktui.cli import plans as cli_plans
 from blocktui.cli.args import bandwidth_arg, positive_int, size_arg
 from blocktui.cli.hosts import engine_for
+from blocktui.cli.metrics import add_metrics_command, cmd_metrics
 from blocktui.cli.output import domain_json, job_json, one_line, print_domains, print_jobs, print_json
 from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, InvalidInput, NotAnswering
 from blocktui.core.text import visible
@@ -52,6 +53,7 @@ examples:
   blocktui -c qemu:///system jobs --watch     every block job, refreshed
   blocktui -c qemu:///system speed web1 vda 20M
   blocktui -c qemu:///system abort web1 vda --wait
+  blocktui -c qemu:///system metrics           Prometheus metrics on 127.0.0.1:9177
 
 {EXIT_CODES_HELP}"""
 
@@ -122,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--json", action="store_true", help="machine-readable output")
     jobs.add_argument("--watch", action="store_true", help="refresh until interrupted")
     cli_plans.add_history_command(commands)
+    add_metrics_command(commands)
 
     speed = commands.add_parser("speed", help="change a running job's bandwidth limit")
     speed.add_argument("domain", metavar="DOMAIN")
@@ -175,7 +178,9 @@ def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def cmd_stream(engine: Engine, args: argparse.Namespace) -> int:
-    """Start a stream; with --wait (or --chunk), follow it to its end."""
+    """Start a stream; with --wait (or --chunk), follow it to its end; --dry-run only tells."""
+    if args.dry_run:
+        return cli_plans.cmd_preflight(engine, args)
     if args.wait or args.chunk:
         return cli_plans.cmd_stream_planned(engine, args)
     return cli_plans.cmd_stream_unwatched(engine, args)
@@ -253,6 +258,7 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], int]] = {
     "abort": cli_plans.cmd_abort_guarded,
     "pause": cli_plans.cmd_pause_planned,
     "resume": cli_plans.cmd_pause_planned,
+    "metrics": cmd_metrics,
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from blocktui.cli.args import bandwidth_arg, gap_arg, max_active_arg, positive_int, size_arg
 from blocktui.cli.hosts import wait_for_end
 from blocktui.cli.output import describe_end, job_json, one_line, print_json, progress_line, warn
+from blocktui.core.errors import NoSpace
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
@@ -43,7 +44,15 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_stream_options(stream: argparse.ArgumentParser) -> None:
-    """``--chunk`` and ``--gap`` for ``stream``."""
+    """``--chunk``, ``--gap``, ``--dry-run`` and ``--force`` for ``stream``."""
+    stream.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only say what the stream would copy, how long it takes and whether it fits (exit 4: no room)",
+    )
+    stream.add_argument(
+        "--force", action="store_true", help="start even when the copy looks too large for the free space"
+    )
     stream.add_argument(
         "--chunk",
         type=size_arg,
@@ -67,9 +76,36 @@ def add_history_command(commands: Any) -> None:
 ABORT_TURN_TIMEOUT = 600.0
 
 
+def cmd_preflight(engine: Engine, args: argparse.Namespace) -> int:
+    """``stream --dry-run``: the pre-flight alone; nothing is started."""
+    key = engine.find_disk(args.domain, args.disk)
+    check = engine.preflight(key, bandwidth=args.bandwidth, base=args.base)
+    if args.json:
+        print_json(check.as_json())
+    else:
+        print(f"{visible(key.domain)}/{visible(key.disk)}: {check.summary()}")
+        if check.reason:
+            print(one_line(check.reason), file=sys.stderr)
+    return NoSpace.exit_code if check.fits is False else 0
+
+
+def refuse_if_no_room(engine: Engine, key: JobKey, args: argparse.Namespace) -> None:
+    """Refuse a stream whose copy cannot fit where the overlay lives (unless ``--force``).
+
+    Raises:
+        NoSpace: the copy needs more room than there is.
+    """
+    if args.force:
+        return
+    check = engine.preflight(key, bandwidth=args.bandwidth, base=args.base)
+    if check.fits is False:
+        raise NoSpace(f"{visible(key.domain)}/{visible(key.disk)}: {check.reason}")
+
+
 def cmd_stream_planned(engine: Engine, args: argparse.Namespace) -> int:
     """``stream --wait`` / ``--chunk``: a plan drives the stream (chunks, budget, guard) to its end."""
     key = engine.find_disk(args.domain, args.disk)
+    refuse_if_no_room(engine, key, args)
     plan = engine.add_stream(key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap)
     return _follow_to_end(engine, plan, key, args)
 
@@ -78,6 +114,7 @@ def cmd_stream_unwatched(engine: Engine, args: argparse.Namespace) -> int:
     """``stream`` without ``--wait``: start it and leave, where nobody needs to watch its end."""
     key = engine.find_disk(args.domain, args.disk)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
+    refuse_if_no_room(engine, key, args)
     engine.step()
     plan = engine.start_unwatched(key, bandwidth=args.bandwidth, base=args.base)
     if plan is not None:

@@ -42,6 +42,10 @@ class NothingToStream(Conflict):
     """The disk has no backing file, so a stream would copy nothing."""
 
 
+class NoSpace(Conflict):
+    """The copy would not fit where the overlay lives."""
+
+
 class JobBusy(Conflict):
     """The disk already has a block job."""
 
@@ -78,7 +82,8 @@ exit codes:
   1  the job ended without completing (failed, cancelled or unknown)
   2  invalid input (a size, bandwidth or option that cannot be used)
   3  not found (domain, disk, base image)
-  4  conflict (a job already runs on the disk, no backing file, no job to steer)
+  4  conflict (a job already runs on the disk, no backing file, no job to steer,
+     or the copy cannot fit where the overlay is: see stream --dry-run)
   5  host error (cannot connect, the host refused or failed the request)
   6  read-only connection
   7  not supported by this backend

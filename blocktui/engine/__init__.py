@@ -16,4 +16,14 @@ from blocktui.engine.journal import Entry, Journal
 from blocktui.engine.planner import GUARD_ENV
 from blocktui.engine.plans import Plan, PlanStatus
 
-__all__ = ["GUARD_ENV", "Engine", "Entry", "HostSpec", "Journal", "Plan", "PlanStatus", "open_engine"]
+__all__ = [
+    "GUARD_ENV",
+    "Engine",
+    "Entry",
+    "HostSpec",
+    "Journal",
+    "Plan",
+    "PlanStatus",
+    "Preflight",
+    "open_engine",
+]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import TYPE_CHECKING
 
 from blocktui.core.errors import Conflict, NoJob
 from blocktui.core.guard import Mark, marked
 from blocktui.core.model import JobKey, JobState
+from blocktui.core.preflight import Preflight
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.engine.journal import Entry, pid_alive
 from blocktui.engine.plan_runs import LAUNCH_SPEED
 from blocktui.engine.planner import Plan, PlanStatus
+from blocktui.engine.preflight import estimate
 
 if TYPE_CHECKING:
     from blocktui.engine.journal import Journal
@@ -123,6 +126,17 @@ class EngineActions:
     def cancel(self, key: JobKey) -> None:
         """Drop a plan; a running job is aborted."""
         self.planner.cancel(key)
+
+    def preflight(self, key: JobKey, *, bandwidth: int = 0, base: str | None = None) -> Preflight:
+        """What streaming ``key`` would copy, how long at ``bandwidth``, and whether it fits (a host call)."""
+        budget = self.planner.policy(key.host).budget
+        active = sum(1 for p in self.plans() if p.key.host == key.host and p.running)
+        share = budget // (active + 1) if budget else 0
+        if share and bandwidth:
+            share = min(share, bandwidth)
+        return self.session.call(
+            key.host, partial(estimate, self.session, key, limit=bandwidth, base=base, share=share)
+        )
 
     # -- pause and resume -------------------------------------------------------------------
 

@@ -1,0 +1,74 @@
+"""The pre-flight of a stream: read the allocation map and the free space, then judge (``core.preflight``).
+
+Images on this machine are read directly: ``qemu-img map -U`` (metadata only, shared with the
+running QEMU, never a QMP command, so safe beside a finishing stream on QEMU 7.2) and the free
+space of the overlay's filesystem. A backend may know the free space of a remote storage pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from blocktui.core.errors import NotFound, NothingToStream
+from blocktui.core.model import JobKey
+from blocktui.core.preflight import Preflight, bytes_to_copy, pulled_depths
+from blocktui.core.text import visible
+from blocktui.engine.lookup import disk_of
+from blocktui.engine.session import Session
+
+#: Seconds ``qemu-img map`` may take (it reads metadata only; a huge sparse image takes longer).
+MAP_TIMEOUT = 60.0
+
+
+def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, share: int) -> Preflight:
+    """What streaming ``key`` (to ``base``) would copy and whether it fits; runs on the host's worker.
+
+    Raises:
+        NotFound: no such disk, or ``base`` is not in its chain.
+        NothingToStream: the disk has no backing file.
+    """
+    backend = session.backend(key.host)
+    disk = disk_of(backend, key.domain, key.disk)
+    if not disk.has_backing:
+        raise NothingToStream(f"{key.domain}/{key.disk} has no backing file: there is nothing to stream")
+    chain = [layer.path for layer in disk.chain]
+    if base is not None and base not in chain:
+        raise NotFound(f"{visible(base)} is not in the backing chain of {key.domain}/{key.disk}")
+    source = disk.source
+    copy: int | None = None
+    free: int | None = None
+    unknown = ""
+    if backend.sees_host_files and source is not None and source.startswith("/"):
+        try:
+            copy = bytes_to_copy(_allocation_map(source), pulled_depths(chain, base))
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            unknown = f"the allocation map of {visible(source)} cannot be read ({exc})"
+        try:
+            facts = os.statvfs(os.path.dirname(source))
+            free = facts.f_bavail * facts.f_frsize
+        except OSError as exc:
+            unknown = unknown or f"the free space beside {visible(source)} cannot be read ({exc.strerror})"
+    else:
+        unknown = "the images are on another machine: how much will be copied is not known"
+        if source is not None:
+            free = backend.free_bytes(source)
+    return Preflight.judge(
+        key.domain, key.disk, copy=copy, free=free, limit=limit, share=share, unknown=unknown
+    )
+
+
+def _allocation_map(path: str) -> list[dict[str, object]]:
+    """``qemu-img map`` of the image and its chain; ``-U`` reads it while QEMU has it open."""
+    done = subprocess.run(
+        ["qemu-img", "map", "-U", "--output=json", path],
+        capture_output=True,
+        text=True,
+        timeout=MAP_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ValueError(" ".join(done.stderr.split()) or f"qemu-img exited {done.returncode}")
+    extents: list[dict[str, object]] = json.loads(done.stdout)
+    return extents
