@@ -39,7 +39,7 @@ def listed(session: Session, domain: str) -> None:
         session.refresh_domains()
         if any(d.name == domain for d in session.domains()):
             return
-        assert time.monotonic() < deadline, f"{domain} not listed: {session.host_states()} {session.domains()}"
+        assert time.monotonic() < deadline, f"{domain} not listed: {session.host_states()}"
         time.sleep(0.2)
 
 
