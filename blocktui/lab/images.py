@@ -34,9 +34,17 @@ def run_tool(*argv: str) -> str:
     return done.stdout
 
 
+#: The most one qemu-io write may cover (it refuses 2 GiB and more).
+WRITE_AT_MOST = 1024**3
+
+
 def write_pattern(path: Path, pattern: int, offset: int, length: int) -> None:
     """Fill ``length`` bytes at ``offset`` of a qcow2 image with one byte value."""
-    run_tool("qemu-io", "-f", "qcow2", "-c", f"write -P {pattern:#x} {offset} {length}", str(path))
+    commands = []
+    for start in range(offset, offset + length, WRITE_AT_MOST):
+        size = min(WRITE_AT_MOST, offset + length - start)
+        commands += ["-c", f"write -P {pattern:#x} {start} {size}"]
+    run_tool("qemu-io", "-f", "qcow2", *commands, str(path))
 
 
 def create_base(path: Path, size: int) -> None:
