@@ -13,9 +13,11 @@ from typing import NoReturn
 from blocktui import __version__
 from blocktui.cli import plans as cli_plans
 from blocktui.cli.args import bandwidth_arg, positive_int, size_arg
+from blocktui.cli.config_file import add_config_command, cmd_config, load_config
 from blocktui.cli.hosts import engine_for
 from blocktui.cli.metrics import add_metrics_command, cmd_metrics
 from blocktui.cli.output import domain_json, job_json, one_line, print_domains, print_jobs, print_json
+from blocktui.core.config import Config
 from blocktui.core.errors import EXIT_CODES_HELP, BlocktuiError, InvalidInput, NotAnswering
 from blocktui.core.text import visible
 from blocktui.core.units import (
@@ -83,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hosts.add_argument("--lab", action="store_true", help="the embedded demo lab (see 'lab up')")
     hosts.add_argument(
+        "--host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a host the configuration file names (repeatable; see 'blocktui config show')",
+    )
+    hosts.add_argument(
         "--qmp", metavar="SOCKET", action="append", default=[], help="a QEMU QMP socket (repeatable)"
     )
     hosts.add_argument(
@@ -111,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("domain", metavar="DOMAIN")
     stream.add_argument("disk", metavar="DISK", help="target name, e.g. vda")
     stream.add_argument(
-        "--bandwidth", "-b", type=bandwidth_arg, default=0, metavar="BW", help="limit (default unlimited)"
+        "--bandwidth",
+        "-b",
+        type=bandwidth_arg,
+        metavar="BW",
+        help="limit (default: the configuration file's, else unlimited)",
     )
     stream.add_argument(
         "--base", metavar="PATH", help="keep this backing image and those below it (default: pull all)"
@@ -125,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--watch", action="store_true", help="refresh until interrupted")
     cli_plans.add_history_command(commands)
     add_metrics_command(commands)
+    add_config_command(commands)
 
     speed = commands.add_parser("speed", help="change a running job's bandwidth limit")
     speed.add_argument("domain", metavar="DOMAIN")
@@ -217,10 +231,11 @@ def cmd_speed(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_dashboard(engine: Engine, args: argparse.Namespace) -> int:
     """Run the dashboard: its streams are plans under --max-active, --budget and the guard."""
-    del args  # the engine carries the plan options
     from blocktui.ui import run_dashboard  # noqa: PLC0415 - Textual loads only for the dashboard
 
-    return run_dashboard(engine)  # closes the engine: plans handed on, journal and hosts closed
+    return run_dashboard(
+        engine, args.settings
+    )  # closes the engine: plans handed on, journal and hosts closed
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -273,9 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_lab(args)
         if args.command == "history":
             return cli_plans.cmd_history(args)
+        if args.command == "config":
+            return cmd_config(args)
+        args.settings = config = load_config()
+        if args.command == "stream":
+            with_defaults(args, config)
         command = COMMANDS.get(args.command, cmd_dashboard)
         dashboard = command is cmd_dashboard
-        with engine_for(args, connect=not dashboard, bounded=not dashboard) as engine:
+        with engine_for(args, config, connect=not dashboard, bounded=not dashboard) as engine:
             return command(engine, args)
     except BlocktuiError as exc:
         message = str(exc)
@@ -290,6 +310,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def with_defaults(args: argparse.Namespace, config: Config) -> None:
+    """``stream``'s limit, chunk and gap from the configuration file where no flag gives them."""
+    if args.bandwidth is None:
+        args.bandwidth = config.bandwidth or 0
+    if args.chunk is None:
+        args.chunk = config.chunk or 0
+    if args.gap is None:
+        args.gap = config.gap or 0.0
+
+
 def _host_count(args: argparse.Namespace) -> int:
     """How many hosts the options name (the default URI when none)."""
-    return len(args.connect) + int(args.lab) + len(args.qmp) + len(args.qmp_dir) or 1
+    return len(args.connect) + int(args.lab) + len(args.qmp) + len(args.qmp_dir) + len(args.host) or 1

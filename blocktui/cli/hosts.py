@@ -8,7 +8,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from blocktui.cli.output import warn
-from blocktui.core.errors import NotFound
+from blocktui.core.config import Config
+from blocktui.core.errors import InvalidInput, NotFound
 from blocktui.core.model import JobKey
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.views import JobView, Snapshot
@@ -19,8 +20,53 @@ from blocktui.engine import Engine, HostSpec, Journal, open_engine
 CALL_TIMEOUT = 8.0
 
 
+def host_spec(args: argparse.Namespace, config: Config, *, call_timeout: float | None) -> HostSpec:
+    """The hosts the options name, with the named hosts of the configuration file (``--host``).
+
+    Without any host option, the file's default hosts (else the default URI). A named host's own
+    queue and budget apply unless ``--max-active`` or ``--budget`` is given.
+
+    Raises:
+        InvalidInput: ``--host`` names no host of the file.
+    """
+    uris, sockets, folders, lab = list(args.connect), list(args.qmp), list(args.qmp_dir), bool(args.lab)
+    names = list(args.host)
+    if not (names or uris or sockets or folders or lab):
+        names = list(config.default_hosts)
+    policies: list[tuple[str, HostPolicy]] = []
+    flags = args.max_active is not None or args.budget
+    for name in names:
+        host = config.hosts.get(name)
+        if host is None:
+            known = ", ".join(config.hosts) or "none"
+            raise InvalidInput(f"--host {name}: the configuration file names no such host (hosts: {known})")
+        place = host.uri or host.qmp or host.qmp_dir or "lab"
+        if host.uri:
+            uris.append(host.uri)
+        elif host.qmp:
+            sockets.append(host.qmp)
+        elif host.qmp_dir:
+            folders.append(host.qmp_dir)
+        else:
+            lab = True
+        if host.policy is not None and not flags:
+            policies.append((place, host.policy))
+    return HostSpec(
+        uris=tuple(uris),
+        qmp_sockets=tuple(Path(socket) for socket in sockets),
+        qmp_dirs=tuple(Path(directory) for directory in folders),
+        lab=lab,
+        readonly=args.readonly,
+        qmp_hold=args.qmp_hold,
+        call_timeout=call_timeout,
+        policies=tuple(policies),
+    )
+
+
 @contextmanager
-def engine_for(args: argparse.Namespace, *, connect: bool = True, bounded: bool = True) -> Iterator[Engine]:
+def engine_for(
+    args: argparse.Namespace, config: Config, *, connect: bool = True, bounded: bool = True
+) -> Iterator[Engine]:
     """The engine over the hosts the options name, with the plan options; closed (plans handed on) on exit.
 
     Args:
@@ -31,15 +77,7 @@ def engine_for(args: argparse.Namespace, *, connect: bool = True, bounded: bool 
             about 0.2 ms of CPU per poll of each job.
     """
     with ExitStack() as stack:
-        spec = HostSpec(
-            uris=tuple(args.connect),
-            qmp_sockets=tuple(Path(socket) for socket in args.qmp),
-            qmp_dirs=tuple(Path(directory) for directory in args.qmp_dir),
-            lab=args.lab,
-            readonly=args.readonly,
-            qmp_hold=args.qmp_hold,
-            call_timeout=CALL_TIMEOUT if bounded else None,
-        )
+        spec = host_spec(args, config, call_timeout=CALL_TIMEOUT if bounded else None)
         engine = open_engine(
             spec,
             stack,

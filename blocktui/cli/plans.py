@@ -56,13 +56,10 @@ def add_stream_options(stream: argparse.ArgumentParser) -> None:
     stream.add_argument(
         "--chunk",
         type=size_arg,
-        default=0,
         metavar="SIZE",
         help="stop at every SIZE boundary (implies --wait)",
     )
-    stream.add_argument(
-        "--gap", type=gap_arg, default=0.0, metavar="SECONDS", help="pause between chunks (default 0)"
-    )
+    stream.add_argument("--gap", type=gap_arg, metavar="SECONDS", help="pause between chunks (default 0)")
 
 
 def add_history_command(commands: Any) -> None:

@@ -25,6 +25,8 @@ class HostSpec:
 
     Attributes:
         call_timeout: seconds one libvirt call may take (None: no bound).
+        policies: a host's own queue and budget, by the URI, socket or folder that names it
+            (``lab`` for the lab).
     """
 
     uris: tuple[str, ...] = ()
@@ -34,6 +36,7 @@ class HostSpec:
     readonly: bool = False
     qmp_hold: bool = False
     call_timeout: float | None = None
+    policies: tuple[tuple[str, HostPolicy], ...] = ()
 
 
 def default_uri() -> str:
@@ -81,5 +84,17 @@ def open_engine(
     journal: Journal | Callable[[], Journal] | None = None,
 ) -> Engine:
     """An engine over the hosts ``spec`` names, not yet connected; the lab closes with ``stack``."""
-    session = Session(open_backends(spec, stack), readonly=spec.readonly)
-    return Engine(session, journal, policy=policy, guard=guard)
+    backends = open_backends(spec, stack)
+    engine = Engine(Session(backends, readonly=spec.readonly), journal, policy=policy, guard=guard)
+    for place, own in spec.policies:
+        for backend in backends:
+            if _named_by(backend, place):
+                engine.set_policy(own, backend.uri)
+    return engine
+
+
+def _named_by(backend: Backend, place: str) -> bool:
+    """Whether ``place`` (a URI, a QMP socket or folder, or ``lab``) names ``backend``."""
+    if place == "lab":
+        return backend.uri.startswith("qemu:///embed")
+    return backend.uri in (place, f"qmp:{Path(place).absolute()}")

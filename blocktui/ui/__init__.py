@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+from blocktui.core.config import Config
 from blocktui.core.errors import ENDING_SIGNALS
 from blocktui.engine import Engine
 
@@ -43,7 +44,7 @@ class _DaemonExecutor(ThreadPoolExecutor):
         return None
 
 
-def run_dashboard(engine: Engine) -> int:
+def run_dashboard(engine: Engine, settings: Config | None = None) -> int:
     """Run the dashboard on an engine whose hosts are not yet open; return the exit code.
 
     The app opens the hosts in a worker (so the screen shows at once). Afterwards this function
@@ -53,7 +54,7 @@ def run_dashboard(engine: Engine) -> int:
     """
     from blocktui.ui.app import BlocktuiApp  # noqa: PLC0415 - keep `import blocktui.ui` light
 
-    app = BlocktuiApp(engine)
+    app = BlocktuiApp(engine, settings=settings)
     loop = asyncio.new_event_loop()
     loop.set_default_executor(_DaemonExecutor())
     # SIGTERM and SIGHUP quit as `q` does: the terminal is restored and the plans are handed back.

@@ -7,9 +7,11 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from blocktui.core.config import Config
 from blocktui.core.text import jobs_continue
 from blocktui.engine import Engine
 from blocktui.ui.commands import APP_BINDINGS, DashboardCommands
+from blocktui.ui.notices import Notifier
 from blocktui.ui.screens.help import HelpScreen, keys_text
 from blocktui.ui.screens.main import MainScreen
 
@@ -22,18 +24,30 @@ class BlocktuiApp(App[int]):
     COMMANDS = App.COMMANDS | {DashboardCommands}
     BINDINGS: ClassVar[list[BindingType]] = list(APP_BINDINGS)
 
-    def __init__(self, engine: Engine, *, poll: bool = True) -> None:
+    def __init__(self, engine: Engine, *, poll: bool = True, settings: Config | None = None) -> None:
         """Create the app.
 
         Args:
             engine: what the dashboard shows and drives.
             poll: run the poll worker (tests that step the engine by hand turn it off).
+            settings: the configuration file's theme, keys, notifications and stream defaults.
         """
         super().__init__()
         self.engine = engine
-        self.main = MainScreen(engine, poll=poll)
+        self.settings = settings or Config()
+        self.main = MainScreen(engine, poll=poll, defaults=self.settings)
+        self.main.notifier = Notifier(bell=self.settings.bell, desktop=self.settings.desktop)
 
     def on_mount(self) -> None:
+        if self.settings.theme is not None:
+            if self.settings.theme in self.available_themes:
+                self.theme = self.settings.theme
+            else:
+                self.warn(
+                    f"theme {self.settings.theme!r} is unknown; themes: {', '.join(self.available_themes)}"
+                )
+        if self.settings.keys:
+            self.set_keymap(dict(self.settings.keys))
         self.push_screen(self.main)
         journal = self.engine.journal
         if journal.warning:

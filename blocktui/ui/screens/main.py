@@ -22,12 +22,14 @@ from textual.events import DescendantFocus
 from textual.widgets import DataTable, Footer, Input, Tree
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from blocktui.core.config import Config
 from blocktui.core.model import ConnectionState, HostInfo
 from blocktui.core.text import visible
 from blocktui.engine import Engine
 from blocktui.ui.board import Board, host_plans, live_board
 from blocktui.ui.format import host_labels
 from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
+from blocktui.ui.notices import Notifier, endings
 from blocktui.ui.screens import background
 from blocktui.ui.screens.history import HistoryScreen
 from blocktui.ui.screens.main_dialogs import Dialogs
@@ -35,6 +37,7 @@ from blocktui.ui.screens.main_keys import CHECKED, MAIN_BINDINGS, action_applies
 from blocktui.ui.screens.panes import PaneScreen
 from blocktui.ui.screens.policy import Field
 from blocktui.ui.screens.selection import BoardState, Selection
+from blocktui.ui.screens.stream_dialog import StreamRequest
 from blocktui.ui.widgets.detail import DetailPane
 from blocktui.ui.widgets.domain_tree import DomainTree
 from blocktui.ui.widgets.hosts_bar import HostsBar
@@ -61,11 +64,12 @@ class MainScreen(PaneScreen):
     #: shows what it has; slower hosts join when they answer.
     OPEN_WAIT = 1.0
 
-    def __init__(self, engine: Engine, *, poll: bool = True) -> None:
+    def __init__(self, engine: Engine, *, poll: bool = True, defaults: Config | None = None) -> None:
         """Create the screen.
 
         Args:
             poll: start the poll worker on mount (tests that step the engine by hand turn it off).
+            defaults: the configuration file's stream defaults, for the stream dialog.
         """
         super().__init__()
         self.engine = engine
@@ -74,6 +78,8 @@ class MainScreen(PaneScreen):
         self.state = BoardState(host_plans(engine, guard=False))
         self.requests = background.Requests(engine, self.post_message)
         self.dialogs = Dialogs(self, self.state, self.requests, engine.supports, self._show_hosts)
+        self.dialogs.defaults = StreamRequest.defaults_of(defaults or Config())
+        self.notifier = Notifier()
         self._needle = ""
         self._pane = "tree"
         self._last_snapshot = time.monotonic()
@@ -150,7 +156,10 @@ class MainScreen(PaneScreen):
         elif self._poll_enabled:
             # A step's host states are as old as its longest wait: a host's silence is read now.
             board = replace(board, snapshot=replace(board.snapshot, hosts=self.engine.host_states()))
+        before = self.state.jobs
         self.state.take(board)
+        for job in endings(before, board.snapshot.jobs):
+            self.notifier.announce(self.app, job)
         self._show_hosts()
         self._render_lists()
 

@@ -43,6 +43,8 @@ class Dialogs:
         self.engine = requests.engine
         self._supports = supports
         self._policies_changed = policies_changed
+        #: What the stream dialog starts with (the configuration file's defaults).
+        self.defaults: StreamRequest | None = None
 
     def stream(self, host: str, domain: Domain, disks: list[Disk]) -> None:
         """Ask for the limit, chunks and base, then queue a stream on each of these disks."""
@@ -51,6 +53,7 @@ class Dialogs:
             domain.name,
             disks,
             supports_base=self._supports(host, "supports_base"),
+            defaults=self.defaults,
         )
 
         def start(request: StreamRequest | None) -> None:

@@ -13,9 +13,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from blocktui.core.config import Config
 from blocktui.core.errors import InvalidInput
 from blocktui.core.model import Disk
 from blocktui.core.text import counted, visible
+from blocktui.core.units import format_bandwidth, format_size
 from blocktui.ui.format import safe
 from blocktui.ui.widgets.bandwidth import BandwidthInput, bandwidth_of
 from blocktui.ui.widgets.chunking import ChunkInput, GapInput, chunk_of, gap_of
@@ -43,6 +45,11 @@ class StreamRequest:
     chunk: int = 0
     gap: float = 0.0
 
+    @classmethod
+    def defaults_of(cls, config: Config) -> StreamRequest:
+        """What the dialog starts with: the configuration file's limit, chunk and gap."""
+        return cls(bandwidth=config.bandwidth or 0, base=None, chunk=config.chunk or 0, gap=config.gap or 0.0)
+
 
 class StreamDialog(ModalScreen[StreamRequest | None]):
     """Bandwidth, chunk size and gap (each validated as typed) and base; dismisses with None on cancel."""
@@ -51,8 +58,18 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
         Binding("escape", "cancel", "Cancel", id="stream.cancel", tooltip="Close without starting"),
     ]
 
-    def __init__(self, host: str, domain: str, disks: list[Disk], *, supports_base: bool) -> None:
+    def __init__(
+        self,
+        host: str,
+        domain: str,
+        disks: list[Disk],
+        *,
+        supports_base: bool,
+        defaults: StreamRequest | None = None,
+    ) -> None:
+        """Ask about streaming ``disks``; ``defaults`` fill the fields (the configuration file's)."""
         super().__init__()
+        self._defaults = defaults or StreamRequest(bandwidth=0, base=None)
         self._host = host
         self._domain = domain
         self._disks = disks
@@ -65,15 +82,16 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
             yield Label(Text("Start streaming", style="bold"), classes="title")
             yield Label(self._what(), id="stream-what")
             yield Label("Bandwidth limit (binary units, per second):")
-            yield BandwidthInput(id="bandwidth")
+            given = self._defaults
+            yield BandwidthInput(format_bandwidth(given.bandwidth) if given.bandwidth else "", id="bandwidth")
             yield Static("", id="bandwidth-error", classes="error")
             with Horizontal(classes="pair"):
                 with Vertical():
                     yield Label("Chunk size (optional):")
-                    yield ChunkInput(id="chunk")
+                    yield ChunkInput(format_size(given.chunk) if given.chunk else "", id="chunk")
                 with Vertical(classes="narrow"):
                     yield Label("Gap, seconds:")
-                    yield GapInput(id="gap")
+                    yield GapInput(f"{given.gap:g}" if given.gap else "", id="gap")
             yield Static(Text(CHUNK_HINT, style="dim"), id="chunk-error", classes="hint")
             if self._bases:
                 yield Label("Pull down to:")
