@@ -166,3 +166,15 @@ async def test_keys_and_clicks_move_the_cursor_and_say_so() -> None:
         await pilot.pause()
         assert table.selected_key == jobs[4].key  # the row that took its place
         assert app.highlighted[-1] == jobs[4].key
+
+
+async def test_a_long_reason_is_cut_short_on_screen_but_read_whole() -> None:
+    app = TableApp()
+    async with app.run_test(size=(120, 8)) as pilot:
+        table = app.query_one(JobsTable)
+        failed = replace(running(0), state=JobState.FAILED, error="No space left on device")
+        table.sync([failed], {}, now=0.0)
+        await pilot.pause()
+        assert str(table.get_cell(row_key(failed.key), "why")) == "No space left on device"
+        line = table.render_lines(table.size.region)[1].text
+        assert line.rstrip().endswith(" No space…")

@@ -7,7 +7,6 @@ from typing import NamedTuple
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual.strip import Strip
 
 from blocktui.core.model import JobKey, JobState
@@ -134,12 +133,6 @@ def fit(plain: str, column: Column) -> str:
     if column.right:
         return " " * (column.width - length) + shown
     return shown + " " * (column.width - length)
-
-
-def cell_text(cell: Cell, column: Column) -> Text:
-    """A cell as rich Text, exactly as drawn (never parsed as markup)."""
-    plain, style = cell
-    return Text(fit(plain, column), style=style, no_wrap=True)
 
 
 class RowLook:

@@ -22,7 +22,6 @@ from blocktui.ui.widgets.job_row import (
     ROW_WIDTH,
     Cell,
     RowLook,
-    cell_text,
     eta_cell,
     row_cells,
     row_key,
@@ -149,18 +148,22 @@ class JobsTable(ScrollView):
         return self._rows[self._order[self.cursor_row]].key
 
     def get_cell(self, row: str, column: str) -> Text:
-        """What one cell shows, as drawn (``row`` from ``row_key``, ``column`` a column key)."""
+        """What one cell says, whole, with its style (a narrow column shows it cut short).
+
+        Args:
+            row: the row's key (``row_key``).
+            column: a column's key.
+        """
         if row not in self._rows or column not in _COLUMN_INDEX:
             raise CellDoesNotExist(f"no cell {column!r} in row {row!r}")
-        index = _COLUMN_INDEX[column]
-        return cell_text(self._rows[row].shown()[index], COLUMNS[index])
+        plain, style = self._rows[row].shown()[_COLUMN_INDEX[column]]
+        return Text(plain, style=style)
 
     def get_row_at(self, index: int) -> tuple[Text, ...]:
-        """What every cell of the row at ``index`` (from the top, from 0) shows."""
+        """What every cell of the row at ``index`` (from the top, from 0) says."""
         if not 0 <= index < len(self._order):
             raise CellDoesNotExist(f"no row {index}")
-        cells = self._rows[self._order[index]].shown()
-        return tuple(cell_text(cell, column) for cell, column in zip(cells, COLUMNS, strict=True))
+        return tuple(Text(plain, style=style) for plain, style in self._rows[self._order[index]].shown())
 
     def select(self, key: JobKey) -> None:
         """Move the cursor to this job's row, if it is shown."""
