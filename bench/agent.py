@@ -476,7 +476,10 @@ def _count_nodes(node: Any) -> int:
 
 
 def table(args: argparse.Namespace) -> dict[str, Any]:
-    """Time ``JobsTable.sync`` with ``rows`` jobs: the first fill, then updates where every row changed."""
+    """Time ``JobsTable.sync`` with ``rows`` jobs: the first fill, then updates where every row changed.
+
+    Each time runs from the call to sync() until the screen has been refreshed with its changes.
+    """
     return asyncio.run(_table(args.rows, args.repeats))
 
 
@@ -515,18 +518,28 @@ async def _table(rows: int, repeats: int) -> dict[str, Any]:
     app = TableApp()
     async with app.run_test(headless=True, size=(160, 50)) as pilot:
         jobs_table = app.query_one(JobsTable)
+
+        async def refreshed() -> None:
+            # Until the screen has been painted with what sync() changed: not pilot.pause(), whose
+            # wait for the process to go idle sleeps 20 ms or more by itself.
+            done = asyncio.Event()
+            jobs_table.call_after_refresh(done.set)
+            await done.wait()
+
+        await pilot.pause()
         t0 = time.monotonic()
         jobs_table.sync(views(0), {})
-        await pilot.pause()
+        await refreshed()
         fill = time.monotonic() - t0
         syncs: list[float] = []
         totals: list[float] = []
         for step in range(1, repeats + 1):
             batch = views(step)
+            await pilot.pause()  # start each update on an idle app
             t0 = time.monotonic()
             jobs_table.sync(batch, {})
             t1 = time.monotonic()
-            await pilot.pause()
+            await refreshed()
             t2 = time.monotonic()
             syncs.append(t1 - t0)
             totals.append(t2 - t0)

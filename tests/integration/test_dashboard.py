@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button
-from textual.widgets.data_table import CellDoesNotExist
 
 from blocktui.core.model import JobKey
 from blocktui.engine.facade import Engine
@@ -20,7 +19,7 @@ from blocktui.lab.images import backing_file, check, compare
 from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.screens.stream_dialog import StreamDialog
 from blocktui.ui.widgets.domain_tree import DomainTree, Place
-from blocktui.ui.widgets.jobs_table import JobsTable, row_key
+from blocktui.ui.widgets.jobs_table import CellDoesNotExist, JobsTable, row_key
 
 from .conftest import DomainFactory, SaveContent, until
 

@@ -16,7 +16,6 @@ from fake_backend import FakeBackend
 from rich.cells import cell_len
 from textual.pilot import Pilot
 from textual.widgets import Input
-from textual.widgets.data_table import CellDoesNotExist
 
 from blocktui.core.model import JobKey
 from blocktui.core.scheduler import HostPolicy
@@ -27,7 +26,7 @@ from blocktui.engine.session import Session
 from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.board import read_board
 from blocktui.ui.widgets.domain_tree import DomainTree, Place
-from blocktui.ui.widgets.jobs_table import JobsTable, row_key
+from blocktui.ui.widgets.jobs_table import CellDoesNotExist, JobsTable, row_key
 
 #: The journal's wall-clock time when the test clock reads 0 (2024-05-01 10:00 UTC).
 WALL_CLOCK_START = 1_714_557_600.0

@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal
 from textual.events import DescendantFocus
-from textual.widgets import DataTable, Footer, Input, Tree
+from textual.widgets import Footer, Input, Tree
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from blocktui.core.config import Config
@@ -231,7 +231,7 @@ class MainScreen(PaneScreen):
         self._render_detail()
 
     @on(Tree.NodeHighlighted)
-    @on(DataTable.RowHighlighted)
+    @on(JobsTable.Highlighted)
     def _highlight_moved(self) -> None:
         self._render_detail()
 

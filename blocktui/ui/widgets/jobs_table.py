@@ -1,199 +1,177 @@
-"""The live jobs table: one row per job, keyed by its JobKey; only changed cells and rows are redrawn."""
+"""The live jobs table: one line per job, drawn straight from its cells; only changed lines repaint."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import ClassVar
 
 from rich.text import Text
-from textual.coordinate import Coordinate
-from textual.geometry import Region
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, RowKey
 
-from blocktui.core.model import JobKey, JobState
-from blocktui.core.text import visible
+from blocktui.core.model import JobKey
 from blocktui.core.views import JobView
-from blocktui.engine import PlanStatus
 from blocktui.ui.board import PlanInfo
-from blocktui.ui.format import (
-    STATE_STYLES,
-    compact_limit,
-    compact_rate,
-    compact_size,
-    format_duration,
-    progress_bar,
+from blocktui.ui.widgets.job_row import (
+    COLUMNS,
+    ROW_WIDTH,
+    Cell,
+    RowLook,
+    eta_cell,
+    row_cells,
+    row_key,
 )
 
-BAR_WIDTH = 8
+__all__ = ["ETA_EVERY", "CellDoesNotExist", "JobsTable", "row_key"]
 
 #: Lines above the first row: the header.
 HEADER_HEIGHT = 1
-
-
-class Column(NamedTuple):
-    """One column: its key, header and fixed width (fixed so updates never re-measure).
-
-    Widths include one leading blank: the table has no cell padding, which would cost two cells a
-    column and leave no room for the reason at 120 columns.
-    """
-
-    key: str
-    label: str
-    width: int
-    right: bool = False
-
-
-COLUMNS = (
-    Column("host", "host", 8),
-    Column("domain", "domain", 12),
-    Column("disk", "disk", 6),
-    Column("kind", "kind", 5),
-    Column("state", "state", 20),
-    Column("chunk", "chunk", 6, right=True),
-    Column("bar", "progress", BAR_WIDTH + 1),
-    Column("percent", "%", 5, right=True),
-    Column("done", "done/total", 12, right=True),
-    Column("rate", "rate", 8, right=True),
-    Column("limit", "limit", 8, right=True),
-    Column("eta", "ETA", 7, right=True),
-    Column("why", "reason", 10),
-)
-
-#: Plan states that say more than the job's own state, and their styles.
-_PLAN_STATES: dict[PlanStatus, tuple[str, str]] = {
-    PlanStatus.QUEUED: ("queued", "dim"),
-    PlanStatus.STOPPING: ("stopping", "yellow"),
-    PlanStatus.GAP: ("checkpoint", "yellow"),
-}
-
-
-#: A cell as the table shows it before it becomes rich Text: its characters and its one style.
-Cell = tuple[str, str]
 
 #: Seconds between repaints of a running job's ETA: rate and progress follow every poll, but an ETA
 #: ticking down twice a second only costs a repaint of every row and tells nobody anything new.
 ETA_EVERY = 1.0
 
-
-def state_cell(job: JobView, plan: PlanInfo | None) -> Cell:
-    """The state cell: the plan's word where it says more (queued, checkpoint), else the job's."""
-    if plan is not None:
-        if plan.status is PlanStatus.PAUSED:
-            # On hosts that cannot hold a job, a pause is an abort that keeps what was copied.
-            return ("paused (checkpoint)" if plan.checkpoint_pause else "paused", "yellow")
-        if plan.status in _PLAN_STATES:
-            return _PLAN_STATES[plan.status]
-    return (job.state.value, STATE_STYLES.get(job.state, ""))
-
-
-def state_text(job: JobView, plan: PlanInfo | None) -> Text:
-    """The state cell as rich Text."""
-    word, style = state_cell(job, plan)
-    return Text(word, style=style)
-
-
-def row_key(key: JobKey) -> str:
-    """The table's row key for a job: stable for the job's life and unique across hosts."""
-    # NUL cannot occur in a libvirt name or URI, so joining on it never makes two keys equal.
-    return "\0".join(key)
-
-
-def row_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Cell, ...]:
-    """Every cell of a job's row as (characters, style), in column order: cheap to compare.
-
-    Host strings are made visible here (control characters escaped); ``cell_text`` never parses
-    them as markup.
-
-    Args:
-        plan: the open plan driving the job, if any: its state word and its own limit win.
-    """
-    state_style = STATE_STYLES.get(job.state, "")
-    final = job.state.is_final
-    known_total = job.end > 0
-    why = job.error or (plan.note if plan else "") or job.note
-    return (
-        (host, ""),
-        (visible(job.key.domain), ""),
-        (visible(job.key.disk), ""),
-        (job.kind.value, ""),
-        state_cell(job, plan),
-        (f"{job.chunk[0]}/{job.chunk[1]}" if job.chunk else "", ""),
-        (progress_bar(job.fraction, BAR_WIDTH), "red" if job.state is JobState.FAILED else state_style),
-        (f"{job.fraction * 100:.0f}%" if known_total else "—", ""),
-        (f"{compact_size(job.cur)}/{compact_size(job.end)}" if known_total else "—", ""),
-        # A paused job (or one stopped at a checkpoint) moves at 0: its last rate would mislead.
-        ("—" if final or job.state is JobState.PAUSED else compact_rate(job.rate), ""),
-        (compact_limit(plan.limit if plan is not None else job.bandwidth), ""),
-        ("—" if final or not known_total else format_duration(job.eta), ""),
-        (visible(why) if why else "", "red" if job.error else "dim"),
-    )
-
-
-def cell_text(cell: Cell, column: Column) -> Text:
-    """A cell as rich Text: numbers right-aligned, text after the blank that separates columns."""
-    plain, style = cell
-    if column.right:
-        # The blank stays even when the value fills the column, so neighbours never touch.
-        return Text(f" {plain}", style=style, justify="right", no_wrap=True, overflow="ellipsis")
-    text = Text(f" {plain}", no_wrap=True, overflow="ellipsis")
-    if style and plain:
-        text.stylize(style, 1)
-    return text
-
-
-def job_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Text, ...]:
-    """Every cell of a job's row, as plain Text (host strings escaped, nothing parsed as markup)."""
-    return tuple(
-        cell_text(cell, column) for cell, column in zip(row_cells(job, host, plan), COLUMNS, strict=True)
-    )
-
-
 _ETA = next(index for index, column in enumerate(COLUMNS) if column.key == "eta")
+_COLUMN_INDEX = {column.key: index for index, column in enumerate(COLUMNS)}
 
 
-class JobsTable(DataTable[Text]):
-    """Every job on every host; rows are added and removed by key, cells updated only on change."""
+class CellDoesNotExist(LookupError):
+    """No such row or column in the jobs table."""
+
+
+class JobsTable(ScrollView):
+    """Every job on every host, keyed by job; a row cursor; a fixed header line.
+
+    Rows keep their cells as plain (characters, style) pairs and each visible line is drawn from
+    them into segments: nothing goes through a console or markup, and an update touches only the
+    lines whose cells changed.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor_up", "Cursor up", show=False),
+        Binding("down", "cursor_down", "Cursor down", show=False),
+        Binding("pageup", "cursor_page_up", "Page up", show=False),
+        Binding("pagedown", "cursor_page_down", "Page down", show=False),
+        Binding("home", "cursor_first", "First row", show=False),
+        Binding("end", "cursor_last", "Last row", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "jobs-table--header",
+        "jobs-table--cursor",
+        "jobs-table--even-row",
+        "jobs-table--odd-row",
+    }
+
+    # DataTable's look, which the dashboard had before this widget drew its own lines.
+    DEFAULT_CSS = """
+    JobsTable {
+        background: $surface;
+        color: $foreground;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .jobs-table--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+            & > .jobs-table--header {
+                background-tint: $foreground 5%;
+            }
+        }
+        &:dark > .jobs-table--even-row {
+            background: $surface-darken-1 40%;
+        }
+        & > .jobs-table--header {
+            text-style: bold;
+            background: $panel;
+            color: $foreground;
+        }
+        &:ansi > .jobs-table--header {
+            background: ansi_bright_blue;
+            color: ansi_default;
+        }
+        & > .jobs-table--even-row {
+            background: $surface-lighten-1 50%;
+        }
+        & > .jobs-table--odd-row {
+        }
+        & > .jobs-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+    }
+    """
+
+    class Highlighted(Message):
+        """The job under the cursor changed (None: the table is empty)."""
+
+        def __init__(self, table: JobsTable, key: JobKey | None) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> JobsTable:
+            """The table whose cursor moved."""
+            return self.table
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(
-            id=id, cursor_type="row", zebra_stripes=True, cell_padding=0, header_height=HEADER_HEIGHT
-        )
-        self._cells: dict[str, tuple[Cell, ...]] = {}
-        self._keys: dict[str, JobKey] = {}
-        # What each row was last drawn from; None while a held-back ETA is still to be shown.
-        self._views: dict[str, tuple[JobView, str, PlanInfo | None] | None] = {}
+        super().__init__(id=id)
+        #: The row under the cursor (0 when the table is empty).
+        self.cursor_row = 0
+        self._order: list[str] = []  # row keys, top to bottom
+        self._index: dict[str, int] = {}
+        self._rows: dict[str, _Row] = {}
         self._eta_shown_at = -ETA_EVERY
-        # Each row's last drawn line, with what it was drawn from (see render_line).
-        self._lines: dict[str, tuple[tuple[Cell, ...] | None, tuple[object, ...], Strip]] = {}
-        self._look: tuple[object, ...] | None = None
+        self._look: RowLook | None = None
+        self.virtual_size = Size(ROW_WIDTH, HEADER_HEIGHT)
 
-    def on_mount(self) -> None:
-        for column in COLUMNS:
-            self.add_column(
-                Text(column.label, justify="right") if column.right else Text(f" {column.label}"),
-                width=column.width,
-                key=column.key,
-            )
+    # -- what the table shows -----------------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        """How many jobs the table shows."""
+        return len(self._order)
 
     @property
     def selected_key(self) -> JobKey | None:
         """The job under the cursor, if any."""
-        if not self.row_count:
+        if not self._order:
             return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except CellDoesNotExist:  # the cursor sits beyond a row just removed
-            return None
-        return self._keys.get(key.value or "")
+        return self._rows[self._order[self.cursor_row]].key
+
+    def get_cell(self, row: str, column: str) -> Text:
+        """What one cell says, whole, with its style (a narrow column shows it cut short).
+
+        Args:
+            row: the row's key (``row_key``).
+            column: a column's key.
+        """
+        if row not in self._rows or column not in _COLUMN_INDEX:
+            raise CellDoesNotExist(f"no cell {column!r} in row {row!r}")
+        plain, style = self._rows[row].shown()[_COLUMN_INDEX[column]]
+        return Text(plain, style=style)
+
+    def get_row_at(self, index: int) -> tuple[Text, ...]:
+        """What every cell of the row at ``index`` (from the top, from 0) says."""
+        if not 0 <= index < len(self._order):
+            raise CellDoesNotExist(f"no row {index}")
+        return tuple(Text(plain, style=style) for plain, style in self._rows[self._order[index]].shown())
 
     def select(self, key: JobKey) -> None:
         """Move the cursor to this job's row, if it is shown."""
-        value = row_key(key)
-        if value in self._cells:
-            self.move_cursor(row=self.get_row_index(value))
+        index = self._index.get(row_key(key))
+        if index is not None:
+            self.move_cursor(index)
+
+    # -- updates ------------------------------------------------------------------------------
 
     def sync(
         self,
@@ -205,9 +183,10 @@ class JobsTable(DataTable[Text]):
     ) -> bool:
         """Make the rows match ``jobs``; return whether any row was added or removed.
 
-        Only cells whose text or style changed are given to the table. A running job's ETA is
-        redrawn at most every ``ETA_EVERY`` seconds (all rows at once); a new row, or a change of
-        state, shows its ETA at once.
+        New rows go at the bottom; a row keeps its place while its job lives. Only visible lines
+        whose cells changed are repainted; a row out of sight builds its cells when next shown.
+        A running job's ETA is redrawn at most every ``ETA_EVERY`` seconds (all rows at once); a
+        new row, or a change of state, shows its ETA at once.
 
         Args:
             hosts: short labels for host URIs.
@@ -220,107 +199,184 @@ class JobsTable(DataTable[Text]):
         eta_moved = False
         wanted = {row_key(job.key): job for job in jobs}
         selected = self.selected_key
-        changed_rows = False
-        with self.app.batch_update():
-            for value in [v for v in self._cells if v not in wanted]:
-                self.remove_row(value)
-                self._forget(value)
-                changed_rows = True
-            for value, job in wanted.items():
-                host = hosts.get(job.key.host, job.key.host)
-                plan = plans.get(job.key)
-                view = (job, host, plan)
-                if self._views.get(value) == view:
-                    continue  # finished and idle jobs: nothing to build or compare
-                cells = row_cells(job, host, plan)
-                old = self._cells.get(value)
-                if old is None:
-                    self.add_row(
-                        *(cell_text(cell, column) for cell, column in zip(cells, COLUMNS, strict=True)),
-                        key=value,
-                    )
-                    self._keys[value] = job.key
-                    self._cells[value] = cells
-                    self._views[value] = view
-                    changed_rows = eta_moved = True
-                    continue
-                if cells == old:
-                    self._views[value] = view
-                    continue
-                held = not eta_due and _ticking(old, cells)
-                if held:
-                    # Keep the ETA shown until it is due; everything else is drawn now.
-                    cells = (*cells[:_ETA], old[_ETA], *cells[_ETA + 1 :])
-                else:
-                    eta_moved = eta_moved or old[_ETA] != cells[_ETA]
-                for column, before, after in zip(COLUMNS, old, cells, strict=True):
-                    if before != after:
-                        self.update_cell(value, column.key, cell_text(after, column), update_width=False)
-                self._cells[value] = cells
-                self._views[value] = None if held else view
+        gone = [value for value in self._order if value not in wanted]
+        for value in gone:
+            del self._rows[value]
+        added = False
+        changed: set[str] = set()
+        for value, job in wanted.items():
+            view = (job, hosts.get(job.key.host, job.key.host), plans.get(job.key))
+            row = self._rows.get(value)
+            if row is None:
+                self._rows[value] = _Row(job.key, view, eta_cell(job))
+                self._order.append(value)
+                added = eta_moved = True
+            elif not (row.settled and row.view == view):  # finished and idle jobs stop here
+                eta = eta_cell(job)
+                # Keep a running countdown shown until it is due; everything else is drawn now.
+                held = not eta_due and _ticking(row.eta, eta)
+                eta_moved = eta_moved or (not held and eta != row.eta)
+                row.update(view, row.eta if held else eta, settled=not held)
+                changed.add(value)
         if eta_moved:
             self._eta_shown_at = now
-        if changed_rows and selected is not None and row_key(selected) in self._cells:
-            # Removing rows above the cursor would otherwise move it to another job.
-            self.select(selected)
-        return changed_rows
+        if gone or added:
+            self._reorder(selected)
+        else:
+            self._repaint(changed)
+        if self.selected_key != selected:
+            self.post_message(self.Highlighted(self, self.selected_key))
+        return bool(gone or added)
 
-    def _forget(self, value: str) -> None:
-        del self._cells[value]
-        del self._keys[value]
-        self._views.pop(value, None)
-        self._lines.pop(value, None)
+    def _reorder(self, selected: JobKey | None) -> None:
+        """After rows came or went: index them again; the selected job keeps the cursor."""
+        self._order = [value for value in self._order if value in self._rows]
+        self._index = {value: index for index, value in enumerate(self._order)}
+        self.virtual_size = Size(ROW_WIDTH, len(self._order) + HEADER_HEIGHT)
+        # Rows above the cursor may have gone: it follows its job, or stays where it was.
+        index = self._index.get(row_key(selected)) if selected is not None else None
+        self.cursor_row = max(0, min(self.cursor_row if index is None else index, len(self._order) - 1))
+        self.refresh()  # every line below a change moved
+        self._show_row(self.cursor_row)
 
-    def key_for(self, row: RowKey) -> JobKey | None:
-        """The job shown in a row."""
-        return self._keys.get(row.value or "")
+    def _repaint(self, values: set[str]) -> None:
+        """Repaint the visible lines whose cells changed."""
+        if not values:
+            return
+        top = self.scroll_offset.y
+        order = self._order
+        for index in range(top, min(top + self._page(), len(order))):
+            value = order[index]
+            if value in values and self._rows[value].rebuild():
+                self.refresh_line(index + HEADER_HEIGHT)
+
+    # -- the cursor ---------------------------------------------------------------------------
+
+    def move_cursor(self, index: int) -> None:
+        """Put the cursor on the row at ``index`` (clamped to the rows) and scroll it into view."""
+        index = max(0, min(index, len(self._order) - 1))
+        if index != self.cursor_row:
+            self.refresh_line(self.cursor_row + HEADER_HEIGHT)
+            self.refresh_line(index + HEADER_HEIGHT)
+            self.cursor_row = index
+            self.post_message(self.Highlighted(self, self.selected_key))
+        self._show_row(index)
+
+    def _page(self) -> int:
+        """How many rows fit under the header."""
+        return max(1, self.scrollable_content_region.height - HEADER_HEIGHT)
+
+    def _show_row(self, index: int) -> None:
+        top = self.scroll_offset.y
+        if index < top:
+            self.scroll_to(y=index, animate=False)
+        elif index >= top + self._page():
+            self.scroll_to(y=index - self._page() + 1, animate=False)
+
+    def action_cursor_up(self) -> None:
+        """Up a row."""
+        self.move_cursor(self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        """Down a row."""
+        self.move_cursor(self.cursor_row + 1)
+
+    def action_cursor_page_up(self) -> None:
+        """Up a screenful."""
+        self.move_cursor(self.cursor_row - self._page())
+
+    def action_cursor_page_down(self) -> None:
+        """Down a screenful."""
+        self.move_cursor(self.cursor_row + self._page())
+
+    def action_cursor_first(self) -> None:
+        """To the first row."""
+        self.move_cursor(0)
+
+    def action_cursor_last(self) -> None:
+        """To the last row."""
+        self.move_cursor(len(self._order) - 1)
+
+    def on_click(self, event: events.Click) -> None:
+        """A click on a row selects it (the header, the scrollbars and below the rows do not)."""
+        region = self.scrollable_content_region
+        line = event.screen_offset.y - region.y
+        index = line - HEADER_HEIGHT + self.scroll_offset.y
+        if region.contains_point(event.screen_offset) and line >= HEADER_HEIGHT and index < len(self._order):
+            self.move_cursor(index)
 
     # -- painting -----------------------------------------------------------------------------
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        # What every line of this pass is drawn with: read once, not once per line.
-        self._look = (
-            self.size.width,
-            self.scroll_offset.x,
-            self.rich_style,
-            self.get_pseudo_class_state(),
-            self.show_cursor,
-            self.zebra_stripes,
-        )
+        self._look = self._new_look()  # read the styles once a pass, not once a line
         try:
             return super().render_lines(crop)
         finally:
             self._look = None
 
+    def _new_look(self) -> RowLook:
+        component = self.get_component_rich_style
+        return RowLook(
+            self.rich_style,
+            header=component("jobs-table--header"),
+            even=component("jobs-table--even-row"),
+            odd=component("jobs-table--odd-row"),
+            cursor=component("jobs-table--cursor"),
+        )
+
     def render_line(self, y: int) -> Strip:
-        # DataTable forgets every drawn line whenever any cell changes, so one changed cell
-        # redrew every visible row (most of the dashboard's CPU). A row's line is kept here until
-        # its cells, its place, the cursor on it or the table's look change. The header and the
-        # row under the mouse (or where it last was) are always drawn by DataTable: whether that
-        # row shows the hover is DataTable's own state.
-        row_index = y + self.scroll_offset.y - HEADER_HEIGHT
-        look = self._look
-        if look is None or y < HEADER_HEIGHT or row_index == self.hover_row:
-            return super().render_line(y)
-        try:
-            value = self.coordinate_to_cell_key(Coordinate(row_index, 0)).row_key.value or ""
-        except CellDoesNotExist:  # below the last row
-            return super().render_line(y)
-        cells = self._cells.get(value)
-        place = (row_index, row_index == self.cursor_row, look)
-        kept = self._lines.get(value)
-        if kept is not None and kept[0] == cells and kept[1] == place:
-            return kept[2]
-        line = super().render_line(y)
-        self._lines[value] = (cells, place, line)
-        return line
+        look = self._look or self._new_look()
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        if y < HEADER_HEIGHT:
+            return look.header_line(scroll_x, width)
+        index = y - HEADER_HEIGHT + scroll_y
+        if index >= len(self._order):
+            return Strip.blank(width, look.base)
+        kind = RowLook.CURSOR if index == self.cursor_row else index % 2
+        return look.line(self._rows[self._order[index]].shown(), kind, scroll_x, width)
 
-    def notify_style_update(self) -> None:
-        # A theme or CSS change restyles every row: draw them all again.
-        self._lines.clear()
-        super().notify_style_update()
+    def on_focus(self) -> None:
+        self.refresh()  # the cursor and header take their focused look
+
+    def on_blur(self) -> None:
+        self.refresh()
 
 
-def _ticking(old: tuple[Cell, ...], new: tuple[Cell, ...]) -> bool:
+class _Row:
+    """One job's row: what it was last given and the cells it shows, built when first needed."""
+
+    __slots__ = ("cells", "eta", "key", "settled", "stale", "view")
+
+    def __init__(self, key: JobKey, view: tuple[JobView, str, PlanInfo | None], eta: Cell) -> None:
+        self.key = key
+        self.view = view
+        #: The ETA cell shown, which may lag the job's (see ``ETA_EVERY``).
+        self.eta = eta
+        #: False while a held-back ETA is still to be shown.
+        self.settled = True
+        self.cells: tuple[Cell, ...] = ()
+        #: Whether ``cells`` are yet to be built from ``view``.
+        self.stale = True
+
+    def update(self, view: tuple[JobView, str, PlanInfo | None], eta: Cell, *, settled: bool) -> None:
+        """Take a new view of the job; its cells are built again when next shown."""
+        self.view, self.eta, self.settled, self.stale = view, eta, settled, True
+
+    def shown(self) -> tuple[Cell, ...]:
+        """The cells as drawn: the job's own, but the ETA shown."""
+        if self.stale:
+            cells = row_cells(*self.view)
+            self.cells = (*cells[:_ETA], self.eta, *cells[_ETA + 1 :])
+            self.stale = False
+        return self.cells
+
+    def rebuild(self) -> bool:
+        """Build the cells now; whether they differ from the ones last built."""
+        before = self.cells
+        return self.shown() != before
+
+
+def _ticking(old: Cell, new: Cell) -> bool:
     """Whether only a running job's countdown moved in the ETA cell (not a change of state)."""
-    return old[_ETA] != new[_ETA] and old[_ETA][0] != "—" and new[_ETA][0] != "—"
+    return old != new and old[0] != "—" and new[0] != "—"
