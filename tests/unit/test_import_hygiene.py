@@ -15,6 +15,7 @@ CORE_MODULES = [
     "blocktui.core.rate",
     "blocktui.core.tracker",
     "blocktui.core.views",
+    "blocktui.core.streams",
 ]
 FORBIDDEN = ("textual", "rich", "libvirt", "qemu")
 
