@@ -10,11 +10,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from blocktui.cli_args import bandwidth_arg, max_active_arg, positive_int, size_arg
+from blocktui.cli_args import bandwidth_arg, positive_int, size_arg
 from blocktui.cli_hosts import find_disk_key, wait_for_end
 from blocktui.cli_output import describe_end, job_json, one_line, print_json, progress_line
-from blocktui.core.chunks import check_gap
-from blocktui.core.errors import Conflict, NoJob
+from blocktui.core.errors import Conflict, InvalidInput, NoJob
 from blocktui.core.guard import Mark, marked
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
@@ -32,7 +31,7 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     plans = parser.add_argument_group("plans (streams blocktui drives: stream --wait/--chunk, the dashboard)")
     plans.add_argument(
         "--max-active",
-        type=max_active_arg,
+        type=positive_int,
         metavar="N",
         help="run at most N streams per host; others queue",
     )
@@ -96,7 +95,8 @@ def open_planner(session: Session, args: argparse.Namespace) -> Iterator[Planner
 
 def cmd_stream_planned(session: Session, args: argparse.Namespace) -> int:
     """``stream --wait`` / ``--chunk``: the planner drives the stream (chunks, budget, guard) to its end."""
-    check_gap(args.gap)
+    if args.gap < 0:
+        raise InvalidInput("--gap cannot be negative")
     key = find_disk_key(session, args.domain, args.disk)
     with open_planner(session, args) as planner:
         plan = planner.add_stream(

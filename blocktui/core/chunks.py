@@ -7,24 +7,9 @@ chunk is allowed to finish the job (and so drop the backing file).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from blocktui.core.errors import InvalidInput
-
-#: Gaps between chunks longer than a day are surely a typo.
-MAX_GAP = 86400.0
-
-
-def check_gap(seconds: float) -> float:
-    """``seconds`` when it is a pause between chunks: from 0 to ``MAX_GAP``.
-
-    Raises:
-        InvalidInput: negative, longer than a day, or not a number.
-    """
-    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_GAP:
-        raise InvalidInput(f"a gap must be from 0 to {MAX_GAP:.0f} seconds, not {seconds:g}")
-    return seconds
 
 
 @dataclass(frozen=True, slots=True)

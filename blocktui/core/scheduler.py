@@ -24,20 +24,10 @@ class HostPolicy:
     budget: int = 0
 
     def __post_init__(self) -> None:
-        check_max_active(self.max_active)
+        if self.max_active is not None and self.max_active < 1:
+            raise InvalidInput(f"--max-active must be 1 or more, not {self.max_active}")
         if self.budget < 0:
             raise InvalidInput(f"a budget cannot be negative ({self.budget})")
-
-
-def check_max_active(value: int | None) -> int | None:
-    """``value`` when it is a max-active: a whole number from 1, or None for no limit.
-
-    Raises:
-        InvalidInput: 0 or less.
-    """
-    if value is not None and value < 1:
-        raise InvalidInput(f"max-active must be 1 or more (or no limit), not {value}")
-    return value
 
 
 def admit(queued: Sequence[K], active: int, max_active: int | None) -> list[K]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blocktui.core.chunks import MAX_GAP, ChunkPlan, approach_speed, check_gap
+from blocktui.core.chunks import ChunkPlan, approach_speed
 from blocktui.core.errors import InvalidInput
 
 MIB = 1024**2
@@ -58,14 +58,3 @@ def test_approach_speed_tapers_to_the_floor_and_respects_the_limit() -> None:
     assert approach_speed(1, 0) == 4 * MIB
     assert approach_speed(-5, 0) == 4 * MIB
     assert approach_speed(MIB, MIB // 2) == MIB // 2
-
-
-@pytest.mark.parametrize("seconds", [0.0, 0.5, MAX_GAP])
-def test_gaps_from_none_to_a_day_are_taken_as_given(seconds: float) -> None:
-    assert check_gap(seconds) == seconds
-
-
-@pytest.mark.parametrize("seconds", [-1.0, MAX_GAP + 1, float("inf"), float("nan")])
-def test_a_negative_endless_or_day_long_gap_is_refused_saying_the_range(seconds: float) -> None:
-    with pytest.raises(InvalidInput, match="a gap must be from 0 to 86400 seconds"):
-        check_gap(seconds)

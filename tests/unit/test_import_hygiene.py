@@ -15,7 +15,6 @@ CORE_MODULES = [
     "blocktui.core.rate",
     "blocktui.core.tracker",
     "blocktui.core.views",
-    "blocktui.core.streams",
 ]
 FORBIDDEN = ("textual", "rich", "libvirt", "qemu")
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
-from blocktui.cli_args import max_active_arg
 from blocktui.core.errors import InvalidInput
-from blocktui.core.scheduler import HostPolicy, admit, check_max_active, divide_budget
+from blocktui.core.scheduler import HostPolicy, admit, divide_budget
 
 MIB = 1024**2
 
@@ -58,18 +55,3 @@ def test_policy_refuses_nonsense() -> None:
         HostPolicy(max_active=0)
     with pytest.raises(InvalidInput):
         HostPolicy(budget=-1)
-
-
-def test_max_active_is_one_or_more_or_no_limit() -> None:
-    assert check_max_active(1) == 1
-    assert check_max_active(None) is None
-    with pytest.raises(InvalidInput, match="max-active must be 1 or more"):
-        check_max_active(0)
-
-
-def test_the_command_line_refuses_a_max_active_by_the_same_rule_and_words() -> None:
-    assert max_active_arg("3") == 3
-    with pytest.raises(argparse.ArgumentTypeError, match=r"^max-active must be 1 or more .*not 0$"):
-        max_active_arg("0")
-    with pytest.raises(argparse.ArgumentTypeError, match="not a whole number"):
-        max_active_arg("two")

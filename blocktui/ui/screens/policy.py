@@ -15,7 +15,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Button, Input, Label, Static
 
 from blocktui.core.errors import InvalidInput
-from blocktui.core.scheduler import HostPolicy, check_max_active
+from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth
 from blocktui.ui.format import safe
@@ -42,7 +42,9 @@ def max_active_of(text: str) -> int | None:
         raise InvalidInput(
             f"{text!r} is not a whole number; type 1 or more, or leave empty for no limit"
         ) from None
-    return check_max_active(value)
+    if value < 1:
+        raise InvalidInput(f"max-active must be 1 or more (leave empty for no limit), not {value}")
+    return value
 
 
 class MaxActiveValidator(Validator):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input
 
-from blocktui.core.chunks import check_gap
 from blocktui.core.errors import InvalidInput
 from blocktui.core.text import visible
 from blocktui.core.units import parse_size
+
+#: Gaps longer than a day are surely a typo.
+MAX_GAP = 86400.0
 
 
 def chunk_of(value: str) -> int:
@@ -40,7 +43,9 @@ def gap_of(value: str) -> float:
         seconds = float(stripped)
     except ValueError:
         raise InvalidInput(f"gap {value!r} is not a number of seconds (e.g. 5 or 0.5)") from None
-    return check_gap(seconds)
+    if not math.isfinite(seconds) or seconds < 0 or seconds > MAX_GAP:
+        raise InvalidInput(f"a gap must be from 0 to {MAX_GAP:.0f} seconds, not {value!r}")
+    return seconds
 
 
 class ParsedBy(Validator):
