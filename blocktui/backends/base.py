@@ -7,11 +7,14 @@ with the library's exception chained as the cause.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from blocktui.core.errors import Unsupported
+from blocktui.core.errors import ReadOnly, Unsupported
 from blocktui.core.model import BackendEvent, BlockJob, Domain, HostInfo
+
+log = logging.getLogger(__name__)
 
 EventListener = Callable[[BackendEvent], None]
 
@@ -51,6 +54,26 @@ class Backend(ABC):
         listener = self._listener
         if listener is not None:
             listener(event)
+
+    def _emit_safely(self, event: BackendEvent) -> None:
+        """``emit`` from a thread that serves more than this call (libvirt's event thread, a QMP
+        reader): a listener's bug is logged there, never raised into it."""
+        try:
+            self.emit(event)
+        except Exception:
+            log.exception("event listener failed on %r", event)
+
+    def _require_writable(self, action: str) -> None:
+        """Refuse a change on a read-only connection.
+
+        Args:
+            action: what was refused, as the error's start ("cannot stream vm/vda").
+
+        Raises:
+            ReadOnly: the connection was opened read-only.
+        """
+        if self.readonly:
+            raise ReadOnly(f"{action}: the connection to {self.uri} is read-only (started with --readonly)")
 
     @abstractmethod
     def connect(self) -> None:

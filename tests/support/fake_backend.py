@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, replace
 
 from blocktui.backends.base import Backend
-from blocktui.core.errors import HostError, JobBusy, NoJob, NotFound, NothingToStream, ReadOnly
+from blocktui.core.errors import HostError, JobBusy, NoJob, NotFound
 from blocktui.core.model import (
     BlockJob,
     ChainLayer,
@@ -24,6 +24,7 @@ from blocktui.core.model import (
     JobKind,
     JobState,
 )
+from blocktui.core.streams import check_bandwidth, stream_target
 
 MiB = 1024**2
 GiB = 1024**3
@@ -184,20 +185,15 @@ class FakeBackend(Backend):
     def get_domain(self, name: str) -> Domain:
         self._enter("get_domain")
         with self._lock:
-            domain = self._domains.get(name)
-        if domain is None:
-            raise NotFound(f"{self.uri}: no domain {name!r}")
-        return domain
+            return self._domain(name)
 
     def start_stream(self, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None) -> None:
         self._enter("start_stream")
-        self._writable()
+        action = f"cannot stream {domain}/{disk}"
+        self._require_writable(action)
+        check_bandwidth(bandwidth, action)
         with self._lock:
-            found = self._disk(domain, disk)
-            if not found.chain:
-                raise NothingToStream(f"{domain}/{disk} has no backing file")
-            if base is not None and base not in {layer.path for layer in found.chain}:
-                raise NotFound(f"{domain}/{disk}: {base!r} is not in the backing chain")
+            stream_target(self._domain(domain), disk, base, action)
             if (domain, disk) in self._jobs:
                 raise JobBusy(f"{domain}/{disk} already has a block job")
             copied, size = self._copied.pop((domain, disk), (0, 10 * GiB))
@@ -207,13 +203,15 @@ class FakeBackend(Backend):
 
     def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
         self._enter("set_speed")
-        self._writable()
+        action = f"cannot change the speed of {domain}/{disk}"
+        self._require_writable(action)
+        check_bandwidth(bandwidth, action)
         with self._lock:
             self._running(domain, disk).bandwidth = bandwidth
 
     def abort(self, domain: str, disk: str) -> None:
         self._enter("abort")
-        self._writable()
+        self._require_writable(f"cannot abort the job on {domain}/{disk}")
         with self._lock:
             job = self._running(domain, disk)
             if job.kind is JobKind.PULL:
@@ -224,7 +222,7 @@ class FakeBackend(Backend):
         if not self.supports_pause:
             super().pause(domain, disk)
         self._enter("pause")
-        self._writable()
+        self._require_writable(f"cannot pause the job on {domain}/{disk}")
         with self._lock:
             job = self._running(domain, disk)
             job.state = JobState.PAUSED
@@ -234,7 +232,7 @@ class FakeBackend(Backend):
         if not self.supports_pause:
             super().resume(domain, disk)
         self._enter("resume")
-        self._writable()
+        self._require_writable(f"cannot resume the job on {domain}/{disk}")
         with self._lock:
             job = self._running(domain, disk)
             job.state = JobState.ACTIVE
@@ -259,15 +257,14 @@ class FakeBackend(Backend):
             raise self.errors.pop(0)
         self._gate.wait()
 
-    def _writable(self) -> None:
-        if self.readonly:
-            raise ReadOnly(f"{self.uri}: the connection is read-only")
-
-    def _disk(self, domain: str, disk: str) -> Disk:
+    def _domain(self, domain: str) -> Domain:
         found = self._domains.get(domain)
         if found is None:
             raise NotFound(f"{self.uri}: no domain {domain!r}")
-        result = found.disk(disk)
+        return found
+
+    def _disk(self, domain: str, disk: str) -> Disk:
+        result = self._domain(domain).disk(disk)
         if result is None:
             raise NotFound(f"{self.uri}: domain {domain!r} has no disk {disk!r}")
         return result

@@ -1,4 +1,4 @@
-"""The libvirt backend's pure parts: domain XML to disks and chains, libvirt errors to ours."""
+"""The libvirt backend's pure parts: domain XML to disks and chains, job info, libvirt errors to ours."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from blocktui.backends.libvirt import (
     shared,
 )
 from blocktui.backends.libvirt.errors import is_connection_error
-from blocktui.backends.libvirt.parse import REPLACEMENT, well_formed
+from blocktui.backends.libvirt.parse import REPLACEMENT, JobInfo, job_info_of, libvirt_version, well_formed
 from blocktui.core.errors import (
     BlocktuiError,
     Conflict,
@@ -28,7 +28,7 @@ from blocktui.core.errors import (
     ReadOnly,
     Unsupported,
 )
-from blocktui.core.model import ChainLayer
+from blocktui.core.model import ChainLayer, JobKind, JobState
 
 LIVE_XML = """<domain type='kvm'><name>vm</name><devices>
   <disk type='file' device='disk'>
@@ -246,3 +246,47 @@ def test_the_system_daemon_stays_reachable_once_an_embedded_root_is_open(
     assert shared.beside_embedded("qemu:///system?socket=/s") == "qemu+unix:///system?socket=/s"
     for other in ("qemu:///session", "qemu+ssh://h/system", "qemu:///embed?root=/x", "test:///default"):
         assert shared.beside_embedded(other) == other
+
+
+# virDomainGetBlockJobInfo's replies (with the BANDWIDTH_BYTES flag) as libvirt-python returns them.
+PULL_INFO = {
+    "type": libvirt.VIR_DOMAIN_BLOCK_JOB_TYPE_PULL,
+    "bandwidth": 32 * 2**20,
+    "cur": 2**24,
+    "end": 2**26,
+}
+COPY_DONE_INFO = {"type": libvirt.VIR_DOMAIN_BLOCK_JOB_TYPE_COPY, "bandwidth": 0, "cur": 2**26, "end": 2**26}
+
+
+def test_a_pull_in_progress_reads_as_its_kind_progress_and_limit() -> None:
+    info = job_info_of(PULL_INFO)
+
+    assert info == JobInfo(JobKind.PULL, cur=2**24, end=2**26, bandwidth=32 * 2**20)
+    assert info.state(ready=False) is JobState.ACTIVE
+
+
+def test_a_disk_without_a_job_reads_as_none() -> None:
+    assert job_info_of({}) is None
+
+
+def test_a_mirror_is_ready_once_it_said_so_or_copied_everything_but_a_pull_never_is() -> None:
+    copy = job_info_of(COPY_DONE_INFO)
+    pull_done = job_info_of({**PULL_INFO, "cur": 2**26})
+    copy_part = job_info_of({**COPY_DONE_INFO, "cur": 2**20})
+    assert copy is not None and pull_done is not None and copy_part is not None
+
+    assert copy.state(ready=False) is JobState.READY
+    assert copy_part.state(ready=True) is JobState.READY
+    assert copy_part.state(ready=False) is JobState.ACTIVE
+    assert pull_done.state(ready=True) is JobState.ACTIVE
+
+
+def test_a_job_type_libvirt_adds_later_is_unknown_not_an_error() -> None:
+    info = job_info_of({"type": 99, "cur": 1, "end": 2})
+
+    assert info == JobInfo(JobKind.UNKNOWN, cur=1, end=2, bandwidth=0)
+
+
+def test_libvirt_versions_unpack_to_dotted_text() -> None:
+    assert libvirt_version(9_000_000) == "9.0.0"
+    assert libvirt_version(7_002_015) == "7.2.15"

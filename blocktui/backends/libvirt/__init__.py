@@ -1,7 +1,9 @@
 """The libvirt backend: block pull/rebase jobs on any libvirt URI, with events and reconnection.
 
-``connection`` opens and keeps the link, ``backend`` runs the jobs, ``parse`` reads domain XML
-(pure), ``errors`` maps libvirt's codes into ours, ``shared`` holds what one process shares.
+``connection`` keeps the link (keepalive, reconnection), ``domains`` reads domains, ``backend``
+runs the jobs and hears their events (registered by ``events``), ``parse`` reads what libvirt
+returns (pure), ``errors`` maps libvirt's codes into ours, ``shared`` opens URIs and holds what one
+process shares.
 """
 
 from blocktui.backends.libvirt.backend import LibvirtBackend

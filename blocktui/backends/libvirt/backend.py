@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
 
 # libvirt_events must be imported before libvirt: it routes libvirt's log output away from stderr.
 import blocktui.backends.libvirt_events  # noqa: F401  # isort: skip
@@ -14,53 +12,28 @@ import blocktui.backends.libvirt_events  # noqa: F401  # isort: skip
 import libvirt
 
 from blocktui.backends.bounded import bounded
-from blocktui.backends.libvirt.checks import check_bandwidth, check_target, unreadable
-from blocktui.backends.libvirt.clues import FAILURE_SETTLE, FailureClues
-from blocktui.backends.libvirt.connection import LibvirtConnection
-from blocktui.backends.libvirt.errors import (
-    DOMAIN_STATES,
-    EVENT_STATES,
-    JOB_KINDS,
-    MIRROR_KINDS,
-    is_connection_error,
-    map_error,
-)
-from blocktui.backends.libvirt.parse import UnreadableXml, parse_disks
+from blocktui.backends.libvirt.clues import FAILURE_SETTLE
+from blocktui.backends.libvirt.domains import LibvirtDomains
+from blocktui.backends.libvirt.errors import EVENT_STATES, JOB_KINDS
+from blocktui.backends.libvirt.parse import UnreadableXml, job_info_of, parse_disks
 from blocktui.backends.libvirt.seen import SeenJobs
-from blocktui.core.errors import (
-    BlocktuiError,
-    Conflict,
-    HostError,
-    JobBusy,
-    NoJob,
-    NotFound,
-    ReadOnly,
-    Unsupported,
-)
-from blocktui.core.model import (
-    BlockJob,
-    Domain,
-    DomainsChanged,
-    DomainState,
-    JobEvent,
-    JobKind,
-    JobState,
-)
+from blocktui.backends.libvirt.shared import subscribe
+from blocktui.core.errors import BlocktuiError, Conflict, JobBusy, NoJob, NotFound, Unsupported
+from blocktui.core.model import BlockJob, DomainsChanged, JobEvent, JobKind, JobState
+from blocktui.core.streams import check_bandwidth, stream_target
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: Lifecycle events that change whether a domain runs, and the one that says QEMU paused it on an I/O error.
 _RUN_EVENTS = (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_RESUMED)
 _PAUSED_ON_IO_ERROR = (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR)
 
 
-class LibvirtBackend(LibvirtConnection):
+class LibvirtBackend(LibvirtDomains):
     """Block jobs over libvirt-python, for any URI (system, session, ssh, embedded).
 
     Events arrive on libvirt's event thread (see ``libvirt_events``); the connection, keepalive and
-    reconnection are ``LibvirtConnection``'s.
+    reconnection are ``LibvirtConnection``'s, reading domains is ``LibvirtDomains``'.
     """
 
     supports_pause = False
@@ -70,19 +43,19 @@ class LibvirtBackend(LibvirtConnection):
         self, uri: str, *, readonly: bool = False, reconnect: bool = True, call_timeout: float | None = None
     ) -> None:
         super().__init__(uri, readonly=readonly, reconnect=reconnect, call_timeout=call_timeout)
-        self._handles: dict[str, tuple[libvirt.virConnect, libvirt.virDomain]] = {}
         self._seen = SeenJobs()
-        #: What tells why a job failed: libvirt's FAILED event says nothing (see ``clues``).
-        self._clues = FailureClues()
         #: Set once the driver refuses block job queries (the test driver): no job can exist there.
         self._no_block_jobs = False
 
     def _forget_link(self) -> None:
         # Jobs may have ended while we were away, and those send no event: the core reconciles.
         self._seen.forget()
-        self._forget_handles()
+        super()._forget_link()
 
     # -- events -------------------------------------------------------------------------------------
+
+    def _subscribe(self, conn: libvirt.virConnect) -> list[int]:
+        return subscribe(conn, self)
 
     # fmt: off
     def _on_block_job(
@@ -115,10 +88,10 @@ class LibvirtBackend(LibvirtConnection):
         self._report_end(replace(event, error=why))
 
     def _report_end(self, event: JobEvent) -> None:
-        self._safe_emit(event)
+        self._emit_safely(event)
         if event.state.is_final:
             # A finished job changes the backing chain the dashboard shows.
-            self._safe_emit(DomainsChanged(self.host, event.domain))
+            self._emit_safely(DomainsChanged(self.host, event.domain))
 
     def _on_lifecycle(
         self, _conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, _o: object
@@ -132,7 +105,7 @@ class LibvirtBackend(LibvirtConnection):
         elif name is not None and event in _RUN_EVENTS:
             self._clues.run_state(name, paused_on_error=(event, detail) == _PAUSED_ON_IO_ERROR)
         self._forget_handles(name)
-        self._safe_emit(DomainsChanged(self.host, name))
+        self._emit_safely(DomainsChanged(self.host, name))
 
     # fmt: off
     def _on_io_error(
@@ -147,101 +120,7 @@ class LibvirtBackend(LibvirtConnection):
         paused = action == libvirt.VIR_DOMAIN_EVENT_IO_ERROR_PAUSE
         self._clues.io_error(name, src_path or dev_alias, reason, paused=paused)
 
-    # -- domains ------------------------------------------------------------------------------------
-
-    def _call(self, action: str, function: Callable[[], T]) -> T:
-        """Run one libvirt call, mapping its error into our tree."""
-        try:
-            return function()
-        except libvirt.libvirtError as exc:
-            error = map_error(exc, action)
-            if isinstance(error, HostError) and not is_connection_error(exc):
-                # The host answered, with a failure: the link is up, and a listener that takes
-                # every host error for a lost link (the session does) must hear so.
-                self._confirm_connected_soon()
-            raise error from exc
-
-    def _lookup(self, name: str) -> libvirt.virDomain:
-        # Progress polls look up every running job's domain twice a second: keep the handles, and
-        # forget them when libvirt says the domain changed (lifecycle events) or the link did.
-        conn = self._connection()
-        with self._lock:
-            cached = self._handles.get(name)
-        if cached is not None and cached[0] is conn:
-            return cached[1]
-        dom = self._call(f"domain {name!r} on {self.uri}", lambda: conn.lookupByName(name))
-        with self._lock:
-            self._handles[name] = (conn, dom)
-        return dom
-
-    def _forget_handles(self, name: str | None = None) -> None:
-        with self._lock:
-            if name is None:
-                self._handles.clear()
-            else:
-                self._handles.pop(name, None)
-
-    def _domain(self, dom: libvirt.virDomain) -> Domain:
-        """One domain as libvirt describes it; XML that cannot be read becomes the domain's error.
-
-        Raises:
-            libvirt.libvirtError: the domain vanished, or the host failed the request.
-        """
-        name = dom.name()
-        state, reason = dom.state()
-        paused_on_error = state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_IOERROR
-        self._clues.run_state(name, paused_on_error=paused_on_error)
-        found = Domain(
-            host=self.host,
-            name=name,
-            state=DOMAIN_STATES.get(state, DomainState.NOSTATE),
-            uuid=dom.UUIDString(),
-            persistent=bool(dom.isPersistent()),
-        )
-        try:
-            # Live XML for a running domain carries the backing chain libvirt detected.
-            return replace(found, disks=parse_disks(dom.XMLDesc(0)))
-        except UnreadableXml as exc:
-            return replace(found, error=str(exc))
-        except UnicodeDecodeError as exc:
-            return replace(found, error=f"libvirt's XML for it is not valid UTF-8 ({exc.reason})")
-
-    @bounded
-    def list_domains(self) -> list[Domain]:
-        """Every domain in every state; one that cannot be read is listed with its ``error``.
-
-        Domains that vanish while being read are skipped.
-        """
-        conn = self._connection()
-        handles = self._call(f"listing domains on {self.uri}", lambda: conn.listAllDomains(0))
-        domains: list[Domain] = []
-        for dom in handles:
-            try:
-                domains.append(self._domain(dom))
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                    continue
-                if is_connection_error(exc):
-                    raise map_error(exc, f"reading domains on {self.uri}") from exc
-                domains.append(unreadable(self.host, dom, exc))
-        domains.sort(key=lambda d: d.name)
-        return domains
-
-    @bounded
-    def get_domain(self, name: str) -> Domain:
-        """One domain by name.
-
-        Raises:
-            NotFound: no such domain.
-        """
-        dom = self._lookup(name)
-        return self._call(f"reading domain {name!r}", lambda: self._domain(dom))
-
     # -- jobs ---------------------------------------------------------------------------------------
-
-    def _require_writable(self, action: str) -> None:
-        if self.readonly:
-            raise ReadOnly(f"{action}: the connection to {self.uri} is read-only (started with --readonly)")
 
     @bounded
     def start_stream(self, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None) -> None:
@@ -255,7 +134,7 @@ class LibvirtBackend(LibvirtConnection):
                 f"{action}: domain {domain!r} is not running; start it first (virsh start {domain}), "
                 "block jobs run only in a live domain"
             )
-        target = check_target(self._call(action, lambda: self._domain(dom)), disk, base, action)
+        target = stream_target(self._call(action, lambda: self._domain(dom)), disk, base, action)
         self._clues.source(domain, disk, target.source)
         if self._job_info(dom, domain, disk) is not None:
             raise JobBusy(f"{action}: {disk} already has a block job; wait for it or abort it first")
@@ -324,25 +203,20 @@ class LibvirtBackend(LibvirtConnection):
             f"cannot read the job on {domain}/{disk}",
             lambda: dom.blockJobInfo(disk, libvirt.VIR_DOMAIN_BLOCK_JOB_INFO_BANDWIDTH_BYTES),
         )
-        if not raw:
+        info = job_info_of(raw)
+        if info is None:
             # What we saw of a finished job stays until its event arrives, which reports it.
             return None
-        kind = JOB_KINDS.get(int(raw.get("type", 0)), JobKind.UNKNOWN)
-        cur = int(raw.get("cur", 0))
-        end = int(raw.get("end", 0))
-        ready = self._seen.polled((domain, disk), kind, cur, end)
-        state = JobState.ACTIVE
-        if kind in MIRROR_KINDS and (ready or (end > 0 and cur == end)):
-            state = JobState.READY
+        ready = self._seen.polled((domain, disk), info.kind, info.cur, info.end)
         return BlockJob(
             host=self.host,
             domain=domain,
             disk=disk,
-            kind=kind,
-            state=state,
-            cur=cur,
-            end=end,
-            bandwidth=int(raw.get("bandwidth", 0)),
+            kind=info.kind,
+            state=info.state(ready),
+            cur=info.cur,
+            end=info.end,
+            bandwidth=info.bandwidth,
         )
 
     @bounded
@@ -387,11 +261,3 @@ class LibvirtBackend(LibvirtConnection):
                     self._clues.source(name, disk.target, disk.source)
                     jobs.append(job)
         return jobs
-
-    def libvirt_connection(self) -> libvirt.virConnect:
-        """The underlying connection, for the lab and for tests acting as another client.
-
-        Raises:
-            HostError: not connected.
-        """
-        return self._connection()

@@ -1,9 +1,10 @@
-"""The libvirt connection: opening (the embedded root shared in-process), keepalive, reconnection."""
+"""The libvirt connection: keepalive, close callback, reconnection, a host that stops answering."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from abc import abstractmethod
 
 # libvirt_events must be imported before libvirt: it routes libvirt's log output away from stderr.
 from blocktui.backends.libvirt_events import ensure_event_loop  # isort: skip
@@ -13,18 +14,10 @@ import libvirt
 from blocktui.backends.base import Backend
 from blocktui.backends.bounded import Deadline, bounded
 from blocktui.backends.libvirt.errors import map_error
-from blocktui.backends.libvirt.shared import (
-    beside_embedded,
-    embed_root,
-    names_local_files,
-    non_interactive,
-    open_embedded,
-    release,
-    shared,
-    subscribe_shared,
-)
+from blocktui.backends.libvirt.parse import libvirt_version
+from blocktui.backends.libvirt.shared import embed_root, names_local_files, open_connection, release
 from blocktui.core.errors import BlocktuiError, HostError
-from blocktui.core.model import ConnectionEvent, ConnectionState, DomainsChanged, HostInfo, JobEvent
+from blocktui.core.model import ConnectionEvent, ConnectionState, DomainsChanged, HostInfo
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +31,12 @@ RECONNECT_MAX_DELAY = 30.0
 REANNOUNCE_DELAY = 1.0
 
 
-def _hypervisor_version(number: int) -> str:
-    """libvirt packs versions as major * 1,000,000 + minor * 1,000 + release."""
-    major, rest = divmod(number, 1_000_000)
-    minor, release = divmod(rest, 1_000)
-    return f"{major}.{minor}.{release}"
-
-
 def _describe(uri: str, conn: libvirt.virConnect) -> tuple[str, dict[str, str]]:
     """What the header shows: hypervisor and version, libvirt's version, the host name."""
     extra: dict[str, str] = {}
     try:
-        hypervisor = f"{conn.getType()} {_hypervisor_version(conn.getVersion())}"
-        extra["libvirt"] = _hypervisor_version(conn.getLibVersion())
+        hypervisor = f"{conn.getType()} {libvirt_version(conn.getVersion())}"
+        extra["libvirt"] = libvirt_version(conn.getLibVersion())
         extra["hostname"] = conn.getHostname()
     except libvirt.libvirtError as exc:
         log.debug("cannot describe %s: %s", uri, exc)
@@ -101,26 +87,9 @@ class LibvirtConnection(Backend):
 
     # -- hooks for the backend ----------------------------------------------------------------------
 
-    # fmt: off
-    def _on_block_job(  # noqa: PLR0917 - libvirt's callback signature
-        self, conn: libvirt.virConnect, dom: libvirt.virDomain, disk: str, job_type: int, status: int,
-        opaque: object,
-    ) -> None:
-        # fmt: on
-        """libvirt's BLOCK_JOB_2 callback (the backend overrides it)."""
-
-    def _on_lifecycle(
-        self, conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, opaque: object
-    ) -> None:
-        """libvirt's lifecycle callback (the backend overrides it)."""
-
-    # fmt: off
-    def _on_io_error(  # noqa: PLR0917 - libvirt's callback signature
-        self, conn: libvirt.virConnect, dom: libvirt.virDomain, src_path: str, dev_alias: str, action: int,
-        reason: str, opaque: object,
-    ) -> None:
-        # fmt: on
-        """libvirt's IO_ERROR_REASON callback (the backend overrides it)."""
+    @abstractmethod
+    def _subscribe(self, conn: libvirt.virConnect) -> list[int]:
+        """Register for ``conn``'s domain events (see ``shared.subscribe``); the ids to release it with."""
 
     def _forget_link(self) -> None:
         """Drop what was learnt over a connection that went away (the backend overrides it)."""
@@ -141,7 +110,7 @@ class LibvirtConnection(Backend):
             self._state = ConnectionState.CONNECTING
         self._closing.clear()
         try:
-            conn = self._open()
+            conn = open_connection(self.uri, self.readonly)
             try:
                 self._adopt(conn)
             except libvirt.libvirtError as exc:
@@ -156,33 +125,6 @@ class LibvirtConnection(Backend):
             # Closed while this connect was in flight (it outlived its deadline): let go of it.
             self.close()
 
-    def _open(self) -> libvirt.virConnect:
-        uri = non_interactive(self.uri)
-        root = embed_root(uri)
-        if root is None:
-            return self._open_uri(beside_embedded(uri, self.readonly))
-        return open_embedded(self.uri, root, lambda: self._open_uri(uri))
-
-    def _open_uri(self, uri: str) -> libvirt.virConnect:
-        try:
-            conn = libvirt.openReadOnly(uri) if self.readonly else libvirt.open(uri)
-        except libvirt.libvirtError as exc:
-            error = map_error(exc, f"cannot connect to {self.uri}")
-            if "driver.pid" in str(exc):
-                error = HostError(
-                    f"cannot connect to {self.uri}: another process holds this embedded root "
-                    "(only one process may open it at a time)"
-                )
-            elif "Failed to parse user" in str(exc):
-                error = HostError(
-                    f"cannot connect to {self.uri}: {exc}; the QEMU driver needs the user and groups "
-                    "that Debian's libvirt-daemon-system creates (libvirt-qemu, kvm)"
-                )
-            raise error from exc
-        if conn is None:  # older bindings returned None instead of raising
-            raise HostError(f"cannot connect to {self.uri}")
-        return conn
-
     def _adopt(self, conn: libvirt.virConnect) -> None:
         """Make ``conn`` the live connection: keepalive, close callback, event callbacks, header facts."""
         if embed_root(self.uri) is None:  # the shared embedded connection has no link to watch
@@ -195,21 +137,7 @@ class LibvirtConnection(Backend):
                 conn.registerCloseCallback(self._on_close, None)
             except libvirt.libvirtError as exc:
                 log.debug("no close callback on %s: %s", self.uri, exc)
-        ids: list[int] = []
-        if conn is shared.conn:
-            subscribe_shared(conn, self)
-        else:
-            ids = [
-                conn.domainEventRegisterAny(
-                    None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, self._on_block_job, None
-                ),
-                conn.domainEventRegisterAny(
-                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
-                ),
-                conn.domainEventRegisterAny(
-                    None, libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON, self._on_io_error, None
-                ),
-            ]
+        ids = self._subscribe(conn)
         hypervisor, extra = _describe(self.uri, conn)
         with self._lock:
             self._conn = conn
@@ -279,7 +207,7 @@ class LibvirtConnection(Backend):
                 self._reconnect_thread = threading.Thread(
                     target=self._reconnect_loop, args=(old, ids), name="libvirt-reconnect", daemon=True
                 )
-        self._safe_emit(ConnectionEvent(self.host, state, why))
+        self._emit_safely(ConnectionEvent(self.host, state, why))
         if start and self._reconnect_thread is not None:
             self._reconnect_thread.start()
 
@@ -291,7 +219,7 @@ class LibvirtConnection(Backend):
         delay = RECONNECT_FIRST_DELAY
         while not self._closing.wait(delay):
             try:
-                conn = self._open()
+                conn = open_connection(self.uri, self.readonly)
             except BlocktuiError as exc:
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
                 with self._lock:
@@ -309,8 +237,8 @@ class LibvirtConnection(Backend):
                 continue
             # Jobs may have ended while we were away, and those send no event: the core reconciles.
             self._forget_link()
-            self._safe_emit(ConnectionEvent(self.host, ConnectionState.CONNECTED, "reconnected"))
-            self._safe_emit(DomainsChanged(self.host))
+            self._emit_safely(ConnectionEvent(self.host, ConnectionState.CONNECTED, "reconnected"))
+            self._emit_safely(DomainsChanged(self.host))
             return
 
     # -- a host that stops answering ------------------------------------------------------------------
@@ -324,7 +252,7 @@ class LibvirtConnection(Backend):
             self._state = ConnectionState.RECONNECTING
             self._message = "host not answering"
             self._stalled = True
-        self._safe_emit(ConnectionEvent(self.host, ConnectionState.RECONNECTING, "host not answering"))
+        self._emit_safely(ConnectionEvent(self.host, ConnectionState.RECONNECTING, "host not answering"))
 
     def _on_unstuck(self) -> None:
         with self._lock:
@@ -361,12 +289,5 @@ class LibvirtConnection(Backend):
         with self._lock:
             if self._state is not ConnectionState.CONNECTED or self._closing.is_set():
                 return
-        self._safe_emit(ConnectionEvent(self.host, ConnectionState.CONNECTED, "answering again"))
-        self._safe_emit(DomainsChanged(self.host))
-
-    def _safe_emit(self, event: JobEvent | ConnectionEvent | DomainsChanged) -> None:
-        try:
-            self.emit(event)
-        except Exception:
-            # A listener bug must not kill libvirt's event thread, which serves every connection.
-            log.exception("event listener failed on %r", event)
+        self._emit_safely(ConnectionEvent(self.host, ConnectionState.CONNECTED, "answering again"))
+        self._emit_safely(DomainsChanged(self.host))

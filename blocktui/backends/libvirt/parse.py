@@ -1,11 +1,15 @@
-"""Domain XML to disks and backing chains: pure, lenient with what libvirt lets into names and paths."""
+"""What libvirt hands back, read: domain XML to disks and backing chains (lenient with what libvirt
+lets into names and paths), block job info, packed version numbers. Pure: no call reaches a host."""
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import NamedTuple
 
-from blocktui.core.model import ChainLayer, Disk
+from blocktui.backends.libvirt.errors import JOB_KINDS, MIRROR_KINDS
+from blocktui.core.model import ChainLayer, Disk, JobKind, JobState
 
 #: What stands in for a character XML 1.0 cannot carry (the real name comes from ``virDomainGetName``).
 REPLACEMENT = "\ufffd"
@@ -149,3 +153,37 @@ def parse_disks(xml: str) -> tuple[Disk, ...]:
         UnreadableXml: the document cannot be read even after replacing forbidden characters.
     """
     return disks_of(read_xml(xml))
+
+
+class JobInfo(NamedTuple):
+    """One disk's job as ``virDomainGetBlockJobInfo`` reports it (bandwidth in bytes/s)."""
+
+    kind: JobKind
+    cur: int
+    end: int
+    bandwidth: int
+
+    def state(self, ready: bool) -> JobState:
+        """ACTIVE, or READY for a mirror that said so (``ready``) or has copied everything."""
+        if self.kind in MIRROR_KINDS and (ready or (self.end > 0 and self.cur == self.end)):
+            return JobState.READY
+        return JobState.ACTIVE
+
+
+def job_info_of(raw: Mapping[str, int]) -> JobInfo | None:
+    """``virDomainGetBlockJobInfo``'s dict; None for the empty dict of a disk without a job."""
+    if not raw:
+        return None
+    return JobInfo(
+        kind=JOB_KINDS.get(int(raw.get("type", 0)), JobKind.UNKNOWN),
+        cur=int(raw.get("cur", 0)),
+        end=int(raw.get("end", 0)),
+        bandwidth=int(raw.get("bandwidth", 0)),
+    )
+
+
+def libvirt_version(number: int) -> str:
+    """A version as libvirt packs it (major * 1,000,000 + minor * 1,000 + release), as text."""
+    major, rest = divmod(number, 1_000_000)
+    minor, release = divmod(rest, 1_000)
+    return f"{major}.{minor}.{release}"

@@ -1,4 +1,4 @@
-"""What every libvirt connection of a process shares: the one embedded root, and helpers for URIs."""
+"""What every libvirt connection of a process shares: the one embedded root, opening URIs, URI helpers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 # libvirt_events must be imported before libvirt: it routes libvirt's log output away from stderr.
@@ -16,10 +15,9 @@ import blocktui.backends.libvirt_events  # noqa: F401  # isort: skip
 
 import libvirt
 
+from blocktui.backends.libvirt.errors import map_error
+from blocktui.backends.libvirt.events import DomainEvents, FanOut, register
 from blocktui.core.errors import HostError
-
-if TYPE_CHECKING:
-    from blocktui.backends.libvirt.connection import LibvirtConnection
 
 log = logging.getLogger(__name__)
 
@@ -35,73 +33,41 @@ embedded: dict[str, str] = {"root": "", "failed": ""}
 # close callback).
 @dataclass
 class SharedConnection:
-    """The embedded connection, its users, and the one set of event callbacks they all listen to.
-
-    libvirt tracks one callback per event and connection, so the backends sharing the connection
-    subscribe here and the callbacks fan each event out to them.
-    """
+    """The embedded connection, its users, and the one set of event callbacks they all listen to."""
 
     conn: libvirt.virConnect | None = None
     users: int = 0
     callback_ids: list[int] = field(default_factory=list)
-    subscribers: list[LibvirtConnection] = field(default_factory=list)
+    fan_out: FanOut = field(default_factory=FanOut)
 
 
 shared = SharedConnection()
 
 
-def _fan_block_job(  # noqa: PLR0917 - libvirt's callback signature
-    conn: libvirt.virConnect, dom: libvirt.virDomain, disk: str, job_type: int, status: int, opaque: object
-) -> None:
-    for backend in list(shared.subscribers):
-        backend._on_block_job(conn, dom, disk, job_type, status, opaque)
+def subscribe(conn: libvirt.virConnect, events: DomainEvents) -> list[int]:
+    """Make ``events`` hear ``conn``'s domain events; the callback ids to release ``conn`` with.
 
+    On the shared embedded connection that is none: its callbacks stay while others use it.
 
-def _fan_lifecycle(
-    conn: libvirt.virConnect, dom: libvirt.virDomain, event: int, detail: int, opaque: object
-) -> None:
-    for backend in list(shared.subscribers):
-        backend._on_lifecycle(conn, dom, event, detail, opaque)
-
-
-def _fan_io_error(  # noqa: PLR0917 - libvirt's callback signature
-    conn: libvirt.virConnect,
-    dom: libvirt.virDomain,
-    src_path: str,
-    dev_alias: str,
-    action: int,
-    reason: str,
-    opaque: object,
-) -> None:
-    for backend in list(shared.subscribers):
-        backend._on_io_error(conn, dom, src_path, dev_alias, action, reason, opaque)
-
-
-def subscribe_shared(conn: libvirt.virConnect, backend: LibvirtConnection) -> None:
+    Raises:
+        libvirt.libvirtError: the connection refused a registration.
+    """
     with embedded_lock:
-        if not shared.callback_ids:
-            shared.callback_ids = [
-                conn.domainEventRegisterAny(
-                    None, libvirt.VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, _fan_block_job, None
-                ),
-                conn.domainEventRegisterAny(
-                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, _fan_lifecycle, None
-                ),
-                conn.domainEventRegisterAny(
-                    None, libvirt.VIR_DOMAIN_EVENT_ID_IO_ERROR_REASON, _fan_io_error, None
-                ),
-            ]
-        shared.subscribers.append(backend)
+        if conn is shared.conn:
+            if not shared.callback_ids:
+                shared.callback_ids = register(conn, shared.fan_out)
+            shared.fan_out.subscribers.append(events)
+            return []
+    return register(conn, events)
 
 
-def release_shared(conn: libvirt.virConnect, owner: LibvirtConnection | None) -> bool:
+def release_shared(conn: libvirt.virConnect, owner: object | None) -> bool:
     """Let go of the shared embedded connection; True when ``conn`` is it and others still use it."""
     with embedded_lock:
         current = shared.conn
         if current is None or conn is not current:
             return False
-        if owner in shared.subscribers:
-            shared.subscribers.remove(owner)
+        shared.fan_out.unsubscribe(owner)
         shared.users -= 1
         if shared.users > 0:
             return True
@@ -138,9 +104,7 @@ def embedded_root() -> str | None:
         return embedded["root"] or None
 
 
-def release(
-    conn: libvirt.virConnect, callback_ids: list[int], owner: LibvirtConnection | None = None
-) -> None:
+def release(conn: libvirt.virConnect, callback_ids: list[int], owner: object | None = None) -> None:
     """Drop callbacks and close a connection that may already be dead; failures only get logged."""
     for callback_id in callback_ids:
         try:
@@ -252,3 +216,39 @@ def open_embedded(uri: str, root: str, opener: Callable[[], libvirt.virConnect])
         embedded["root"] = root
         shared.conn, shared.users = conn, 1
         return conn
+
+
+def open_connection(uri: str, readonly: bool) -> libvirt.virConnect:
+    """A connection to ``uri`` for this process: ssh never prompting, the embedded root shared, the
+    system daemon reachable beside it.
+
+    Raises:
+        HostError: the host cannot be reached, or the embedded root is held by another process.
+    """
+    target = non_interactive(uri)
+    root = embed_root(target)
+    if root is None:
+        return _open_uri(uri, beside_embedded(target, readonly), readonly)
+    return open_embedded(uri, root, lambda: _open_uri(uri, target, readonly))
+
+
+def _open_uri(uri: str, target: str, readonly: bool) -> libvirt.virConnect:
+    """Open ``target`` (``uri`` as this process must spell it), with errors that say what to do."""
+    try:
+        conn = libvirt.openReadOnly(target) if readonly else libvirt.open(target)
+    except libvirt.libvirtError as exc:
+        error = map_error(exc, f"cannot connect to {uri}")
+        if "driver.pid" in str(exc):
+            error = HostError(
+                f"cannot connect to {uri}: another process holds this embedded root "
+                "(only one process may open it at a time)"
+            )
+        elif "Failed to parse user" in str(exc):
+            error = HostError(
+                f"cannot connect to {uri}: {exc}; the QEMU driver needs the user and groups "
+                "that Debian's libvirt-daemon-system creates (libvirt-qemu, kvm)"
+            )
+        raise error from exc
+    if conn is None:  # older bindings returned None instead of raising
+        raise HostError(f"cannot connect to {uri}")
+    return conn

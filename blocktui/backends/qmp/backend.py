@@ -14,12 +14,12 @@ from blocktui.backends.qmp.state import (
     RUN_STATES,
     Qemu,
     QemuJob,
-    check_bandwidth,
     job_id_for,
     translate_error,
 )
-from blocktui.core.errors import HostError, JobBusy, NoJob, NotFound, NothingToStream, ReadOnly
+from blocktui.core.errors import HostError, JobBusy, NoJob, NotFound
 from blocktui.core.model import BlockJob, Domain, DomainState, JobKind, JobState
+from blocktui.core.streams import check_bandwidth, stream_target
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,9 @@ class QmpBackend(QmpEvents):
         return self._call(self._get_domain(name))
 
     def start_stream(self, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None) -> None:
-        check_bandwidth(bandwidth)
-        self._require_writable(f"stream {domain}/{disk}")
+        action = f"cannot stream {domain}/{disk}"
+        self._require_writable(action)
+        check_bandwidth(bandwidth, action)
         self._call(self._start_stream(domain, disk, bandwidth, base))
 
     async def _start_stream(self, domain: str, disk: str, bandwidth: int, base: str | None) -> None:
@@ -121,12 +122,9 @@ class QmpBackend(QmpEvents):
     async def _start_stream_on(
         self, qemu: Qemu, domain: str, disk: str, bandwidth: int, base: str | None
     ) -> None:
-        await self._domain(qemu, strict=True)
-        found = next((d for d in qemu.disks or () if d.target == disk), None)
-        if found is None:
-            raise NotFound(f"{domain} has no disk {disk!r}")
-        if not found.has_backing:
-            raise NothingToStream(f"{domain}/{disk} has no backing file: there is nothing to stream")
+        found = stream_target(
+            await self._domain(qemu, strict=True), disk, base, f"cannot stream {domain}/{disk}"
+        )
         arguments: dict[str, Any] = {
             "job-id": job_id_for(disk),
             "device": found.node or disk,
@@ -136,10 +134,6 @@ class QmpBackend(QmpEvents):
         }
         if base is not None:
             paths = [layer.path for layer in found.chain]
-            if base not in paths:
-                raise NotFound(f"{domain}/{disk}: {base} is not in the backing chain ({', '.join(paths)})")
-            if paths.index(base) == 0:
-                raise NothingToStream(f"{domain}/{disk}: {base} is already the nearest backing image")
             arguments["base-node"] = qemu.chain_nodes[disk][paths.index(base)]
         async with qemu.lock:
             for job in await self._refresh_jobs(qemu):
@@ -191,20 +185,21 @@ class QmpBackend(QmpEvents):
         return None
 
     def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
-        check_bandwidth(bandwidth)
-        self._require_writable(f"change the speed of {domain}/{disk}")
+        action = f"cannot change the speed of {domain}/{disk}"
+        self._require_writable(action)
+        check_bandwidth(bandwidth, action)
         self._call(self._job_command(domain, disk, "block-job-set-speed", {"speed": bandwidth}))
 
     def abort(self, domain: str, disk: str) -> None:
-        self._require_writable(f"abort the job on {domain}/{disk}")
+        self._require_writable(f"cannot abort the job on {domain}/{disk}")
         self._call(self._job_command(domain, disk, "block-job-cancel", {}))
 
     def pause(self, domain: str, disk: str) -> None:
-        self._require_writable(f"pause the job on {domain}/{disk}")
+        self._require_writable(f"cannot pause the job on {domain}/{disk}")
         self._call(self._job_command(domain, disk, "pause", {}))
 
     def resume(self, domain: str, disk: str) -> None:
-        self._require_writable(f"resume the job on {domain}/{disk}")
+        self._require_writable(f"cannot resume the job on {domain}/{disk}")
         self._call(self._job_command(domain, disk, "resume", {}))
 
     def job_info(self, domain: str, disk: str) -> BlockJob | None:
@@ -258,7 +253,3 @@ class QmpBackend(QmpEvents):
             error=job.error if job.state.is_final else None,
             job_id=job.job_id,
         )
-
-    def _require_writable(self, what: str) -> None:
-        if self.readonly:
-            raise ReadOnly(f"{self.uri}: read-only connection; cannot {what}")

@@ -23,7 +23,7 @@ from qemu.qmp import ExecuteError, Message, QMPClient, QMPError, Runstate
 from blocktui.backends.base import Backend
 from blocktui.backends.qmp.state import CONNECT_TIMEOUT, LOST_NOTE, Forwarder, Qemu, QemuJob
 from blocktui.core.errors import HostError
-from blocktui.core.model import ConnectionEvent, DomainsChanged, DomainState, JobEvent, JobState
+from blocktui.core.model import DomainsChanged, DomainState, JobEvent, JobState
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +121,6 @@ class QmpLink(Backend):
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def _emit_safely(self, event: JobEvent | ConnectionEvent | DomainsChanged) -> None:
-        try:
-            self.emit(event)
-        except Exception:  # a broken listener must not kill the QMP reader
-            log.exception("event listener failed on %r", event)
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -10,9 +10,8 @@ from typing import Any
 
 from qemu.qmp import EventListener, ExecuteError, Message, QMPClient, Runstate
 
-from blocktui.core.errors import BlocktuiError, HostError, InvalidInput, JobBusy, NoJob, NotFound
+from blocktui.core.errors import BlocktuiError, HostError, JobBusy, NoJob, NotFound
 from blocktui.core.model import Disk, DomainState, JobKind, JobState
-from blocktui.core.units import MAX_BYTES
 
 #: Socket names a directory scan picks up (Proxmox uses ``<vmid>.qmp``).
 SOCKET_PATTERNS = ("*.qmp", "*.sock")
@@ -178,12 +177,6 @@ class Forwarder(EventListener):
 
     async def put(self, event: Message) -> None:
         self._callback(event)
-
-
-def check_bandwidth(bandwidth: int) -> None:
-    """QMP takes a speed in bytes/s from 0 (unlimited) to 2^63-1; refuse anything else up front."""
-    if not 0 <= bandwidth <= MAX_BYTES:
-        raise InvalidInput(f"bandwidth {bandwidth} B/s is out of range: use 0 (unlimited) up to {MAX_BYTES}")
 
 
 def translate_error(exc: ExecuteError, context: str) -> BlocktuiError:
