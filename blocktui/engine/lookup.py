@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from blocktui.backends.base import Backend
 from blocktui.core.errors import Conflict, HostError, NotFound
 from blocktui.core.model import Disk, Domain, JobKey
+from blocktui.core.streams import stream_target
 from blocktui.core.text import visible
 
 if TYPE_CHECKING:
@@ -61,3 +62,14 @@ def disk_or_none(session: Session, key: JobKey) -> Disk | None:
         return disk_of(session.backend(key.host), key.domain, key.disk)
     except (NotFound, Conflict, HostError):  # gone, dead (a lost QEMU monitor), or not answering
         return None
+
+
+def stream_disk(backend: Backend, key: JobKey, base: str | None) -> Disk:
+    """``key``'s disk, read now, once it is known that a stream (to ``base``) has something to pull.
+
+    Raises:
+        NotFound: no such domain or disk, or ``base`` is not in its chain.
+        NothingToStream: no backing file, or nothing above ``base``.
+    """
+    info = backend.get_domain(key.domain)
+    return stream_target(info, key.disk, base, f"cannot stream {key.domain}/{key.disk}")

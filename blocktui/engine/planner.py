@@ -27,7 +27,7 @@ from blocktui.engine.disk_identity import identity_now
 from blocktui.engine.guarding import GuardDriver
 from blocktui.engine.hostwork import wait_for
 from blocktui.engine.journal import Journal
-from blocktui.engine.lookup import disk_of
+from blocktui.engine.lookup import disk_of, stream_disk
 from blocktui.engine.plan_book import PlanBook
 from blocktui.engine.plan_runs import HostRunner
 from blocktui.engine.plans import Plan, PlanStatus
@@ -135,9 +135,7 @@ class Planner:
         return plan
 
     def _add_stream(self, key: JobKey, bandwidth: int, base: str | None, chunk: int, gap: float) -> Plan:
-        disk = disk_of(self.session.backend(key.host), key.domain, key.disk)
-        if not disk.has_backing:
-            raise Conflict(f"{key.domain}/{key.disk} has no backing file: there is nothing to stream")
+        disk = stream_disk(self.session.backend(key.host), key, base)
         current = self.plan(key)
         if current is not None and current.status is not PlanStatus.DONE:
             raise Conflict(f"{key.domain}/{key.disk} already has a plan ({current.status.value})")

@@ -11,11 +11,10 @@ import json
 import os
 import subprocess
 
-from blocktui.core.errors import NotFound, NothingToStream
 from blocktui.core.model import JobKey
 from blocktui.core.preflight import Preflight, bytes_to_copy, pulled_depths
 from blocktui.core.text import visible
-from blocktui.engine.lookup import disk_of
+from blocktui.engine.lookup import stream_disk
 from blocktui.engine.session import Session
 
 #: Seconds ``qemu-img map`` may take (it reads metadata only; a huge sparse image takes longer).
@@ -30,12 +29,8 @@ def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, sha
         NothingToStream: the disk has no backing file.
     """
     backend = session.backend(key.host)
-    disk = disk_of(backend, key.domain, key.disk)
-    if not disk.has_backing:
-        raise NothingToStream(f"{key.domain}/{key.disk} has no backing file: there is nothing to stream")
+    disk = stream_disk(backend, key, base)
     chain = [layer.path for layer in disk.chain]
-    if base is not None and base not in chain:
-        raise NotFound(f"{visible(base)} is not in the backing chain of {key.domain}/{key.disk}")
     source = disk.source
     copy: int | None = None
     free: int | None = None

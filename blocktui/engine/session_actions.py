@@ -13,10 +13,10 @@ from functools import partial
 from typing import TypeVar
 
 from blocktui.backends.base import Backend
-from blocktui.core.errors import NothingToStream, ReadOnly, Unsupported
+from blocktui.core.errors import ReadOnly, Unsupported
 from blocktui.core.model import JobKey, JobKind, JobState
 from blocktui.core.tracker import JobTracker
-from blocktui.engine.lookup import disk_of
+from blocktui.engine.lookup import stream_disk
 
 T = TypeVar("T")
 
@@ -48,11 +48,9 @@ class SessionActions:
     ) -> JobKey:
         """Start pulling ``disk``'s backing chain (down to ``base``) into it; return its key."""
         backend = self._writable(host)
-        found = self.call(host, partial(disk_of, backend, domain, disk))
-        if not found.has_backing:
-            raise NothingToStream(f"{domain}/{disk} has no backing file: there is nothing to stream")
-        self.call(host, partial(backend.start_stream, domain, disk, bandwidth=bandwidth, base=base))
         key = JobKey(host, domain, disk)
+        found = self.call(host, partial(stream_disk, backend, key, base))
+        self.call(host, partial(backend.start_stream, domain, disk, bandwidth=bandwidth, base=base))
         with self._lock:
             self._tracker.started(key, JobKind.PULL, chain_before=found.chain, bandwidth=bandwidth, base=base)
         self.wake()

@@ -115,7 +115,7 @@ def test_a_disk_that_is_not_there_or_stands_alone_says_so(
     (alone,) = make_domain([DiskSpec("vda", 8 * MIB, 1)])
     session.refresh_domains()
     engine = Engine(session, journal)
-    with pytest.raises(Exception, match="nothing to stream"):
+    with pytest.raises(Exception, match="no backing file"):
         engine.preflight(key_of(session, alone))
     with pytest.raises(Exception, match="no disk"):
         engine.preflight(JobKey(session.hosts[0], alone.domain, "vdz"))
