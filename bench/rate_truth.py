@@ -11,6 +11,7 @@ is the end minus the sample's time.
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -110,6 +111,8 @@ def _measure(settings: Settings, observer: Observer) -> list[Run]:
     session.open()
     stop = threading.Event()
     thread = threading.Thread(target=poll_loop, args=(session, stop, lambda s: _record(runs, s)), daemon=True)
+    # The bases were just written: their dirty pages must not be written back during the streams.
+    os.sync()
     try:
         thread.start()
         for run in runs.values():
@@ -132,24 +135,33 @@ def _measure(settings: Settings, observer: Observer) -> list[Run]:
 
 
 def _errors(run: Run) -> dict[str, list[float]]:
-    """Relative rate and ETA errors of the samples the goal applies to; the ETA's last seconds in seconds."""
-    duration = run.ended - run.started
-    true_rate = run.size / duration
-    rate: list[float] = []
-    eta: list[float] = []
-    eta_late: list[float] = []
+    """Relative errors of the samples the goal applies to (the ETA's last seconds in seconds).
+
+    Beside what was shown, the same for the job's own average pace so far (bytes over time since
+    the start): the best any reading of the past can do when the pace later changes.
+    """
+    true_rate = run.size / (run.ended - run.started)
+    errors: dict[str, list[float]] = {
+        "rate": [],
+        "eta": [],
+        "eta_late_s": [],
+        "rate_past": [],
+        "eta_past": [],
+    }
     for sample in run.samples:
         if sample.at - run.started < run.since or sample.at >= run.ended:
             continue
         left = run.ended - sample.at
-        rate.append(abs((sample.rate or 0.0) - true_rate) / true_rate)
-        if sample.eta is None:
-            (eta if left >= ETA_RELATIVE_FROM else eta_late).append(float("inf"))
-        elif left >= ETA_RELATIVE_FROM:
-            eta.append(abs(sample.eta - left) / left)
+        past = sample.cur / (sample.at - run.started)
+        errors["rate"].append(abs((sample.rate or 0.0) - true_rate) / true_rate)
+        errors["rate_past"].append(abs(past - true_rate) / true_rate)
+        eta = float("inf") if sample.eta is None else sample.eta
+        if left >= ETA_RELATIVE_FROM:
+            errors["eta"].append(abs(eta - left) / left)
+            errors["eta_past"].append(abs((run.size - sample.cur) / past - left) / left)
         else:
-            eta_late.append(abs(sample.eta - left))
-    return {"rate": rate, "eta": eta, "eta_late_s": eta_late}
+            errors["eta_late_s"].append(abs(eta - left))
+    return errors
 
 
 def _pace(rate: float) -> str:
@@ -187,6 +199,7 @@ def _figures(runs: list[Run]) -> list[Figure]:
                 raise RuntimeError(f"no {what} sample of the {run.label} stream from {run.since:.0f} s on")
             worst, median = max(values), statistics.median(values)
             truth, tail = about[what]
+            truth += f"; from bytes so far / time so far: worst {max(errors[what + '_past']) * 100:.1f} %"
             figures.append(
                 Figure(
                     SECTION,
