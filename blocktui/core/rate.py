@@ -9,6 +9,9 @@ MIN_INTERVAL = 0.05
 #: A new limit closer than this (relative) to the old one is the same limit: the guard marks a
 #: speed in its last few bytes without changing the pace.
 SAME_LIMIT = 0.01
+#: Still for this long (and for longer than its steps take) is a pause, not a hiccup: the pace
+#: after it is measured afresh rather than averaged with the pause for a whole window.
+PAUSE = 5.0
 
 
 class RateMeter:
@@ -64,11 +67,14 @@ class RateMeter:
         if cur != last_cur:
             # After a poll that saw it still, the step landed somewhere between that poll and this one.
             at = (self._now + now) / 2 if self._still else now
-            if self._restart is not None:
-                # The pace changed with the limit: measure from when it did.
+            restart, self._restart = self._restart, None
+            if restart is not None:
+                # The pace changed (a new limit, or it moved again after a stall): measure from then.
                 self._changes.clear()
-                self._changes.append(self._restart)
-                self._restart = None
+                self._changes.append(restart)
+            elif self._stalled() and self._now - last_time >= PAUSE:
+                # It moves again after a pause: its pace from this step on, from the next.
+                self._restart = (at, cur)
             self._changes.append((at, cur))
             # Forget changes older than the window, keeping enough to span ``steps`` of them.
             while len(self._changes) > self.steps + 1 and at - self._changes[1][0] >= self.window:
@@ -79,6 +85,13 @@ class RateMeter:
         if rate is not None:
             self.history.append(rate)
 
+    def _stalled(self) -> bool:
+        """Whether the counter has been still, as of the last sample, for over two of its usual steps."""
+        if len(self._changes) < 2:
+            return False
+        span = self._changes[-1][0] - self._changes[0][0]
+        return self._now - self._changes[-1][0] > 2 * span / (len(self._changes) - 1)
+
     def _measure(self) -> tuple[float, float] | None:
         """(bytes/s, seconds since the last step while the next is not yet overdue), or None."""
         if len(self._changes) < 2:
@@ -88,9 +101,8 @@ class RateMeter:
         if span < MIN_INTERVAL:
             return None
         since = max(0.0, self._now - last_time)
-        # Still for longer than two of its usual steps: it is slowing down or stopped, so count
-        # the time since as well.
-        if since > 2 * span / (len(self._changes) - 1):
+        if self._stalled():
+            # Slowing down or stopped: count the time since as well.
             span, since = self._now - first_time, 0.0
         rate = (last_cur - first_cur) / span
         return (min(rate, float(self.limit)) if self.limit > 0 else rate), since

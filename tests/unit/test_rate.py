@@ -129,6 +129,20 @@ def test_a_job_that_stalls_reads_slower_and_its_eta_grows() -> None:
     assert all(eta is not None and eta > 0 for eta in etas)
 
 
+def test_a_job_that_moves_again_after_a_pause_reads_its_pace_again() -> None:
+    """1 MiB/s, paused (or stuck) for 20 s, then 1 MiB/s again: 15 s on, the pause no longer counts."""
+    meter = RateMeter()
+    meter.set_limit(MIB)
+    size = 224 * MIB
+    for t in polls(0.3, 0.5, 60):
+        meter.add(t, qemu_copied(t, MIB, size))
+    for t in polls(60.3, 0.5, 80):
+        meter.add(t, qemu_copied(60, MIB, size))
+    for t in polls(80.3, 0.5, 95):
+        meter.add(t, qemu_copied(t - 20, MIB, size))
+    assert meter.rate is not None and abs(meter.rate - MIB) <= 0.05 * MIB
+
+
 def test_a_job_that_stops_moving_reads_slower_and_slower() -> None:
     meter = RateMeter()
     _feed(meter, 0.5, 1000.0, 10)
