@@ -40,6 +40,7 @@ class RateMeter:
         self._now = 0.0
         # The last sample read the same as the one before it.
         self._still = False
+        # Where the window starts afresh at the next change (after a new limit, or a pause).
         self._restart: tuple[float, int] | None = None
         self.history: deque[float] = deque(maxlen=history)
 
