@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 #: Samples closer together than this are merged: a counter read twice in a millisecond says nothing.
@@ -40,6 +41,10 @@ class RateMeter:
         self._now = 0.0
         # The last sample read the same as the one before it.
         self._still = False
+        # The largest step every change is a whole number of (QEMU moves in chunks), and how long
+        # before its sample the last change can have happened when no still poll pinned it down.
+        self._quantum = 0
+        self._gap = 0.0
         # Where the window starts afresh at the next change (after a new limit, or a pause).
         self._restart: tuple[float, int] | None = None
         self.history: deque[float] = deque(maxlen=history)
@@ -60,6 +65,7 @@ class RateMeter:
             self._changes.append((now, cur))
             self._now = now
             self._still = False
+            self._quantum = 0
             self._restart = None
             return
         last_time, last_cur = self._changes[-1]
@@ -68,6 +74,8 @@ class RateMeter:
         if cur != last_cur:
             # After a poll that saw it still, the step landed somewhere between that poll and this one.
             at = (self._now + now) / 2 if self._still else now
+            self._quantum = math.gcd(self._quantum, cur - last_cur)
+            self._gap = 0.0 if self._still else now - self._now
             restart, self._restart = self._restart, None
             if restart is not None:
                 # The pace changed (a new limit, or it moved again after a stall): measure from then.
@@ -118,7 +126,9 @@ class RateMeter:
         """Seconds to copy ``remaining`` bytes at the measured rate; None when it cannot be told.
 
         Between two steps the counter stands still while time runs on: the ETA counts down from
-        the last step rather than holding for a whole step and then dropping by it.
+        the last step rather than holding for a whole step and then dropping by it. A step seen
+        on a poll right after another may be up to a poll old: half of that (or of one step's
+        time, when steps are shorter) is counted as gone.
         """
         if remaining <= 0:
             return 0.0
@@ -126,4 +136,6 @@ class RateMeter:
         if measured is None or measured[0] <= 0:
             return None
         rate, since = measured
-        return max(0.0, remaining / rate - since)
+        # Seen right after another change, the last one landed up to a poll (or one step) before.
+        late = min(self._gap, self._quantum / rate) / 2
+        return max(0.0, remaining / rate - since - late)
