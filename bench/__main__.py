@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from bench import latency, monitor, planner, scale, throughput
+from bench import latency, monitor, planner, rate_truth, scale, throughput
 from bench.agent import ui_available
 from bench.common import Settings, log
 from bench.host import clean_dir, destroy_domains, system_daemon
 from bench.observer import Observer
 from bench.report import Figure, machine, render, render_markdown, write_json
 
-SECTIONS = ("monitor", "latency", "throughput", "throttle", "planner", "scale")
+SECTIONS = ("monitor", "latency", "throughput", "throttle", "planner", "rate", "scale")
 T = TypeVar("T")
 failures: list[Figure] = []
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     figures += throughput.run_throttle(settings, observer)
                 if "planner" in args.only:
                     figures += planner.run(settings, observer)
+                if "rate" in args.only:
+                    figures += guarded("7 rate", lambda: rate_truth.run(settings, observer), [])
             finally:
                 destroy_domains()
                 observer.close()

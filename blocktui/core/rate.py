@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 #: Samples closer together than this are merged: a counter read twice in a millisecond says nothing.
 MIN_INTERVAL = 0.05
+#: A new limit closer than this (relative) to the old one is the same limit: the guard marks a
+#: speed in its last few bytes without changing the pace.
+SAME_LIMIT = 0.01
+#: Still for this long (and for longer than its steps take) is a pause, not a hiccup: the pace
+#: after it is measured afresh rather than averaged with the pause for a whole window.
+PAUSE = 5.0
 
 
 class RateMeter:
-    """The rate over a window of progress changes, with a short history for sparklines.
+    """The rate over a window of progress changes, the ETA it gives, and a short history for sparklines.
 
     A throttled stream does not move smoothly: QEMU copies a whole chunk (512 KiB) and then sleeps,
     so at 64 KiB/s the counter jumps once every 8 s and reads the same in between. A rate taken
@@ -17,15 +24,38 @@ class RateMeter:
     Here the rate is measured from change to change, over at least ``window`` seconds and at
     least ``steps`` changes, so a stepwise job is measured over whole steps; between steps the
     rate holds, and it falls only once the counter has been still for longer than its steps take.
+
+    A poll sees a step up to one poll interval late, so the window is long enough for that to stay
+    small (0.5 s in 30 s), and a change seen after a poll that saw none is placed between the two.
+    A job's limit caps what it can do (QEMU never runs faster), so the rate never reads above it,
+    and a new limit starts a new window rather than blending the old pace with the new.
     """
 
-    def __init__(self, window: float = 5.0, steps: int = 4, history: int = 60) -> None:
+    def __init__(self, window: float = 30.0, steps: int = 8, history: int = 60) -> None:
         self.window = window
         self.steps = steps
+        #: The job's limit in bytes/s; 0 when it has none.
+        self.limit = 0
         # (time, counter) where the counter changed, oldest first; the first sample too.
         self._changes: deque[tuple[float, int]] = deque()
         self._now = 0.0
+        # The last sample read the same as the one before it.
+        self._still = False
+        # The largest step every change is a whole number of (QEMU moves in chunks), and how long
+        # before its sample the last change can have happened when no still poll pinned it down.
+        self._quantum = 0
+        self._gap = 0.0
+        # Where the window starts afresh at the next change (after a new limit, or a pause).
+        self._restart: tuple[float, int] | None = None
         self.history: deque[float] = deque(maxlen=history)
+
+    def set_limit(self, limit: int) -> None:
+        """Note the job's limit (bytes/s, 0 for none); a different one measures afresh from the next step."""
+        if self._changes and abs(limit - self.limit) > SAME_LIMIT * max(limit, self.limit):
+            # It changed since the last sample, at the counter's value then; until the next step
+            # shows the new pace, the old window (capped by the new limit) stands.
+            self._restart = (self._now, self._changes[-1][1])
+        self.limit = limit
 
     def add(self, now: float, cur: int) -> None:
         """Record that the counter read ``cur`` at monotonic time ``now``."""
@@ -34,41 +64,78 @@ class RateMeter:
             self._changes.clear()
             self._changes.append((now, cur))
             self._now = now
+            self._still = False
+            self._quantum = 0
+            self._restart = None
             return
         last_time, last_cur = self._changes[-1]
         if now - max(last_time, self._now) < MIN_INTERVAL and cur == last_cur:
             return
-        self._now = now
         if cur != last_cur:
-            self._changes.append((now, cur))
+            # After a poll that saw it still, the step landed somewhere between that poll and this one.
+            at = (self._now + now) / 2 if self._still else now
+            self._quantum = math.gcd(self._quantum, cur - last_cur)
+            self._gap = 0.0 if self._still else now - self._now
+            restart, self._restart = self._restart, None
+            if restart is not None:
+                # The pace changed (a new limit, or it moved again after a stall): measure from then.
+                self._changes.clear()
+                self._changes.append(restart)
+            elif self._stalled() and self._now - last_time >= PAUSE:
+                # It moves again after a pause: its pace from this step on, from the next.
+                self._restart = (at, cur)
+            self._changes.append((at, cur))
             # Forget changes older than the window, keeping enough to span ``steps`` of them.
-            while len(self._changes) > self.steps + 1 and now - self._changes[1][0] >= self.window:
+            while len(self._changes) > self.steps + 1 and at - self._changes[1][0] >= self.window:
                 self._changes.popleft()
+        self._still = cur == last_cur
+        self._now = now
         rate = self.rate
         if rate is not None:
             self.history.append(rate)
 
-    @property
-    def rate(self) -> float | None:
-        """Bytes/s, or None until the counter has moved."""
+    def _stalled(self) -> bool:
+        """Whether the counter has been still, as of the last sample, for over two of its usual steps."""
+        if len(self._changes) < 2:
+            return False
+        span = self._changes[-1][0] - self._changes[0][0]
+        return self._now - self._changes[-1][0] > 2 * span / (len(self._changes) - 1)
+
+    def _measure(self) -> tuple[float, float] | None:
+        """(bytes/s, seconds since the last step while the next is not yet overdue), or None."""
         if len(self._changes) < 2:
             return None
         (first_time, first_cur), (last_time, last_cur) = self._changes[0], self._changes[-1]
         span = last_time - first_time
         if span < MIN_INTERVAL:
             return None
-        # Still for longer than two of its usual steps: it is slowing down or stopped, so count
-        # the time since as well.
-        usual = span / (len(self._changes) - 1)
-        if self._now - last_time > 2 * usual:
-            span = self._now - first_time
-        return (last_cur - first_cur) / span
+        since = max(0.0, self._now - last_time)
+        if self._stalled():
+            # Slowing down or stopped: count the time since as well.
+            span, since = self._now - first_time, 0.0
+        rate = (last_cur - first_cur) / span
+        return (min(rate, float(self.limit)) if self.limit > 0 else rate), since
+
+    @property
+    def rate(self) -> float | None:
+        """Bytes/s, or None until the counter has moved."""
+        measured = self._measure()
+        return None if measured is None else measured[0]
 
     def eta(self, remaining: int) -> float | None:
-        """Seconds to copy ``remaining`` bytes at the measured rate; None when it cannot be told."""
+        """Seconds to copy ``remaining`` bytes at the measured rate; None when it cannot be told.
+
+        Between two steps the counter stands still while time runs on: the ETA counts down from
+        the last step rather than holding for a whole step and then dropping by it. A step seen
+        on a poll right after another may be up to a poll old: half of that (or of one step's
+        time, when steps are shorter) is counted as gone.
+        """
         if remaining <= 0:
             return 0.0
-        rate = self.rate
-        if not rate or rate <= 0:
+        measured = self._measure()
+        if measured is None or measured[0] <= 0:
             return None
-        return remaining / rate
+        rate, since = measured
+        # Seen right after another change, the last one landed up to a poll (or one step) before.
+        late = min(self._gap, self._quantum / rate) / 2
+        return max(0.0, remaining / rate - since - late)

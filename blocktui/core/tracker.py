@@ -72,7 +72,7 @@ class JobRecord:
 
     @property
     def rate(self) -> float | None:
-        """Smoothed bytes/s while the job runs; None once it ended or before two samples."""
+        """Measured bytes/s, never above the limit, while the job runs; None once ended or unmeasured."""
         if self.state.is_final:
             return None
         return self.meter.rate
@@ -143,6 +143,7 @@ class JobTracker:
         record = self._new_record(key, kind, JobState.ACTIVE)
         record.chain_before = chain_before
         record.bandwidth = bandwidth
+        record.meter.set_limit(bandwidth)
         record.base = base
         return record
 
@@ -321,6 +322,7 @@ class JobTracker:
             record.ended = now
             record.error = job.error or record.error
         record.state = job.state
+        record.meter.set_limit(job.bandwidth)
         record.meter.add(now, job.cur)
 
 

@@ -40,7 +40,8 @@ def test_rate_and_eta_follow_progress() -> None:
     record = tracker.get(KEY)
     assert record is not None
     assert record.rate is not None and abs(record.rate - 10 * MIB) < 1
-    assert record.eta is not None and abs(record.eta - 1.4) < 0.01
+    # Steps of exactly 10 MiB a poll may each have landed any time in the second before it.
+    assert record.eta is not None and 0.9 - 0.01 < record.eta < 1.4 + 0.01
     assert record.remaining == 14 * MIB
 
 
