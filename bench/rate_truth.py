@@ -26,8 +26,8 @@ from bench.report import Figure
 from blocktui.backends.libvirt import LibvirtBackend
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.views import Snapshot
+from blocktui.engine.session import Session
 from blocktui.lab.images import run_tool, write_pattern
-from blocktui.session import Session
 
 SECTION = "7 rate and ETA shown vs the truth (job's real duration)"
 KIB = 1024
