@@ -4,31 +4,42 @@ QEMU's limiter delivers less than the speed it is given, by a few per cent that 
 speed and with how busy the host is: each 100 ms slice restarts when the job wakes, and a late
 wake-up is lost time (measured here: -0.7 % at 10 MiB/s, -3.5 % to -4.9 % at 100 MiB/s). A
 ``RateTrim`` learns what fraction of the speed asked the limiter delivers, from the job's
-progress, and asks that much more: only as much as is certain given the progress counter's
-512 KiB steps and the polls' timing, never more than ``MAX_FACTOR`` times the limit, and at once
-less when the job runs faster than its limit.
+progress between polls, and asks that much more.
+
+Only the limiter's own shortfall is made up, never a stall: a poll interval in which the job
+moved far less (or more) than in most is left out, so a pause while qcow2 allocates metadata, or
+the burst after it, does not push the job over its limit once it runs freely again. What is made
+up is only what is certain given the counter's 512 KiB steps and the polls' timing; the speed is
+never raised past ``MAX_FACTOR`` times the limit, and is lowered at once when the job runs
+faster than its limit. The speed asked changes only by whole ``STEP_CHANGE`` fractions: every
+change wakes QEMU's job early, which copies one step sooner.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
 
 #: The most a speed is raised over the limit (QEMU's own shortfall stays well under this).
 MAX_FACTOR = 1.08
 #: A delivered fraction below this means something else holds the job back (the disks, the
 #: host): asking more of the limiter would not help, and would overshoot once it clears.
 LIMITER_BOUND = 0.9
-#: Seconds over which old progress is forgotten, so the fraction follows the host's load.
-MEMORY = 20.0
-#: Nothing is learnt before this much time and this many of QEMU's copy steps.
-MIN_SPAN = 1.0
+#: Poll intervals remembered (at two a second: the last 20 s).
+MEMORY = 40
+#: Nothing is learnt from fewer intervals, or fewer of QEMU's copy steps, than this.
+MIN_INTERVALS = 2
 MIN_STEPS = 16
 STEP = 512 * 1024
+#: An interval whose delivered fraction is this far from the median one is a stall or a burst.
+OUTLIER = 0.15
 #: How far from the poll's time the counter may have been read.
 TIMING = 0.01
 #: Readings further apart than this do not follow one run (the job was paused, or not polled).
 BREAK = 5.0
+#: The smallest change of the speed asked.
+STEP_CHANGE = 0.005
 
 
 @dataclass
@@ -36,10 +47,10 @@ class RateTrim:
     """The speed to ask for one job so the rate it delivers is its limit; told every poll."""
 
     factor: float = 1.0
+    _asked_factor: float = 1.0
     _last: tuple[float, int] | None = None
-    _moved: float = 0.0  # bytes copied, older ones forgotten by MEMORY
-    _asked: float = 0.0  # bytes the speeds asked over the same time would have copied
-    _span: float = 0.0
+    # (seconds, bytes moved, bytes the speed asked would have moved) per poll interval.
+    _intervals: deque[tuple[float, int, float]] = field(default_factory=lambda: deque(maxlen=MEMORY))
 
     def observe(self, now: float, cur: int, asked: int) -> None:
         """Progress reads ``cur`` at ``now``, the job having run at ``asked`` bytes/s since the last reading.
@@ -49,25 +60,34 @@ class RateTrim:
         """
         last, self._last = self._last, (now, cur)
         if last is None or cur < last[1] or asked <= 0 or now - last[0] > BREAK:
-            self._moved = self._asked = self._span = 0.0
+            self._intervals.clear()
             return
         dt = now - last[0]
-        if dt <= 0:
-            return
-        keep = math.exp(-dt / MEMORY)
-        self._moved = self._moved * keep + (cur - last[1])
-        self._asked = self._asked * keep + asked * dt
-        self._span = self._span * keep + dt
-        self._learn(asked)
+        if dt > 0:
+            self._intervals.append((dt, cur - last[1], asked * dt))
+            self._learn(asked)
 
     def speed(self, limit: int) -> int:
         """The speed to set for a job limited to ``limit`` bytes/s (0, unlimited, stays 0)."""
-        return limit if limit <= 0 else round(limit * self.factor)
+        if abs(self.factor / self._asked_factor - 1) >= STEP_CHANGE or self.factor < self._asked_factor:
+            self._asked_factor = self.factor
+        return limit if limit <= 0 else round(limit * self._asked_factor)
 
     def _learn(self, asked: int) -> None:
-        if self._span < MIN_SPAN or self._moved < MIN_STEPS * STEP:
+        fractions = [moved / would for _dt, moved, would in self._intervals if would > 0]
+        if len(fractions) < MIN_INTERVALS:
             return
-        delivered = self._moved / self._asked  # of each byte/s asked
+        typical = statistics.median(fractions)
+        steady = [
+            (moved, would)
+            for (_dt, moved, would), fraction in zip(self._intervals, fractions, strict=True)
+            if abs(fraction - typical) <= OUTLIER * typical
+        ]
+        moved = sum(m for m, _w in steady)
+        would = sum(w for _m, w in steady)
+        if moved < MIN_STEPS * STEP or would <= 0:
+            return
+        delivered = moved / would  # of each byte/s asked, while the job ran freely
         if delivered * self.factor > 1.0:
             self.factor = max(1.0, 1.0 / delivered)  # faster than its limit: down at once
             return
@@ -75,5 +95,5 @@ class RateTrim:
             return  # held back by something other than the limiter
         # Only the shortfall that is certain is made up: one step more and a late poll counted
         # in the job's favour, so a low reading never pushes it over its limit.
-        at_most = (self._moved + STEP) / max(self._asked - TIMING * asked, 1.0)
+        at_most = (moved + STEP) / max(would - TIMING * asked, 1.0)
         self.factor = min(MAX_FACTOR, max(self.factor, 1.0 / at_most))
