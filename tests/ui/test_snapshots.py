@@ -8,7 +8,7 @@ from pathlib import Path
 from demo_hosts import CLICK_DOMAIN, HOSTILE_DOMAIN
 from fake_backend import GiB, MiB
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 from ui_support import (
     SIZE,
     Scenario,
@@ -32,6 +32,13 @@ def test_main_screen(snap_compare: SnapCompare, scenario: Scenario) -> None:
     assert snap_compare(still_app(scenario), terminal_size=SIZE, run_before=settle)
 
 
+async def estimated(pilot: Pilot[int]) -> None:
+    """Wait for the dialog's pre-flight line (it is read in a worker)."""
+    await wait_for(
+        pilot, lambda: "reading" not in str(pilot.app.screen.query_one("#estimate", Static).render())
+    )
+
+
 def test_stream_dialog(snap_compare: SnapCompare, scenario: Scenario) -> None:
     async def open_dialog(pilot: Pilot[int]) -> None:
         await settle(pilot)
@@ -39,6 +46,7 @@ def test_stream_dialog(snap_compare: SnapCompare, scenario: Scenario) -> None:
         select_disk(pilot.app, scenario.alpha.uri, "web01", "vdb")  # its job failed: streamable
         await pilot.press("s")
         await pilot.press("tab", *"2G", "tab", "5")  # chunks of 2 GiB, 5 s apart
+        await estimated(pilot)
         await settle(pilot)
 
     assert snap_compare(still_app(scenario), terminal_size=SIZE, run_before=open_dialog)
@@ -51,6 +59,7 @@ def test_stream_dialog_rejects_bad_input(snap_compare: SnapCompare, scenario: Sc
         select_disk(pilot.app, scenario.alpha.uri, "web01", "vdb")
         await pilot.press("s")
         await pilot.press(*"12q", "tab", *"4X")
+        await estimated(pilot)
         await settle(pilot)
 
     assert snap_compare(still_app(scenario), terminal_size=SIZE, run_before=type_bad)

@@ -22,7 +22,7 @@ from blocktui.engine import Engine
 from blocktui.ui.board import read_board
 from blocktui.ui.format import format_bandwidth
 from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
-from blocktui.ui.screens.stream_dialog import StreamRequest
+from blocktui.ui.screens.stream_dialog import StreamDialog, StreamRequest
 
 #: How a result reaches the screen (``post_message`` is thread-safe).
 Post = Callable[[Message], object]
@@ -99,6 +99,19 @@ class Requests:
         """Resume what is paused (or about to pause); pause anything else (the engine decides how)."""
         verb = "resume" if self.engine.resumes(key) else "pause"
         self._run(f"{verb} {job_name(key)}", partial(self.engine.toggle_pause, key))
+
+    def preflight(self, keys: list[JobKey], post: Post) -> None:
+        """Read what streaming ``keys`` would copy and whether it fits; ``post`` the outcome."""
+
+        def estimate() -> None:
+            try:
+                checks = [self.engine.preflight(key) for key in keys]
+            except BlocktuiError as exc:
+                post(StreamDialog.Estimated([], visible(str(exc))))
+            else:
+                post(StreamDialog.Estimated(checks))
+
+        self._in_background("preflight", estimate)
 
     def set_policy(self, what: str, policy: HostPolicy, host: str) -> None:
         """Change a host's queue and budget (``what`` names it in the outcome line)."""

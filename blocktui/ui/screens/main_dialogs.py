@@ -56,11 +56,14 @@ class Dialogs:
             defaults=self.defaults,
         )
 
+        keys = [JobKey(host, domain.name, disk.target) for disk in disks]
+
         def start(request: StreamRequest | None) -> None:
             if request is not None:
-                self.requests.stream([JobKey(host, domain.name, disk.target) for disk in disks], request)
+                self.requests.stream(keys, request)
 
         self.screen.app.push_screen(dialog, start)
+        self.requests.preflight(keys, dialog.post_message)
 
     def abort(self, selection: Selection) -> None:
         """Ask, then abort the selected job."""

@@ -10,15 +10,18 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from blocktui.core.config import Config
 from blocktui.core.errors import InvalidInput
 from blocktui.core.model import Disk
+from blocktui.core.preflight import Preflight
 from blocktui.core.text import counted, visible
-from blocktui.core.units import format_bandwidth, format_size
+from blocktui.core.units import format_bandwidth, format_duration, format_size
 from blocktui.ui.format import safe
+from blocktui.ui.screens.confirm import ConfirmScreen
 from blocktui.ui.widgets.bandwidth import BandwidthInput, bandwidth_of
 from blocktui.ui.widgets.chunking import ChunkInput, GapInput, chunk_of, gap_of
 
@@ -52,7 +55,20 @@ class StreamRequest:
 
 
 class StreamDialog(ModalScreen[StreamRequest | None]):
-    """Bandwidth, chunk size and gap (each validated as typed) and base; dismisses with None on cancel."""
+    """Bandwidth, chunk size and gap (each validated as typed) and base; dismisses with None on cancel.
+
+    The pre-flight of each disk (what it copies, whether it fits) arrives as ``Estimated`` from a
+    worker; the time it takes follows the limit as it is typed. A copy that does not fit asks
+    before it starts.
+    """
+
+    class Estimated(Message):
+        """The disks' pre-flights, or why they could not be made."""
+
+        def __init__(self, checks: list[Preflight], failure: str = "") -> None:
+            super().__init__()
+            self.checks = checks
+            self.failure = failure
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="stream.cancel", tooltip="Close without starting"),
@@ -70,6 +86,8 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
         """Ask about streaming ``disks``; ``defaults`` fill the fields (the configuration file's)."""
         super().__init__()
         self._defaults = defaults or StreamRequest(bandwidth=0, base=None)
+        self._checks: list[Preflight] = []
+        self._estimate_failure = ""
         self._host = host
         self._domain = domain
         self._disks = disks
@@ -93,6 +111,7 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
                     yield Label("Gap, seconds:")
                     yield GapInput(f"{given.gap:g}" if given.gap else "", id="gap")
             yield Static(Text(CHUNK_HINT, style="dim"), id="chunk-error", classes="hint")
+            yield Static(Text("reading what it will copy…", style="dim"), id="estimate", classes="hint")
             if self._bases:
                 yield Label("Pull down to:")
                 options: list[tuple[Text, str]] = [(Text("whole chain (no base)"), WHOLE_CHAIN)]
@@ -121,6 +140,7 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
         reason = "" if valid or result is None else result.failures[0].description
         if event.input.id == "bandwidth":
             self.query_one("#bandwidth-error", Static).update(Text(reason or ""))
+            self._show_estimate()
         else:
             # One line under both chunk fields: the error, else what chunks do.
             self._chunk_line(reason or "")
@@ -151,7 +171,51 @@ class StreamDialog(ModalScreen[StreamRequest | None]):
         if self._bases:
             value = self.query_one("#base", Select).value
             base = None if value == WHOLE_CHAIN or not isinstance(value, str) else value
-        self.dismiss(StreamRequest(bandwidth=bandwidth, base=base, chunk=chunk, gap=gap))
+        request = StreamRequest(bandwidth=bandwidth, base=base, chunk=chunk, gap=gap)
+        crowded = [check for check in self._checks if check.fits is False]
+        if not crowded:
+            self.dismiss(request)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss(request)
+
+        question = Text("\n").join(Text(check.reason) for check in crowded)
+        self.app.push_screen(ConfirmScreen("Not enough room", question, yes="Start anyway"), answered)
+
+    @on(Estimated)
+    def _estimated(self, message: Estimated) -> None:
+        self._checks, self._estimate_failure = message.checks, message.failure
+        self._show_estimate()
+
+    def _show_estimate(self) -> None:
+        """What the streams copy, how long at the limit typed, and whether they fit."""
+        if not self._checks and not self._estimate_failure:
+            return
+        line = self.query_one("#estimate", Static)
+        if self._estimate_failure:
+            line.update(Text(f"cannot tell what it copies: {self._estimate_failure}", style="dim"))
+            return
+        try:
+            bandwidth = bandwidth_of(self.query_one("#bandwidth", BandwidthInput).value)
+        except InvalidInput:
+            bandwidth = 0
+        copies = [check.bytes_to_copy for check in self._checks]
+        total = None if None in copies else sum(c for c in copies if c is not None)
+        text = Text("copies " + ("an unknown amount" if total is None else format_size(total)))
+        if total is not None and bandwidth > 0:
+            text.append(f", about {format_duration(total / bandwidth)} at {format_bandwidth(bandwidth)}")
+        crowded = [check for check in self._checks if check.fits is False]
+        if crowded:
+            text.append("; does not fit: ", style="bold red")
+            text.append(crowded[0].reason, style="red")
+        elif all(check.fits for check in self._checks):
+            free = min(check.free_bytes or 0 for check in self._checks)
+            text.append(f"; fits ({format_size(free)} free)", style="green")
+        else:
+            text.append("; " + next(c.reason for c in self._checks if c.reason), style="dim")
+        line.update(text)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
