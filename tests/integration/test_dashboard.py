@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button
+from textual.widgets import Button, Static
 
 from blocktui.core.model import JobKey
+from blocktui.core.units import format_duration, format_size
 from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
 from blocktui.engine.session import Session
@@ -141,3 +142,26 @@ async def test_readonly_dashboard_refuses_to_stream(
         assert _state(app, key) is None
         app.main.stop_polling()
     assert backing_file(vda.top) is not None
+
+
+async def test_the_stream_dialog_says_what_the_stream_copies_and_how_long_at_the_limit(
+    dashboard: Callable[[bool], BlocktuiApp], make_domain: DomainFactory
+) -> None:
+    (disk,) = make_domain([DiskSpec("vda", 64 * MIB, 3)])
+    app = dashboard(False)
+    async with app.run_test(size=SIZE) as pilot:
+        key = _key(app, disk)
+        await _select_disk(pilot, app, key)
+        expected = (await asyncio.to_thread(app.engine.preflight, key)).bytes_to_copy
+        assert expected is not None and expected > 32 * MIB
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, StreamDialog))
+        line = app.screen.query_one("#estimate", Static)
+        await until(pilot, lambda: "copies" in str(line.render()))
+        await pilot.press(*"8M")
+        await until(pilot, lambda: "at 8.0 MiB/s" in str(line.render()))
+        shown = str(line.render())
+        assert format_size(expected) in shown and "fits" in shown
+        assert format_duration(expected / (8 * MIB)) in shown
+        await pilot.press("escape")
+        app.main.stop_polling()
