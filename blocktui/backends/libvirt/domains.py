@@ -139,6 +139,19 @@ class LibvirtDomains(LibvirtConnection):
         dom = self._lookup(name)
         return self._call(f"reading domain {name!r}", lambda: self._domain(dom))
 
+    def free_bytes(self, path: str) -> int | None:
+        """Space left in the storage pool that holds the volume ``path``; None without one.
+
+        Storage pools are the host's own accounting (no QEMU command is sent), so this is safe
+        beside a finishing stream.
+        """
+        conn = self._connection()
+        try:
+            pool = conn.storageVolLookupByPath(path).storagePoolLookupByVolume()
+            return int(pool.info()[3])
+        except libvirt.libvirtError:
+            return None  # not in a pool, or no storage driver (the embedded one has none)
+
     def libvirt_connection(self) -> libvirt.virConnect:
         """The underlying connection, for the lab and for tests acting as another client.
 
