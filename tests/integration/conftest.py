@@ -6,6 +6,7 @@ per session and every test creates (and removes) its own domains in it.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import queue
@@ -14,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,32 @@ ALL_LAB_KINDS = [*LAB_KINDS, *(f"qmp-{style}" for style in STYLES if style != "b
 MIB = 1024 * 1024
 
 
+#: Held by whoever uses the machine's system libvirtd (this run, ``make bench``, the guard trials),
+#: so a run never stops or freezes the daemon under another.
+DAEMON_LOCK = Path("/tmp/blocktui-system-daemon.lock")
+
+
+@contextmanager
+def daemon_turn(wait: float = 120.0) -> Iterator[None]:
+    """Hold the system daemon's lock, waiting at most ``wait`` seconds for another user to finish."""
+    with DAEMON_LOCK.open("a") as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(
+                        f"the system libvirtd is in use by another run ({DAEMON_LOCK}); try again later"
+                    )
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def system_host() -> Iterator[SystemHost]:
     """A system libvirtd for the run (started if none runs, stopped after only if started here).
@@ -53,7 +81,7 @@ def system_host() -> Iterator[SystemHost]:
         pytest.skip("libvirtd is not installed (apt-get install libvirt-daemon libvirt-daemon-driver-qemu)")
     work = Path(tempfile.mkdtemp(prefix="btsys-", dir="/tmp"))
     try:
-        with system_daemon() as daemon:
+        with daemon_turn(), system_daemon() as daemon:
             host = SystemHost(daemon, work)
             try:
                 yield host
