@@ -78,7 +78,10 @@ async def capture(engine: Engine, directory: Path) -> list[Path]:
         await pilot.press("s")
         await pilot.pause()
         await pilot.press(*"20M")
-        await pilot.pause()
+        for _ in range(100):  # the pre-flight line (read in a worker) says what it copies
+            await pilot.pause(0.05)
+            if "copies" in str(app.screen.query_one("#estimate").render()):
+                break
         save("stream-dialog")
         await pilot.press("escape")
         await pilot.pause()
