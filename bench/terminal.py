@@ -28,6 +28,9 @@ from bench.host import cpu_seconds
 
 COLUMNS = 160
 LINES = 50
+#: Output read after a pause at least this long starts a new burst: one screen update. The
+#: dashboard writes a frame in a few milliseconds and refreshes at most every 0.5 s.
+BURST_GAP = 0.1
 #: What a screen predicate is given: the screen's text, one string per line.
 Lines = Sequence[str]
 
@@ -53,6 +56,7 @@ class Terminal:
         first_output: when its first output was read (0 until then).
         read_at: when its latest output was read.
         bytes_read: everything the process has written so far, counted.
+        bursts: how many times output started after a pause of ``BURST_GAP`` (screen updates).
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class Terminal:
         self.version = 0
         self.read_at = 0.0
         self.first_output = 0.0
+        self.bursts = 0
         environment = {**os.environ, "TERM": "xterm-256color", **(env or {})}
         for name in ("COLUMNS", "LINES", "TMUX", "NO_COLOR"):
             environment.pop(name, None)
@@ -117,6 +122,8 @@ class Terminal:
                 return
             now = time.monotonic()
             with self._changed:
+                if now - self.read_at >= BURST_GAP:
+                    self.bursts += 1
                 self.read_at = now
                 self.first_output = self.first_output or now
                 self.bytes_read += len(chunk)
