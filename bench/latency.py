@@ -72,7 +72,7 @@ def _on_screen(text: str) -> Callable[[Lines], bool]:
 
 def _filter(term: Terminal, needle: str) -> None:
     """Type ``/ needle Enter`` once the dashboard is up, each key after the screen took the last."""
-    term.wait_for(lambda lines: "connected" in lines[0] and _on_screen("done/total")(lines), 60)
+    term.wait_for(lambda lines: " connected" in lines[0] and _on_screen("done/total")(lines), 60)
     term.send(b"/")
     term.wait_for(_on_screen("filter: host"), 10)  # the field's placeholder: it has the focus
     term.send(needle.encode())

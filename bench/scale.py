@@ -59,7 +59,8 @@ def full_screen(lines: Lines) -> bool:
     """Both hosts connected, the tree showing the listing, every visible table row a running job."""
     text = list(lines)
     header = next((i for i, line in enumerate(text) if "done/total" in line), None)
-    if header is None or sum(line.count("connected") for line in text[:1]) < 2:
+    # The hosts bar, first line: " connected" is not part of " disconnected".
+    if header is None or text[0].count(" connected") < 2:
         return False
     if not any("vm000" in line for line in text[:header]):
         return False
