@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench import latency, monitor, planner, rate_truth, scale, throughput
-from bench.agent import ui_available
 from bench.common import Settings, log
 from bench.host import clean_dir, destroy_domains, system_daemon
 from bench.observer import Observer
@@ -38,19 +37,37 @@ def guarded(section: str, measure: Callable[[], T], empty: T) -> T:
         return empty
 
 
+def loaded_sections(
+    settings: Settings, observer: Observer, only: Sequence[str]
+) -> tuple[list[Figure], list[Figure]]:
+    """The sections that need many running streams: monitoring cost, then latency and scale on the
+    largest set of streams it leaves running. Returns (monitor and latency figures, scale's)."""
+    figures: list[Figure] = []
+    jobs: list[tuple[str, str]] = []
+    if "monitor" in only:
+        figures += guarded("1 monitor", lambda: monitor.run(settings, observer, jobs), [])
+    if "latency" not in only and "scale" not in only:
+        return figures, []
+    monitor.start_jobs(observer, settings.work, jobs, max(settings.monitor_sizes))
+    if "latency" in only:
+        figures += guarded("2 latency", lambda: latency.run(settings, observer, len(jobs)), [])
+    scaled: list[Figure] = []
+    if "scale" in only:
+        scaled = guarded("6 scale", lambda: scale.run(settings, len(jobs)), [])
+    return figures, scaled
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks named (default: all) and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="smaller N and fewer repetitions")
-    parser.add_argument("--session-loop", action="store_true", help="measure the Session loop, not the app")
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("BLOCKTUI_LAB_DIR", "/tmp/btb")))
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench: run as root (it starts a system libvirtd and QEMU domains)", file=sys.stderr)
         return 2
-    app = ui_available() and not args.session_loop
     started = time.monotonic()
     figures: list[Figure] = []
     work: Path = args.work / "run"
@@ -59,23 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The planner's journal (the dashboard opens one) stays in the private directory.
     os.environ["BLOCKTUI_STATE_DIR"] = str(work / "state")
     try:
-        figures_scale: list[Figure] = []
-        if "scale" in args.only:
-            # No daemon needed: the libvirt test driver reads a generated XML file.
-            figures_scale = guarded("6 scale", lambda: scale.run(work, app=app, quick=args.quick), [])
         with system_daemon() as daemon:
-            settings = Settings(work=work, app=app, daemon_pid=daemon.pid, quick=args.quick)
+            settings = Settings(work=work, daemon_pid=daemon.pid, quick=args.quick)
             observer = Observer()
             try:
-                background: list[tuple[str, str]] = []
-                if "monitor" in args.only:
-                    found, background = monitor.run(settings, observer)
-                    figures += found
-                if "latency" in args.only and background:
-                    figures += latency.run(settings, observer, len(background))
+                loaded, scaled = loaded_sections(settings, observer, args.only)
+                figures += loaded
                 destroy_domains()
                 if "latency" in args.only:
-                    figures += latency.run(settings, observer, 0)
+                    figures += guarded("2 latency", lambda: latency.run(settings, observer, 0), [])
                 if "throughput" in args.only:
                     figures += throughput.run_neutrality(settings, observer)
                 if "throttle" in args.only:
@@ -87,14 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 destroy_domains()
                 observer.close()
-        figures += figures_scale + failures
+        figures += scaled + failures
     finally:
         clean_dir(work)
     elapsed = time.monotonic() - started
     meta = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
-        "mode": "headless dashboard (App.run_test)" if app else "Session poll loop",
+        "mode": "dashboard in a 160x50 pty",
         "quick": args.quick,
         "sections": args.only,
         "runtime_s": round(elapsed),

@@ -1,7 +1,9 @@
-"""The measured side of each benchmark: runs blocktui in its own process, reports JSON to a file.
+"""The measured side of some benchmarks: runs blocktui's engine in its own process, reports JSON to a file.
 
-``python -m bench.agent KIND --out FILE ...`` where KIND is ``monitor``, ``latency``,
-``scale`` or ``table``. A separate process keeps the CPU time and RSS it reports blocktui's alone.
+``python -m bench.agent KIND --out FILE ...`` where KIND is ``monitor`` (the Session poll loop, no
+UI), ``budget``, ``queue``, ``chunks`` or ``table`` (the jobs table alone, headless).
+A separate process keeps the CPU time it reports blocktui's alone. The dashboard itself is measured
+as a user runs it, in a pty (``bench.terminal``), not here.
 """
 
 from __future__ import annotations
@@ -9,37 +11,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-T_PROCESS = time.monotonic()
+from typing import Any
 
 # blocktui's libvirt event module must come first: it routes libvirt's log away from stderr.
-from blocktui.backends.libvirt_events import ensure_event_loop  # noqa: E402  # isort: skip
-from blocktui.backends.libvirt import LibvirtBackend  # noqa: E402
-from blocktui.core.model import JobKey, JobState  # noqa: E402
-from blocktui.core.views import JobView, Snapshot  # noqa: E402
-from blocktui.engine.session import Session  # noqa: E402
-
-if TYPE_CHECKING:
-    from blocktui.ui.app import BlocktuiApp
-
-T_IMPORTED = time.monotonic()
-
-
-def ui_available() -> bool:
-    """Whether the Textual dashboard can be imported (else the Session poll loop stands in)."""
-    try:
-        import blocktui.ui.app
-        import blocktui.ui.widgets.jobs_table  # noqa: F401
-    except ImportError:
-        return False
-    return True
+from blocktui.backends.libvirt_events import ensure_event_loop  # isort: skip
+from blocktui.backends.libvirt import LibvirtBackend
+from blocktui.core.model import JobKey, JobState
+from blocktui.core.views import JobView, Snapshot
+from blocktui.engine.session import Session
 
 
 def cpu_of(pid: int) -> float:
@@ -49,98 +33,11 @@ def cpu_of(pid: int) -> float:
     return cpu_seconds(pid)
 
 
-class StampedBackend(LibvirtBackend):
-    """The libvirt backend, noting the monotonic time libvirt delivers each final job event.
-
-    Only for the benchmark: it overrides the backend's event callback to stamp first, then lets
-    the backend handle the event unchanged.
-    """
-
-    def __init__(self, uri: str) -> None:
-        super().__init__(uri)
-        self.delivered: dict[tuple[str, str], float] = {}
-
-    def _on_block_job(
-        self, conn: Any, dom: Any, disk: str, job_type: int, status: int, opaque: object
-    ) -> None:
-        now = time.monotonic()
-        if status in (0, 1, 2):  # COMPLETED, FAILED, CANCELED: the job's final event
-            self.delivered[(dom.name(), disk)] = now
-        super()._on_block_job(conn, dom, disk, job_type, status, opaque)
-
-
-class StampedSession(Session):
-    """The session, noting when a step first returns each job in a final state (benchmark only)."""
-
-    def __init__(self, backends: Sequence[LibvirtBackend]) -> None:
-        super().__init__(backends)
-        self.stepped: dict[tuple[str, str], float] = {}
-
-    def step(self) -> Snapshot:
-        snapshot = super().step()
-        now = time.monotonic()
-        for job in snapshot.jobs:
-            if job.state.is_final:
-                self.stepped.setdefault((job.key.domain, job.key.disk), now)
-        return snapshot
-
-
 def poll_loop(session: Session, stop: threading.Event, on_snapshot: Callable[[Snapshot], None]) -> None:
     """The dashboard's poll worker: step, hand the snapshot on, wait for an event or the interval."""
     while not stop.is_set():
         on_snapshot(session.step())
         session.wait(session.poll_interval)
-
-
-class TableProbe:
-    """Watches what the jobs table is given and when the screen next refreshes after a final state.
-
-    Wraps ``JobsTable.sync`` for this process only (the dashboard's code is unchanged).
-    """
-
-    def __init__(self) -> None:
-        self.syncs = 0
-        self.rows = 0
-        self.shown: dict[tuple[str, str], float] = {}
-        self.synced: dict[tuple[str, str], float] = {}
-        self.watch: set[tuple[str, str]] = set()
-
-    def stamp(self, where: tuple[str, str]) -> None:
-        """Note that the screen has just refreshed with ``where`` in its final state."""
-        self.shown[where] = time.monotonic()
-
-    def install(self) -> None:
-        from blocktui.ui.widgets.jobs_table import JobsTable
-
-        original = JobsTable.sync
-        probe = self
-
-        def sync(table: JobsTable, jobs: Sequence[JobView], *rest: Any, **options: Any) -> bool:
-            # Whatever else the table takes is passed through untouched.
-            changed = original(table, jobs, *rest, **options)
-            probe.syncs += 1
-            probe.rows = len(jobs)
-            for job in jobs:
-                where = (job.key.domain, job.key.disk)
-                if job.state.is_final and where in probe.watch:
-                    probe.watch.discard(where)
-                    probe.synced[where] = time.monotonic()
-                    table.call_after_refresh(probe.stamp, where)
-            return changed
-
-        JobsTable.sync = sync  # type: ignore[method-assign,assignment]
-
-
-def dashboard(session: Session) -> BlocktuiApp:
-    """The app as ``run_dashboard`` builds it: a planner with default policies over the session.
-
-    The journal goes where ``$BLOCKTUI_STATE_DIR`` says (the benchmark's private directory).
-    """
-    from blocktui.engine.facade import Engine
-    from blocktui.engine.journal import Journal
-    from blocktui.ui.app import BlocktuiApp
-
-    return BlocktuiApp(Engine(session, Journal()))
 
 
 # -- monitoring cost ----------------------------------------------------------------------------
@@ -150,11 +47,7 @@ def monitor(args: argparse.Namespace) -> dict[str, Any]:
     """CPU of this process while it shows every job of the host, over a measured window."""
     ensure_event_loop()
     session = Session([LibvirtBackend(args.uri)])
-    result: dict[str, Any] = {"mode": "app" if args.app else "session"}
-    if args.app:
-        result.update(asyncio.run(_monitor_app(session, args)))
-    else:
-        result.update(_monitor_session(session, args))
+    result: dict[str, Any] = {"mode": "session", **_monitor_session(session, args)}
     session.close()
     return result
 
@@ -192,126 +85,6 @@ def _monitor_session(session: Session, args: argparse.Namespace) -> dict[str, An
     session.wake()
     thread.join(10)
     return result
-
-
-async def _monitor_app(session: Session, args: argparse.Namespace) -> dict[str, Any]:
-
-    probe = TableProbe()
-    probe.install()
-    app = dashboard(session)
-    async with app.run_test(headless=True, size=(160, 50)):
-        await asyncio.sleep(args.warmup)
-        before = probe.syncs
-        # The window sleeps in a thread so the app's loop keeps running undisturbed.
-        result = await asyncio.to_thread(_window, args, lambda: probe.rows)
-        result["refreshes"] = probe.syncs - before
-        app.main.stop_polling()
-    return result
-
-
-# -- event-to-screen latency --------------------------------------------------------------------
-
-
-def latency(args: argparse.Namespace) -> dict[str, Any]:
-    """Start streams one at a time; for each, time libvirt's completion event to the table showing it."""
-    ensure_event_loop()
-    backend = StampedBackend(args.uri)
-    session = StampedSession([backend])
-    disks = [tuple(item.split(":", 1)) for item in args.disks.split(",")]
-    probe = TableProbe()
-    if args.app:
-        shown = asyncio.run(_latency_app(session, disks, probe))
-        mode = "app"
-    else:
-        shown = _latency_session(session, disks)
-        mode = "session"
-    session.close()
-    ms = sorted(1000 * (shown[w] - backend.delivered[w]) for w in shown if w in backend.delivered)
-    phases = {
-        # libvirt's event to the session's step returning it final (drain, re-read chains, poll).
-        "session_ms": [session.stepped[w] - backend.delivered[w] for w in shown if w in session.stepped],
-        # that step to the table being given it (message to the UI thread, tree rebuild).
-        "to_table_ms": [probe.synced[w] - session.stepped[w] for w in probe.synced if w in session.stepped],
-        # the table given it to the screen refreshed.
-        "paint_ms": [shown[w] - probe.synced[w] for w in probe.synced if w in shown],
-    }
-    return {
-        "mode": mode,
-        "count": len(ms),
-        "p50_ms": statistics.median(ms) if ms else None,
-        "p99_ms": _percentile(ms, 0.99),
-        "max_ms": ms[-1] if ms else None,
-        "samples_ms": ms,
-        **{name: 1000 * statistics.median(v) if v else None for name, v in phases.items()},
-    }
-
-
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not sorted_values:
-        return None
-    rank = max(1, -(-int(q * len(sorted_values) * 1000) // 1000))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def _run_sequence(
-    session: Session,
-    disks: list[tuple[str, ...]],
-    shown: dict[tuple[str, str], float],
-    watch: Callable[[tuple[str, str]], None],
-) -> dict[tuple[str, str], float]:
-    """Start each disk's stream after the previous one was shown ended; return when each was shown."""
-    for domain, disk in disks:
-        where = (domain, disk)
-        watch(where)
-        session.start_stream(args_uri(session), domain, disk)
-        deadline = time.monotonic() + 60
-        while where not in shown and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(0.05)  # let libvirt finish with this domain before its next job starts
-    return shown
-
-
-def args_uri(session: Session) -> str:
-    """The session's one host."""
-    return session.hosts[0]
-
-
-def _latency_session(session: Session, disks: list[tuple[str, ...]]) -> dict[tuple[str, str], float]:
-    session.open()
-    shown_at: dict[tuple[str, str], float] = {}
-    watching: set[tuple[str, str]] = set()
-    stop = threading.Event()
-
-    def on_snapshot(snapshot: Snapshot) -> None:
-        now = time.monotonic()
-        for job in snapshot.jobs:
-            where = (job.key.domain, job.key.disk)
-            if where in watching and job.state.is_final:
-                watching.discard(where)
-                shown_at[where] = now
-
-    thread = threading.Thread(target=poll_loop, args=(session, stop, on_snapshot), daemon=True)
-    thread.start()
-    try:
-        return _run_sequence(session, disks, shown_at, watching.add)
-    finally:
-        stop.set()
-        session.wake()
-        thread.join(10)
-
-
-async def _latency_app(
-    session: Session, disks: list[tuple[str, ...]], probe: TableProbe
-) -> dict[tuple[str, str], float]:
-
-    probe.install()
-    app = dashboard(session)
-    async with app.run_test(headless=True, size=(160, 50)):
-        await _until(lambda: probe.syncs > 0, 60)
-        samples = await asyncio.to_thread(_run_sequence, session, disks, probe.shown, probe.watch.add)
-        app.main.stop_polling()
-    return samples
 
 
 # -- planner: host budget and chunk overshoot --------------------------------------------------
@@ -409,69 +182,6 @@ def chunks(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-# -- scale --------------------------------------------------------------------------------------
-
-
-def scale(args: argparse.Namespace) -> dict[str, Any]:
-    """Open a big host: the first snapshot (Session only), or the dashboard's first complete screen.
-
-    Times are absolute ``time.monotonic()`` readings (one clock for every process on the host), so
-    the driver can count from the moment it started this process.
-    """
-    ensure_event_loop()
-    if args.app:
-        result = asyncio.run(_scale_app(args.uri))
-    else:
-        session = Session([LibvirtBackend(args.uri)])
-        t_open = time.monotonic()
-        session.open()
-        snapshot = session.snapshot()
-        result = {
-            "open_s": time.monotonic() - t_open,
-            "shown_at": time.monotonic(),
-            "domains": len(snapshot.domains),
-            "disks": sum(len(d.disks) for d in snapshot.domains),
-            "layers": sum(len(disk.chain) for d in snapshot.domains for disk in d.disks),
-        }
-        session.close()
-    result["imports_s"] = T_IMPORTED - T_PROCESS
-    result["maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result
-
-
-async def _scale_app(uri: str) -> dict[str, Any]:
-    """From here to the first screen with the tree and the jobs table filled."""
-    t_import = time.monotonic()
-    import blocktui.ui.app  # noqa: F401 - timed here: the dashboard's import cost
-    from blocktui.ui.widgets.domain_tree import DomainTree
-
-    t0 = time.monotonic()
-    probe = TableProbe()
-    probe.install()
-    session = Session([LibvirtBackend(uri)])
-    app = dashboard(session)
-    async with app.run_test(headless=True, size=(160, 50)) as pilot:
-        await _until(lambda: probe.syncs > 0, 60)
-        await pilot.pause()
-        shown = time.monotonic()
-        nodes = _count_nodes(app.main.query_one(DomainTree).root)
-        app.main.stop_polling()
-    return {"ui_import_s": t0 - t_import, "ui_s": shown - t0, "shown_at": shown, "tree_nodes": nodes}
-
-
-async def _until(ready: Callable[[], bool], timeout: float) -> None:
-    """Wait on the app's loop until ``ready()``; raise after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the dashboard showed nothing in time")
-        await asyncio.sleep(0.005)
-
-
-def _count_nodes(node: Any) -> int:
-    return 1 + sum(_count_nodes(child) for child in node.children)
-
-
 # -- one table update with many rows ------------------------------------------------------------
 
 
@@ -552,18 +262,14 @@ async def _table(rows: int, repeats: int) -> dict[str, Any]:
     }
 
 
-# -- entry ----------------------------------------------------------------------------------------
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one measurement and write its JSON result to ``--out``."""
     parser = argparse.ArgumentParser(prog="python -m bench.agent")
-    parser.add_argument("kind", choices=("monitor", "latency", "budget", "queue", "chunks", "scale", "table"))
+    parser.add_argument("kind", choices=("monitor", "budget", "queue", "chunks", "table"))
     parser.add_argument("--state", default="", help="directory for the planner's journal")
     parser.add_argument("--chunk", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--uri", default="qemu:///system")
-    parser.add_argument("--app", action="store_true", help="run the real dashboard headless")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--daemon-pid", type=int, default=0)
@@ -575,11 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     kinds: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
         "monitor": monitor,
-        "latency": latency,
         "budget": budget,
         "queue": queue,
         "chunks": chunks,
-        "scale": scale,
         "table": table,
     }
     result = kinds[args.kind](args)

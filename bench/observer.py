@@ -41,6 +41,11 @@ class Observer:
         dom = self.conn.lookupByName(domain)
         dom.blockPull(disk, bandwidth, libvirt.VIR_DOMAIN_BLOCK_PULL_BANDWIDTH_BYTES)
 
+    def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
+        """Change a running job's limit (bytes/s, 0 = unlimited)."""
+        dom = self.conn.lookupByName(domain)
+        dom.blockJobSetSpeed(disk, bandwidth, libvirt.VIR_DOMAIN_BLOCK_JOB_SPEED_BANDWIDTH_BYTES)
+
     def job(self, domain: str, disk: str) -> dict[str, int]:
         """``virDomainGetBlockJobInfo`` of one disk (empty when there is no job)."""
         info: dict[str, int] = self.conn.lookupByName(domain).blockJobInfo(
