@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from bench import latency, monitor, planner, rate_truth, scale, throughput
 from bench.common import Settings, log
-from bench.host import clean_dir, destroy_domains, system_daemon
+from bench.host import clean_dir, daemon_lock, destroy_domains, system_daemon
 from bench.observer import Observer
 from bench.report import Figure, machine, render, render_markdown, write_json
 
@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The planner's journal (the dashboard opens one) stays in the private directory.
     os.environ["BLOCKTUI_STATE_DIR"] = str(work / "state")
     try:
-        with system_daemon() as daemon:
+        with daemon_lock(), system_daemon() as daemon:
             settings = Settings(work=work, daemon_pid=daemon.pid, quick=args.quick)
             observer = Observer()
             try:

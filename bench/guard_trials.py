@@ -17,7 +17,6 @@ users of the daemon (the tests) wait for a trial, not for the whole run.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import re
 import signal
@@ -25,8 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from bench.host import (
     PREFIX,
     SYSTEM_URI,
     clean_dir,
+    daemon_lock,
     destroy_domains,
     make_base,
     make_overlay,
@@ -45,8 +44,6 @@ from bench.host import (
 from blocktui.core.guard import Mark, mark_of
 from blocktui.core.units import parse_bandwidth
 from blocktui.lab.images import backing_file, compare, flatten_copy
-
-LOCK = Path("/tmp/blocktui-system-daemon.lock")
 
 #: Disk size per bandwidth: a throttled stream takes seconds, an unlimited one has room to race.
 SIZES = {"32M": 64 * MIB, "200M": 256 * MIB, "0": 256 * MIB}
@@ -68,17 +65,6 @@ class Trial:
     identical: int
     seconds: float
     killed_held: int = 0
-
-
-@contextmanager
-def daemon_lock() -> Iterator[None]:
-    """Hold the system daemon's lock for one trial."""
-    with LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _running(name: str) -> bool:

@@ -8,9 +8,12 @@ if none runs, stopped at the end only if this run started it). Domains are trans
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from blocktui.lab.images import create_base, create_overlay
@@ -93,3 +96,19 @@ def destroy_domains() -> None:
 def clean_dir(path: Path) -> None:
     """Remove a benchmark work directory."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+#: Held by whoever uses the machine's system libvirtd (the bench, the guard trials, the tests),
+#: so no run stops or freezes the daemon under another.
+LOCK = Path("/tmp/blocktui-system-daemon.lock")
+
+
+@contextmanager
+def daemon_lock() -> Iterator[None]:
+    """Hold the system daemon's lock (waiting for whoever has it)."""
+    with LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

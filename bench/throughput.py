@@ -158,9 +158,9 @@ class Sampler:
             if info and (not self.changes or info["cur"] != self.changes[-1][1]):
                 self.changes.append((time.monotonic(), info["cur"]))
 
-    def rates(self, seconds: float) -> tuple[float, float, float]:
-        """The mean rate over ``seconds`` after ``WARMUP`` from the first progress, and the lowest and
-        highest of every window of at least 2 s within it, measured change to change."""
+    def rates(self, seconds: float) -> tuple[float, float, float, float]:
+        """The mean rate over ``seconds`` after ``WARMUP`` from the first progress, and the lowest,
+        median and highest of every window of at least 2 s within it, measured change to change."""
         if len(self.changes) < 3:
             raise RuntimeError(f"{self.domain}/{self.disk} barely moved ({len(self.changes)} readings)")
         begin = self.changes[0][0] + WARMUP
@@ -176,7 +176,7 @@ class Sampler:
             tb, cb = inside[j]
             windows.append((cb - ca) / (tb - ta))
         (t0, c0), (t1, c1) = inside[0], inside[-1]
-        return (c1 - c0) / (t1 - t0), min(windows), max(windows)
+        return (c1 - c0) / (t1 - t0), min(windows), statistics.median(windows), max(windows)
 
 
 def _base_for(settings: Settings, limit: int) -> Path:
@@ -214,14 +214,14 @@ def _throttled(
                 observer.pull(name, "vda", limit)
             observer.wait_started(name, "vda", 30)
             time.sleep(WARMUP + settings.throttle_seconds + 1.0)
-        mean, low, high = sampler.rates(settings.throttle_seconds)
+        mean, low, middle, high = sampler.rates(settings.throttle_seconds)
     finally:
         if process is not None:
             process.terminate()  # quits as Ctrl-C does: the plan is handed back
             process.wait(30)
         virsh("destroy", name)
         top.unlink(missing_ok=True)
-    return {"mean": mean, "low": low, "high": high, "readings": len(sampler.changes)}
+    return {"mean": mean, "low": low, "median": middle, "high": high, "readings": len(sampler.changes)}
 
 
 def run_throttle(settings: Settings, observer: Observer) -> list[Figure]:
@@ -238,10 +238,12 @@ def run_throttle(settings: Settings, observer: Observer) -> list[Figure]:
                 THROTTLE,
                 f"limit {limit_mib} MiB/s",
                 f"{ours['mean'] / MIB:.2f} MiB/s ({error * 100:+.1f} %); 2 s windows "
-                f"{(ours['low'] / limit - 1) * 100:+.1f} % to {peak * 100:+.1f} %",
+                f"{(ours['low'] / limit - 1) * 100:+.1f} % to {peak * 100:+.1f} %, "
+                f"median {(ours['median'] / limit - 1) * 100:+.1f} %",
                 f"libvirt alone: {direct['mean'] / MIB:.2f} MiB/s "
-                f"({(direct['mean'] / limit - 1) * 100:+.1f} %), "
-                f"windows up to {(direct['high'] / limit - 1) * 100:+.1f} %",
+                f"({(direct['mean'] / limit - 1) * 100:+.1f} %), windows median "
+                f"{(direct['median'] / limit - 1) * 100:+.1f} %, "
+                f"up to {(direct['high'] / limit - 1) * 100:+.1f} %",
                 "within 1 %; no 2 s window over +1 %",
                 abs(error) <= THROTTLE_GOAL_ERROR and peak <= GOAL_PEAK,
                 f"blocktui stream --wait --bandwidth {limit_mib}M; progress read every 10 ms by a third "

@@ -78,10 +78,11 @@ class RateTrim:
         if len(fractions) < MIN_INTERVALS:
             return
         typical = statistics.median(fractions)
+        # Two steps either way are the counter's own granularity, not a stall.
         steady = [
             (moved, would)
-            for (_dt, moved, would), fraction in zip(self._intervals, fractions, strict=True)
-            if abs(fraction - typical) <= OUTLIER * typical
+            for _dt, moved, would in self._intervals
+            if abs(moved - typical * would) <= OUTLIER * typical * would + 2 * STEP
         ]
         moved = sum(m for m, _w in steady)
         would = sum(w for _m, w in steady)
