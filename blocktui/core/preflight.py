@@ -33,6 +33,11 @@ def bytes_to_copy(extents: Iterable[Mapping[str, Any]], pulled: range) -> int:
     return total
 
 
+def disk_length(extents: Iterable[Mapping[str, Any]]) -> int:
+    """The disk's virtual size as its allocation map covers it: what a stream's progress counts."""
+    return max((int(e["start"]) + int(e["length"]) for e in extents), default=0)
+
+
 def pulled_depths(chain: Iterable[str], base: str | None) -> range:
     """The depths a stream pulls: every backing layer, or those above ``base`` (a path in ``chain``)."""
     layers = list(chain)
@@ -54,6 +59,8 @@ class Preflight:
         seconds_at_limit: the copy's duration at ``limit`` (None when unlimited or unknown).
         seconds_at_share: at the stream's share of the host budget, when a budget is set.
         fits: whether the copy fits in ``free_bytes`` with room for the overlay's metadata.
+        stream_total: what the stream's progress will count to (the whole disk: ranges the
+            overlay already holds are counted as done, not copied).
     """
 
     domain: str
@@ -65,6 +72,7 @@ class Preflight:
     seconds_at_limit: float | None
     seconds_at_share: float | None
     reason: str
+    stream_total: int | None = None
 
     @classmethod
     def judge(
@@ -77,6 +85,7 @@ class Preflight:
         limit: int,
         share: int = 0,
         unknown: str = "",
+        total: int | None = None,
     ) -> Preflight:
         """Weigh a copy against the free space.
 
@@ -103,6 +112,7 @@ class Preflight:
             seconds_at_limit=copy / limit if copy is not None and limit > 0 else None,
             seconds_at_share=copy / share if copy is not None and share > 0 else None,
             reason=reason,
+            stream_total=total,
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import os
 import subprocess
 
 from blocktui.core.model import JobKey
-from blocktui.core.preflight import Preflight, bytes_to_copy, pulled_depths
+from blocktui.core.preflight import Preflight, bytes_to_copy, disk_length, pulled_depths
 from blocktui.core.text import visible
 from blocktui.engine.lookup import stream_disk
 from blocktui.engine.session import Session
@@ -33,11 +33,13 @@ def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, sha
     chain = [layer.path for layer in disk.chain]
     source = disk.source
     copy: int | None = None
+    total: int | None = None
     free: int | None = None
     unknown = ""
     if backend.sees_host_files and source is not None and source.startswith("/"):
         try:
-            copy = bytes_to_copy(_allocation_map(source), pulled_depths(chain, base))
+            extents = _allocation_map(source)
+            copy, total = bytes_to_copy(extents, pulled_depths(chain, base)), disk_length(extents)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             unknown = f"the allocation map of {visible(source)} cannot be read ({exc})"
         try:
@@ -50,7 +52,7 @@ def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, sha
         if source is not None:
             free = backend.free_bytes(source)
     return Preflight.judge(
-        key.domain, key.disk, copy=copy, free=free, limit=limit, share=share, unknown=unknown
+        key.domain, key.disk, copy=copy, free=free, limit=limit, share=share, unknown=unknown, total=total
     )
 
 

@@ -71,8 +71,9 @@ def test_the_estimate_is_what_the_stream_then_copies(
     lab.flush(disk.domain)
     copied = _in_overlay(disk.top) - before
     assert abs(check.bytes_to_copy - copied) <= 0.01 * copied
-    # The stream's own total counts the whole disk, the part the overlay already held included.
-    assert entry.size == disk.size
+    # The stream's own total counts the whole disk, the part the overlay already held included:
+    # the pre-flight says that figure too.
+    assert entry.size == disk.size == check.stream_total
 
 
 @pytest.fixture
