@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from blocktui.core.errors import ReadOnly, Unsupported
-from blocktui.core.model import BackendEvent, BlockJob, Domain, HostInfo
+from blocktui.core.model import BackendEvent, BlockJob, Disk, Domain, HostInfo
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +150,18 @@ class Backend(ABC):
         """The disk's current job, or None when it has none."""
 
     @abstractmethod
-    def list_jobs(self) -> list[BlockJob]:
+    def list_jobs(
+        self, *, known: Mapping[str, Sequence[Disk]] | None = None, skip: Collection[tuple[str, str]] = ()
+    ) -> list[BlockJob]:
         """Every block job on every disk of every domain, including ones started by other clients.
 
         Uses only calls that are safe while jobs finish (never query-named-block-nodes).
+
+        Args:
+            known: each domain's disks as the caller knows them: a backend that would read a
+                domain's description to find its disks may take them from here instead.
+            skip: (domain, disk) pairs the caller polls itself: a backend that asks disk by disk
+                may leave them out (one that lists every job in one call returns them anyway).
         """
 
     def free_bytes(self, path: str) -> int | None:

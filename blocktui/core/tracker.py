@@ -9,7 +9,7 @@ disk's backing chain afterwards: completed only if the layers it pulled are gone
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from blocktui.core.model import (
@@ -155,9 +155,11 @@ class JobTracker:
         self,
         host: str,
         jobs: Iterable[BlockJob],
+        *,
         chains: dict[JobKey, tuple[ChainLayer, ...]] | None = None,
         scope: set[JobKey] | None = None,
         grace: float = 0.0,
+        excused: Collection[JobKey] = (),
     ) -> set[JobKey]:
         """Apply one poll of a host's jobs.
 
@@ -166,6 +168,7 @@ class JobTracker:
                 settling jobs first seen here.
             scope: the disks this poll looked at; None means every disk of the host. Only
                 jobs in scope can be found missing.
+            excused: disks the poll left out on purpose (not due): their jobs are not missing.
             grace: seconds a job must stay missing before it is returned for settling, so the
                 backend's own completion event (normally milliseconds behind) decides first.
 
@@ -187,7 +190,7 @@ class JobTracker:
         for key, record in self._records.items():
             if key.host != host or key in seen or record.state.is_final:
                 continue
-            if scope is not None and key not in scope:
+            if (scope is not None and key not in scope) or key in excused:
                 continue
             if record.state is JobState.QUEUED or record.checkpointed:
                 continue

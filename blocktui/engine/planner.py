@@ -289,6 +289,8 @@ class Planner:
         Each host's plans move on in that host's worker; this waits for them as long as the
         session waits for a poll, so a host that stops answering delays only its own plans.
         """
+        # A plan stops at boundaries and hands its end to the guard: its job is read every step.
+        self.session.always_poll = {plan.key for plan in self.plans() if plan.running}
         snapshot = self.session.step()
         if self.session.showing_ends:
             # An end to show: to the screen first, plans move on at the step right after (at once).

@@ -88,6 +88,8 @@ class Session(SessionPolling, SessionActions):
         self._stale_hosts: set[str] = set(self._backends)
         self._opened = False
         self._closed = False
+        self._next_poll: dict[JobKey, float] = {}
+        self.always_poll: set[JobKey] = set()
         #: The last step returned at once to show jobs that ended (it polled nothing).
         self.showing_ends = False
         self._last_scan: dict[str, float] = {}

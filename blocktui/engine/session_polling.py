@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from blocktui.backends.base import Backend
+from blocktui.core.cadence import poll_every
 from blocktui.core.errors import BlocktuiError, Conflict, HostError, NotFound
 from blocktui.core.model import (
     BackendEvent,
@@ -51,7 +52,11 @@ class SessionPolling:
     _last_scan: dict[str, float]
     _clock: Callable[[], float]
     _events: queue.SimpleQueue[BackendEvent]
+    _next_poll: dict[JobKey, float]
     scan_interval: float
+    poll_interval: float
+    #: Jobs polled at every step whatever their pace (the planner's: it stops them at boundaries).
+    always_poll: set[JobKey]
 
     def _drain_events(self) -> bool:
         """Apply queued events; return whether any of them ended a job."""
@@ -129,14 +134,21 @@ class SessionPolling:
                 for r in self._tracker.records()
                 if r.key.host == uri and not r.state.is_final and r.state is not JobState.QUEUED
             ]
+            known = {d.name: d.disks for d in self._domains[uri] if not d.error}
+        due = [key for key in running if key in self.always_poll or self._next_poll.get(key, now) <= now]
+        excused: set[JobKey] = set()
         try:
             if full:
-                jobs = backend.list_jobs()
+                # Every disk but the running jobs', whose polls come when due (core.cadence).
+                jobs = backend.list_jobs(known=known, skip={(k.domain, k.disk) for k in running})
+                listed = {job.key for job in jobs}
+                jobs += [j for key in due if key not in listed and (j := self._job_info(backend, key))]
+                excused = set(running) - set(due) - listed
                 self._last_scan[uri] = now
                 scope = None
             else:
-                jobs = [j for key in running if (j := self._job_info(backend, key))]
-                scope = set(running)
+                jobs = [j for key in due if (j := self._job_info(backend, key))]
+                scope = set(due)
         except HostError as exc:
             with self._lock:
                 self._set_host(uri, ConnectionState.RECONNECTING, str(exc))
@@ -147,8 +159,21 @@ class SessionPolling:
             return
         with self._lock:
             vanished = self._tracker.observe_jobs(
-                uri, jobs, chains=self._chains(uri), scope=scope, grace=SETTLE_GRACE
+                uri, jobs, chains=self._chains(uri), scope=scope, grace=SETTLE_GRACE, excused=excused
             )
+            for key in [k for k in self._next_poll if k.host == uri and k not in running]:
+                del self._next_poll[key]  # ended (or gone): no schedule to keep
+            for job in jobs:
+                record = self._tracker.get(job.key)
+                if record is not None:
+                    every = poll_every(
+                        record.state, record.bandwidth, record.rate, record.remaining, self.poll_interval
+                    )
+                    if every > self.poll_interval:
+                        # Half an interval early: the step that polls it next comes a little late.
+                        self._next_poll[job.key] = now + every - self.poll_interval / 2
+                    else:
+                        self._next_poll.pop(job.key, None)  # at every step
         for key in vanished:
             self._settle(key)
 

@@ -6,10 +6,10 @@ tests share one connection and fan its events out to every branch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from blocktui.backends.base import Backend
-from blocktui.core.model import BlockJob, Domain, HostInfo
+from blocktui.core.model import BlockJob, Disk, Domain, HostInfo
 
 
 class Branch(Backend):
@@ -63,8 +63,10 @@ class Branch(Backend):
     def job_info(self, domain: str, disk: str) -> BlockJob | None:
         return self.trunk.job_info(domain, disk)
 
-    def list_jobs(self) -> list[BlockJob]:
-        return self.trunk.list_jobs()
+    def list_jobs(
+        self, *, known: Mapping[str, Sequence[Disk]] | None = None, skip: Collection[tuple[str, str]] = ()
+    ) -> list[BlockJob]:
+        return self.trunk.list_jobs(known=known, skip=skip)
 
 
 BranchFactory = Callable[[], Backend]

@@ -8,6 +8,7 @@ the difference, but it proves nothing about streaming: never use it where a test
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from blocktui.backends.base import Backend
@@ -244,7 +245,10 @@ class FakeBackend(Backend):
             job = self._jobs.get((domain, disk))
             return job.as_job(self.uri) if job else None
 
-    def list_jobs(self) -> list[BlockJob]:
+    def list_jobs(
+        self, *, known: Mapping[str, Sequence[Disk]] | None = None, skip: Collection[tuple[str, str]] = ()
+    ) -> list[BlockJob]:
+        del known, skip  # like QMP: every job in one call
         self._enter("list_jobs")
         with self._lock:
             return [job.as_job(self.uri) for job in self._jobs.values()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 # libvirt_events must be imported before libvirt: it routes libvirt's log output away from stderr.
@@ -19,7 +20,7 @@ from blocktui.backends.libvirt.parse import UnreadableXml, job_info_of, parse_di
 from blocktui.backends.libvirt.seen import SeenJobs
 from blocktui.backends.libvirt.shared import subscribe
 from blocktui.core.errors import BlocktuiError, Conflict, JobBusy, NoJob, NotFound, Unsupported
-from blocktui.core.model import BlockJob, DomainsChanged, JobEvent, JobKind, JobState
+from blocktui.core.model import BlockJob, Disk, DomainsChanged, JobEvent, JobKind, JobState
 from blocktui.core.streams import check_bandwidth, stream_target
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,9 @@ class LibvirtBackend(LibvirtDomains):
         )
 
     @bounded
-    def list_jobs(self) -> list[BlockJob]:
+    def list_jobs(
+        self, *, known: Mapping[str, Sequence[Disk]] | None = None, skip: Collection[tuple[str, str]] = ()
+    ) -> list[BlockJob]:
         """Every job on every disk of every running domain, whoever started it.
 
         On a driver without block jobs (``test:///default``) this is always empty, and after the first
@@ -237,7 +240,8 @@ class LibvirtBackend(LibvirtDomains):
         for dom in handles:
             try:
                 name = dom.name()
-                disks = parse_disks(dom.XMLDesc(0))
+                # A domain the caller knows needs no description read: its XML is the costly part.
+                disks = known[name] if known and name in known else parse_disks(dom.XMLDesc(0))
             except libvirt.libvirtError as exc:
                 log.debug("domain vanished while listing jobs: %s", exc)
                 continue
@@ -246,7 +250,7 @@ class LibvirtBackend(LibvirtDomains):
                 log.debug("cannot read the disks of a domain: %s", exc)
                 continue
             for disk in disks:
-                if disk.source is None:
+                if disk.source is None or (name, disk.target) in skip:
                     continue
                 try:
                     job = self._job_info(dom, name, disk.target)

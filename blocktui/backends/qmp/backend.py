@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from qemu.qmp import ExecuteError
@@ -18,7 +19,7 @@ from blocktui.backends.qmp.state import (
     translate_error,
 )
 from blocktui.core.errors import HostError, JobBusy, NoJob, NotFound
-from blocktui.core.model import BlockJob, Domain, DomainState, JobKind, JobState
+from blocktui.core.model import BlockJob, Disk, Domain, DomainState, JobKind, JobState
 from blocktui.core.streams import check_bandwidth, stream_target
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,10 @@ class QmpBackend(QmpEvents):
     def _last_known(qemu: Qemu) -> list[QemuJob]:
         return [job for job in qemu.jobs.values() if job.known and not job.state.is_final]
 
-    def list_jobs(self) -> list[BlockJob]:
+    def list_jobs(
+        self, *, known: Mapping[str, Sequence[Disk]] | None = None, skip: Collection[tuple[str, str]] = ()
+    ) -> list[BlockJob]:
+        del known, skip  # one query-block-jobs per QEMU lists every job anyway
         return self._call(self._list_jobs())
 
     async def _list_jobs(self) -> list[BlockJob]:

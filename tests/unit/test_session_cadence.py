@@ -1,0 +1,62 @@
+"""The session polls each job as often as its progress can change: slow throttled jobs less often."""
+
+from __future__ import annotations
+
+from demo_hosts import demo_backends
+from fake_backend import FakeBackend, FakeJob
+
+from blocktui.core.model import JobKey
+from blocktui.engine.session import Session
+
+KIB, MIB = 1024, 1024**2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def polls_of(backend: FakeBackend, steps: int, clock: Clock, session: Session) -> int:
+    """How many single-job polls ``steps`` steps half a second apart made."""
+    before = backend.calls.count("job_info")
+    for _ in range(steps):
+        clock.now += 0.5
+        session.step()
+    return backend.calls.count("job_info") - before
+
+
+def polled(bandwidth: int, steps: int) -> int:
+    """Single-job polls of one job at ``bandwidth`` over ``steps`` steps half a second apart."""
+    backend = demo_backends(hostile=False)[0]
+    clock = Clock()
+    # No scans after the first: they would read every job anyway.
+    session = Session([backend], poll_interval=0.5, scan_interval=3600, clock=clock)
+    session.open()
+    try:
+        backend.add_job(FakeJob("web01", "vda", end=64 * 1024 * MIB, cur=MIB, bandwidth=bandwidth))
+        session.step()  # the first scan finds it
+        return polls_of(backend, steps, clock, session)
+    finally:
+        session.close()
+
+
+def test_a_slow_job_is_polled_every_few_seconds_a_fast_one_every_step() -> None:
+    assert 4 <= polled(64 * KIB, 40) <= 8  # a step every 8 s: about every 4 s, not 40 times in 20 s
+    assert polled(100 * MIB, 20) == 20
+
+
+def test_a_job_the_planner_drives_is_polled_every_step_however_slow() -> None:
+    backend = demo_backends(hostile=False)[0]
+    clock = Clock()
+    session = Session([backend], poll_interval=0.5, scan_interval=3600, clock=clock)
+    session.open()
+    try:
+        backend.add_job(FakeJob("web01", "vda", end=64 * MIB, cur=MIB, bandwidth=64 * KIB))
+        session.step()
+        session.always_poll = {JobKey(backend.uri, "web01", "vda")}
+        assert polls_of(backend, 10, clock, session) == 10
+    finally:
+        session.close()
