@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +22,7 @@ from typing import Any
 
 # blocktui's libvirt event module must come first: it routes libvirt's log away from stderr.
 from blocktui.backends.libvirt_events import ensure_event_loop  # isort: skip
+from bench.counted import count_steps, read_steps
 from blocktui.backends.libvirt import LibvirtBackend
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.views import JobView, Snapshot
@@ -66,6 +69,9 @@ def _window(args: argparse.Namespace, count_rows: Callable[[], int]) -> dict[str
 
 
 def _monitor_session(session: Session, args: argparse.Namespace) -> dict[str, Any]:
+    handle, counter = tempfile.mkstemp(prefix="bench-counted-")
+    os.close(handle)
+    count_steps(counter)  # counts the job statuses each poll reads
     session.open()
     stop = threading.Event()
     steps = [0]
@@ -78,9 +84,11 @@ def _monitor_session(session: Session, args: argparse.Namespace) -> dict[str, An
     thread = threading.Thread(target=poll_loop, args=(session, stop, keep), daemon=True)
     thread.start()
     time.sleep(args.warmup)
-    before = steps[0]
+    before, (_steps, read) = steps[0], read_steps(counter)
     result = _window(args, lambda: len(last[0].jobs) if last else 0)
     result["refreshes"] = steps[0] - before
+    result["job_refreshes"] = read_steps(counter)[1] - read
+    os.unlink(counter)
     stop.set()
     session.wake()
     thread.join(10)
