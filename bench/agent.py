@@ -131,7 +131,18 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
     planner.run_until(planner.idle, timeout=30)
     planner.close()
     (t0, c0), (t1, c1) = samples[0], samples[-1]
-    return {"rate": (c1 - c0) / (t1 - t0), "window": t1 - t0, "samples": len(samples), "streams": len(keys)}
+    windows = [
+        (later[0][1] - c) / (later[0][0] - t)
+        for i, (t, c) in enumerate(samples)
+        if (later := [(tb, cb) for tb, cb in samples[i:] if tb - t >= 2.0])
+    ]
+    return {
+        "rate": (c1 - c0) / (t1 - t0),
+        "peak_rate": max(windows, default=0.0),
+        "window": t1 - t0,
+        "samples": len(samples),
+        "streams": len(keys),
+    }
 
 
 def queue(args: argparse.Namespace) -> dict[str, Any]:

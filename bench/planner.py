@@ -72,8 +72,11 @@ def _queue(settings: Settings) -> Figure:
         f"at most {result['most_active']} active; summed {typical:.1f} MiB/s ({error * 100:+.1f} %), "
         f"peak {peak:.1f} ({over * 100:+.1f} %)",
         f"max-active {QUEUE_ACTIVE}, budget {QUEUE_BUDGET // MIB} MiB/s",
-        "never more active; rate within 3 %",
-        result["most_active"] <= QUEUE_ACTIVE and abs(error) <= 0.03 and bool(result["finished"]),
+        "never more active; every 2 s window within 3 %",
+        result["most_active"] <= QUEUE_ACTIVE
+        and abs(error) <= 0.03
+        and over <= 0.03
+        and bool(result["finished"]),
         f"{QUEUE_DISK // MIB} MiB disks streamed to completion in {result['seconds']:.1f} s; summed progress "
         "over 2 s windows as blocktui polls it, median and peak (a stream that starts bursts briefly)",
         {"budget": QUEUE_BUDGET, "max_active": QUEUE_ACTIVE, **result},
@@ -105,14 +108,16 @@ def run(settings: Settings, observer: Observer) -> list[Figure]:
             virsh("destroy", name)
     measured = result["rate"] / MIB
     error = measured / (BUDGET / MIB) - 1
+    peak = result.get("peak_rate", 0.0) / (BUDGET) - 1 if result.get("peak_rate") else None
     figures.append(
         Figure(
             THROTTLE,
             f"{STREAMS} streams, host budget {BUDGET // MIB} MiB/s",
-            f"{measured:.2f} MiB/s summed ({error * 100:+.1f} %)",
+            f"{measured:.2f} MiB/s summed ({error * 100:+.1f} %)"
+            + ("" if peak is None else f", highest 2 s window {peak * 100:+.1f} %"),
             f"budget {BUDGET // MIB} MiB/s",
-            "within 3 %",
-            abs(error) <= 0.03,
+            "within 3 %, in every 2 s window too",
+            abs(error) <= 0.03 and (peak is None or peak <= 0.03),
             f"planner shares the budget (water-filling); summed progress polled by blocktui over "
             f"{result['window']:.1f} s after 2 s warm-up",
             {"budget": BUDGET, **result},
