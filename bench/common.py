@@ -40,7 +40,7 @@ class Settings:
 
     @property
     def pairs(self) -> int:
-        return 2 if self.quick else 6
+        return 2 if self.quick else 10
 
     @property
     def chain_size(self) -> int:
