@@ -20,6 +20,7 @@ from blocktui.engine.session import Session
 from blocktui.lab import DiskSpec, Lab, LabDisk
 from blocktui.lab.images import backing_file, check, compare
 from blocktui.ui.app import BlocktuiApp
+from blocktui.ui.screens.confirm import ConfirmScreen
 from blocktui.ui.screens.stream_dialog import StreamDialog
 from blocktui.ui.widgets.domain_tree import DomainTree, Place
 from blocktui.ui.widgets.jobs_table import JobsTable, row_key
@@ -153,7 +154,11 @@ async def test_the_dashboard_shows_why_a_pull_failed(
             tree.focus()
             await pilot.press("s")
             await until(pilot, lambda: isinstance(app.screen, StreamDialog))
+            await until(pilot, lambda: "does not fit" in str(app.screen.query_one("#estimate").render()))
             await pilot.press(*"8M", "enter")
+            # The pre-flight saw it: 48 MiB to copy, 12 MiB free. Started anyway, it fails saying why.
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
             await until(pilot, lambda: _cell(app, key, "state") == "failed", timeout=90)
             assert "no space left on device" in _cell(app, key, "why").lower()
             app.main.stop_polling()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pytest
 
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy
+from blocktui.core.throttle import MAX_FACTOR
 from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
 from blocktui.engine.planner import PlanStatus
@@ -99,6 +101,7 @@ def test_budget_caps_the_sum_of_rates(
     for disk in disks:
         planner.add_stream(key_of(session, disk))
     limits: list[int] = []
+    started = time.monotonic()
     while not planner.idle():
         planner.step()
         jobs = session.list_jobs()
@@ -106,8 +109,11 @@ def test_budget_caps_the_sum_of_rates(
             limits.append(sum(job.bandwidth for job in jobs))
             assert all(job.bandwidth > 0 for job in jobs)
         planner.wait()
-    assert limits and max(limits) <= 40 * MIB
-    # Four 64 MiB disks at 40 MiB/s in all need 6.4 s at least; far quicker means the cap leaked.
+    took = time.monotonic() - started
+    # The speeds asked may pass the budget by what QEMU's limiter is measured to fall short of it
+    # (core.throttle), never by more; what is delivered stays within it.
+    assert limits and max(limits) <= 40 * MIB * MAX_FACTOR
+    assert took >= 4 * 64 / 40 / 1.03  # four 64 MiB disks at 40 MiB/s in all: 6.4 s at least
     assert all(entry.status == "completed" for entry in journal.history())
 
 
