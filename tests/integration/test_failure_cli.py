@@ -42,7 +42,16 @@ def test_stream_wait_and_history_say_why_a_pull_failed_and_how_far_it_got(cli: C
         spec = f"DiskSpec('vda', {48 * MIB}, 2, overlay_dir=Path({str(small.path)!r}))"
         cli.lab(f"create_domain('full', [{spec}])", imports=", DiskSpec; from pathlib import Path")
         try:
-            done = cli.run("stream", "full", "vda", "--bandwidth", "8M", "--wait", "--json", check=False)
+            # The pre-flight sees it first: 48 MiB to copy, 12 MiB free. Refused, nothing started.
+            refused = cli.run("stream", "full", "vda", "--bandwidth", "8M", "--wait", check=False)
+            assert refused.returncode == 4, refused.stderr
+            (line,) = refused.stderr.strip().splitlines()
+            assert "--force" in line and "free" in line
+            assert cli.json("jobs", "--json") == []
+            # Forced, the pull runs out of space and says so.
+            done = cli.run(
+                "stream", "full", "vda", "--bandwidth", "8M", "--wait", "--json", "--force", check=False
+            )
             assert done.returncode == 1, done.stderr
             assert "Traceback" not in done.stderr
             final = json.loads(done.stdout)
