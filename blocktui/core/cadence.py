@@ -4,7 +4,8 @@ QEMU moves a stream's progress counter one 512 KiB step at a time, so a job thro
 shows the same figure for 8 s between steps: polling it twice a second buys nothing but host
 calls (the ETA counts down between steps on its own, ``core.rate``). A job is polled at least
 every ``MAX_EVERY`` seconds, and at the poll interval when it is fast, near its end, or its
-speed is unknown; its end is reported by the host's event, not found by polling.
+speed is unknown; and as its end nears, often enough that the step last seen is never older than
+``ETA_SHARE`` of the time left. Its end is reported by the host's event, not found by polling.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from blocktui.core.model import JobState
 STEP = 512 * 1024
 #: The longest a running job goes unpolled.
 MAX_EVERY = 4.0
-#: Closer to its end than this many seconds, a job is polled at the poll interval.
-NEAR_END = 8.0
+#: A job is polled at least this often relative to the time it has left, so the ETA shown (which
+#: counts down from the last step seen) is never late by more than this share of it.
+ETA_SHARE = 0.025
 
 
 def poll_every(state: JobState, bandwidth: int, rate: float | None, remaining: int, interval: float) -> float:
@@ -32,7 +34,8 @@ def poll_every(state: JobState, bandwidth: int, rate: float | None, remaining: i
     if state is not JobState.ACTIVE or not speeds:
         return interval
     speed = min(speeds)
-    if remaining > 0 and remaining / speed < NEAR_END:
-        return interval
     # Half a step: a step is seen at most half a step after it happened.
-    return min(MAX_EVERY, max(interval, STEP / speed / 2))
+    every = STEP / speed / 2
+    if remaining > 0:
+        every = min(every, ETA_SHARE * remaining / speed)
+    return min(MAX_EVERY, max(interval, every))

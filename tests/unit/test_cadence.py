@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from blocktui.core.cadence import MAX_EVERY, poll_every
 from blocktui.core.model import JobState
 
@@ -10,6 +12,9 @@ KIB, MIB = 1024, 1024**2
 
 def test_a_slow_throttled_job_is_polled_about_twice_a_step() -> None:
     assert poll_every(JobState.ACTIVE, 64 * KIB, None, 64 * MIB, 0.5) == MAX_EVERY  # a step every 8 s
+    # The ETA counts down from the last step seen: as the end nears, steps are seen sooner.
+    assert poll_every(JobState.ACTIVE, 64 * KIB, None, 6 * MIB, 0.5) == pytest.approx(2.4)  # 96 s left
+    assert poll_every(JobState.ACTIVE, 64 * KIB, None, 1 * MIB, 0.5) == 0.5  # 16 s left
     assert poll_every(JobState.ACTIVE, 256 * KIB, 256 * KIB, 64 * MIB, 0.5) == 1.0  # a step every 2 s
     assert poll_every(JobState.ACTIVE, 256 * KIB, 128 * KIB, 64 * MIB, 0.5) == 2.0  # the slower one counts
 
