@@ -1,4 +1,4 @@
-"""Two named hosts and a remapped key from a configuration file, as ``blocktui --host a --host b`` opens them."""
+"""Two named hosts and a remapped key from a config file, as ``blocktui --host a --host b`` opens them."""
 
 from __future__ import annotations
 
