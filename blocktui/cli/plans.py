@@ -245,8 +245,7 @@ def cmd_pause_planned(engine: Engine, args: argparse.Namespace) -> int:
         print(f"{where}: {args.command} requested from the blocktui process {owner.owner} driving it")
         return 0
     engine.step()
-    if engine.has_open_plan(key):
-        engine.reattach()
+    engine.reattach()  # an earlier blocktui's plan on it (if any) is this one's now
     if pausing:
         engine.pause(key)
         engine.run_until(lambda: _settled(engine, key, PlanStatus.PAUSED), timeout=120)

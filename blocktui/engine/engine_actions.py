@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import partial
 from typing import TYPE_CHECKING
 
 from blocktui.core.errors import Conflict, NoJob
@@ -134,9 +133,7 @@ class EngineActions:
         share = budget // (active + 1) if budget else 0
         if share and bandwidth:
             share = min(share, bandwidth)
-        return self.session.call(
-            key.host, partial(estimate, self.session, key, limit=bandwidth, base=base, share=share)
-        )
+        return estimate(self.session, key, limit=bandwidth, base=base, share=share)
 
     # -- pause and resume -------------------------------------------------------------------
 
@@ -185,13 +182,6 @@ class EngineActions:
     def ask_owner(self, entry: Entry, *, pause: bool) -> None:
         """Ask the process driving ``entry`` to pause or resume it (through the journal)."""
         self.journal.update(entry.id, pause_requested=1 if pause else 0)
-
-    def has_open_plan(self, key: JobKey) -> bool:
-        """Whether the journal has an open plan on ``key`` (this process's or an earlier one's)."""
-        return any(
-            (e.domain, e.disk, e.origin) == (key.domain, key.disk, "planned")
-            for e in self.journal.open_entries(key.host)
-        )
 
     # -- the table --------------------------------------------------------------------------
 

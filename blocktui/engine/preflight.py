@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from functools import partial
 
 from blocktui.core.model import JobKey
 from blocktui.core.preflight import Preflight, bytes_to_copy, disk_length, pulled_depths
@@ -22,14 +23,17 @@ MAP_TIMEOUT = 60.0
 
 
 def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, share: int) -> Preflight:
-    """What streaming ``key`` (to ``base``) would copy and whether it fits; runs on the host's worker.
+    """What streaming ``key`` (to ``base``) would copy and whether it fits (any thread but the UI's).
+
+    Only the host calls run on the host's worker: a slow ``qemu-img map`` of a large image must
+    not hold up that host's polls.
 
     Raises:
         NotFound: no such disk, or ``base`` is not in its chain.
         NothingToStream: the disk has no backing file.
     """
     backend = session.backend(key.host)
-    disk = stream_disk(backend, key, base)
+    disk = session.call(key.host, partial(stream_disk, backend, key, base))
     chain = [layer.path for layer in disk.chain]
     source = disk.source
     copy: int | None = None
@@ -50,7 +54,7 @@ def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, sha
     else:
         unknown = "the images are on another machine: how much will be copied is not known"
         if source is not None:
-            free = backend.free_bytes(source)
+            free = session.call(key.host, partial(backend.free_bytes, source))
     return Preflight.judge(
         key.domain, key.disk, copy=copy, free=free, limit=limit, share=share, unknown=unknown, total=total
     )

@@ -161,7 +161,8 @@ class SessionPolling:
             vanished = self._tracker.observe_jobs(
                 uri, jobs, chains=self._chains(uri), scope=scope, grace=SETTLE_GRACE, excused=excused
             )
-            for key in [k for k in self._next_poll if k.host == uri and k not in running]:
+            alive = set(running)
+            for key in [k for k in self._next_poll if k.host == uri and k not in alive]:
                 del self._next_poll[key]  # ended (or gone): no schedule to keep
             for job in jobs:
                 record = self._tracker.get(job.key)
