@@ -102,18 +102,6 @@ class EngineActions:
             self.session.set_speed(key, bandwidth)
         return None
 
-    def others_guarded(self, key: JobKey) -> list[str]:
-        """The other live jobs of ``key``'s domain, read now, where the guard applies."""
-        return self.planner.others_guarded(key)
-
-    def adopt(self, key: JobKey) -> Plan:
-        """Take charge of a job started elsewhere."""
-        return self.planner.adopt(key)
-
-    def set_limit(self, key: JobKey, bandwidth: int) -> None:
-        """Change a planned stream's own limit."""
-        self.planner.set_limit(key, bandwidth)
-
     def set_speed(self, key: JobKey, bandwidth: int) -> None:
         """Re-throttle a job: a plan's limit, or a bare job's speed (never a guard's hold)."""
         self.planner.set_speed(key, bandwidth)
