@@ -280,10 +280,11 @@ class QmpLab(Lab):
         from qemu.qmp import QMPClient, QMPError  # noqa: PLC0415
 
         from blocktui.backends.qmp.graph import disks_from  # noqa: PLC0415
+        from blocktui.backends.qmp.greeting import connect_greeted  # noqa: PLC0415
 
         client = QMPClient(f"flush-{name}")
         try:
-            await asyncio.wait_for(client.connect(str(self.spare_socket(name))), 3.0)
+            await connect_greeted(client, str(self.spare_socket(name)), 3.0)
         except (TimeoutError, QMPError, OSError) as exc:
             raise HostError(f"cannot flush lab domain {name}: its spare QMP monitor is unavailable") from exc
         try:

@@ -15,6 +15,7 @@ import pytest
 from qemu.qmp import QMPClient
 
 from blocktui.backends.qmp import QmpBackend
+from blocktui.backends.qmp.greeting import connect_greeted
 from blocktui.core.errors import JobBusy, NotFound, NothingToStream, ReadOnly
 from blocktui.core.model import (
     BackendEvent,
@@ -283,7 +284,7 @@ def test_killed_qemu_is_lost_not_completed(
 async def _start_foreign_jobs(socket: Path, images: Path) -> None:
     """Start a commit and a mirror the way another management tool would, on the spare monitor."""
     client = QMPClient("other")
-    await client.connect(str(socket))
+    await connect_greeted(client, str(socket), 10.0)
     try:
         await client.execute("block-commit", {"job-id": "ext-commit", "device": "vdb", "speed": MIB})
         await client.execute(

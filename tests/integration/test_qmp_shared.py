@@ -23,6 +23,7 @@ import pytest
 from qemu.qmp import QMPClient
 
 from blocktui.backends.qmp import QmpBackend
+from blocktui.backends.qmp.greeting import connect_greeted
 from blocktui.core.errors import HostError
 from blocktui.core.model import BackendEvent, DomainState, JobEvent, JobState
 from blocktui.lab import DiskSpec, LabDisk
@@ -70,7 +71,7 @@ async def _ask(socket: Path, command: str) -> tuple[object, float]:
     """Connect as another QMP client would, run one command; the reply and seconds it took."""
     started = time.monotonic()
     client = QMPClient("other-tool")
-    await asyncio.wait_for(client.connect(str(socket)), ANSWER_BOUND)
+    await connect_greeted(client, str(socket), ANSWER_BOUND)
     try:
         reply = await asyncio.wait_for(client.execute(command), ANSWER_BOUND)
     finally:
@@ -196,7 +197,7 @@ def test_outcomes_are_read_from_the_host_without_events(
 async def _set_speed(socket: Path, job_id: str) -> None:
     """Another tool lifts the limit on the job, on the same socket."""
     client = QMPClient("other-tool")
-    await client.connect(str(socket))
+    await connect_greeted(client, str(socket), ANSWER_BOUND)
     try:
         await client.execute("block-job-set-speed", {"device": job_id, "speed": 0})
     finally:
@@ -247,7 +248,7 @@ def test_reading_disks_beside_a_concluded_stream_leaves_qemu_alive(
 async def _stream_and_conclude(socket: Path) -> None:
     """Another tool streams vda with auto-dismiss off and leaves the concluded job there."""
     client = QMPClient("other-tool")
-    await client.connect(str(socket))
+    await connect_greeted(client, str(socket), ANSWER_BOUND)
     try:
         await client.execute("block-stream", {"job-id": "other", "device": "vda", "auto-dismiss": False})
         deadline = time.monotonic() + DEADLINE
@@ -280,7 +281,7 @@ def test_a_socket_held_by_another_client_decides_no_outcome(
 async def _hold_while(socket: Path, backend: QmpBackend, name: str) -> None:
     """Hold the socket as another tool would, and finish the stream while blocktui cannot look."""
     client = QMPClient("other-tool")
-    await client.connect(str(socket))
+    await connect_greeted(client, str(socket), ANSWER_BOUND)
     try:
         jobs = await asyncio.to_thread(backend.list_jobs)  # waits for a greeting, then what it knew
         job = await asyncio.to_thread(backend.job_info, name, "vda")

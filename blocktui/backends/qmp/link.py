@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from qemu.qmp import ExecuteError, Message, QMPClient, QMPError, Runstate
 
 from blocktui.backends.base import Backend
+from blocktui.backends.qmp.greeting import connect_greeted
 from blocktui.backends.qmp.state import CONNECT_TIMEOUT, LOST_NOTE, Forwarder, Qemu, QemuJob
 from blocktui.core.errors import HostError
 from blocktui.core.model import DomainsChanged, DomainState, JobEvent, JobState
@@ -198,7 +199,7 @@ class QmpLink(Backend):
         client.events.event_filter = lambda _event: False
         client.register_listener(Forwarder(lambda event: self._on_event(qemu, event)))
         try:
-            await asyncio.wait_for(client.connect(str(qemu.socket)), CONNECT_TIMEOUT)
+            await connect_greeted(client, str(qemu.socket), CONNECT_TIMEOUT)
         except TimeoutError as exc:
             await self._abandon(client)
             raise HostError(
