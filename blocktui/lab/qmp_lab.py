@@ -10,13 +10,15 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blocktui.backends.base import Backend
 
 if TYPE_CHECKING:
+    from qemu.qmp import QMPClient
+
     from blocktui.backends.qmp import QmpBackend
 from blocktui.core.errors import Conflict, HostError, InvalidInput
 from blocktui.lab import MIB, DiskSpec, Lab, LabDisk, default_specs
@@ -35,6 +37,12 @@ QEMU = "qemu-system-x86_64"
 
 #: How long a QEMU gets to leave after SIGTERM before it is killed.
 STOP_GRACE = 5.0
+
+#: How long a new QEMU may take to greet on its monitor (a loaded machine delays its main loop).
+READY_TIMEOUT = 30.0
+
+#: How long a flush waits for the spare monitor (another client may hold it).
+FLUSH_TIMEOUT = 3.0
 
 
 def _alive(pid: int) -> bool:
@@ -210,7 +218,36 @@ class QmpLab(Lab):
         ]
         self._manifest(name).write_text(json.dumps(manifest))
         self._start(name, created, disks, read_error_at or {})
+        asyncio.run(self._greeted(name))
         return created
+
+    async def _greeted(self, name: str) -> None:
+        """Return once the new QEMU greets on its spare monitor.
+
+        ``-daemonize`` returns before QEMU's main loop runs; on a loaded machine that can be seconds
+        later, and a backend scanning meanwhile would take the domain for lost.
+        """
+        async with self._spare_session(name, READY_TIMEOUT, "started but does not answer on its monitor"):
+            pass
+
+    @contextlib.asynccontextmanager
+    async def _spare_session(self, name: str, timeout: float, failure: str) -> AsyncIterator[QMPClient]:
+        """A QMP session on ``name``'s spare monitor; HostError("... {failure}") if none opens."""
+        # Imported here: the lab package must load without qemu.qmp for the libvirt lab.
+        from qemu.qmp import QMPClient, QMPError  # noqa: PLC0415
+
+        from blocktui.backends.qmp.greeting import connect_greeted  # noqa: PLC0415
+
+        client = QMPClient(f"lab-{name}")
+        try:
+            await connect_greeted(client, str(self.spare_socket(name)), timeout)
+        except (TimeoutError, QMPError, OSError) as exc:
+            raise HostError(f"lab domain {name}: {failure}") from exc
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(QMPError, OSError, EOFError):
+                await client.disconnect()
 
     def _disks(self, name: str) -> list[LabDisk]:
         try:
@@ -276,18 +313,10 @@ class QmpLab(Lab):
         asyncio.run(self._flush(name, targets))
 
     async def _flush(self, name: str, targets: list[str]) -> None:
-        # Imported here: the lab package must load without qemu.qmp for the libvirt lab.
-        from qemu.qmp import QMPClient, QMPError  # noqa: PLC0415
-
         from blocktui.backends.qmp.graph import disks_from  # noqa: PLC0415
-        from blocktui.backends.qmp.greeting import connect_greeted  # noqa: PLC0415
 
-        client = QMPClient(f"flush-{name}")
-        try:
-            await connect_greeted(client, str(self.spare_socket(name)), 3.0)
-        except (TimeoutError, QMPError, OSError) as exc:
-            raise HostError(f"cannot flush lab domain {name}: its spare QMP monitor is unavailable") from exc
-        try:
+        failure = "cannot flush: its spare QMP monitor is unavailable"
+        async with self._spare_session(name, FLUSH_TIMEOUT, failure) as client:
             # HMP qemu-io takes a drive id or a node name, not a device id: flush each disk's
             # format node, found the way the backend finds it.
             disks, _chains = disks_from(await client.execute("x-debug-query-block-graph"))
@@ -298,9 +327,6 @@ class QmpLab(Lab):
                 )
                 if isinstance(reply, str) and reply.strip():
                     raise HostError(f"flushing {name}/{target} failed: {reply.strip()}")
-        finally:
-            with contextlib.suppress(QMPError, OSError, EOFError):
-                await client.disconnect()
 
     def kill(self, name: str) -> None:
         """SIGKILL domain ``name``'s QEMU, as a crash would (fault tests); its images stay."""
