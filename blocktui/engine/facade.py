@@ -114,7 +114,7 @@ class Engine(EngineActions):
     def connect(self) -> None:
         """Connect every host; with a single host, one that cannot be reached is an error."""
         self.session.open()
-        hosts = self.session.snapshot().hosts
+        hosts = self.session.host_states()
         for info in hosts:
             if info.state is not ConnectionState.CONNECTED and len(hosts) == 1:
                 raise HostError(info.message or f"cannot connect to {info.uri}")

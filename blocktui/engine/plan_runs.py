@@ -127,12 +127,12 @@ class HostRunner:
         if self.closing:
             return  # queued before close(): the plans are handed back, nothing moves them now
         # Read here, in the host's worker: the latest the session knows, after this host's last step.
-        snapshot = self.session.snapshot()
+        snapshot = self.session.snapshot(host)
         now = self._clock()
         self.guard.note_snapshot(host, snapshot, now)
         self.book.sync_requests(host, now)
         plans = self.book.host_plans(host)
-        views = {v.key: v for v in snapshot.jobs if v.key.host == host}
+        views = {v.key: v for v in snapshot.jobs}
         for plan in plans:
             if plan.running:
                 self._follow(plan, views.get(plan.key), snapshot, now)

@@ -101,7 +101,8 @@ class Planner:
         """Whether the safe-completion guard applies to ``host``."""
         if self._guard_forced is not None:
             return self._guard_forced
-        info = next((h for h in self.session.snapshot().hosts if h.uri == host), None)
+        # Host states alone: a snapshot would build every job's view, at every speed decision.
+        info = next((h for h in self.session.host_states() if h.uri == host), None)
         return info is None or guard_needed(info.hypervisor)
 
     # -- plans ------------------------------------------------------------------------------

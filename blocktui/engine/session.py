@@ -275,19 +275,24 @@ class Session(SessionPolling, SessionActions):
                 for uri in self._backends
             )
 
-    def snapshot(self) -> Snapshot:
-        """What the tracker and domain cache hold now, without contacting any host."""
+    def snapshot(self, host: str | None = None) -> Snapshot:
+        """What the tracker and domain cache hold now, without contacting any host.
+
+        ``host`` limits the domains and jobs to that host's (every host's state is still given):
+        a host's own step reads its jobs only, so many hosts do not cost each other's views.
+        """
         now = self._clock()
         hosts = self.host_states()
+        uris = list(self._backends) if host is None else [host]
         with self._lock:
+            records = [r for r in self._tracker.records() if host is None or r.key.host == host]
             return Snapshot(
                 hosts=hosts,
-                domains=tuple(d for uri in self._backends for d in self._domains[uri]),
+                domains=tuple(d for uri in uris for d in self._domains[uri]),
                 # Hosts in the order given, each host's jobs in the order first seen: polls of
                 # several hosts finish in any order, the rows must not.
                 jobs=tuple(
-                    JobView.of(r, now)
-                    for r in sorted(self._tracker.records(), key=lambda r: self._order[r.key.host])
+                    JobView.of(r, now) for r in sorted(records, key=lambda r: self._order[r.key.host])
                 ),
             )
 

@@ -117,11 +117,16 @@ class SessionPolling:
             self._domains[uri] = domains
             self._tracker.distrust_completions(uri, stopped, AFTERMATH)
 
-    def _chains(self, uri: str) -> dict[JobKey, tuple[ChainLayer, ...]]:
+    def _chains(self, uri: str, keys: set[JobKey]) -> dict[JobKey, tuple[ChainLayer, ...]]:
+        """The backing chains of ``keys``' disks, as last listed (only the polled disks: a host
+        can have hundreds, and the tracker needs a chain only for a job it has not seen yet)."""
+        domains = {key.domain for key in keys}
         return {
-            JobKey(uri, domain.name, disk.target): disk.chain
+            key: disk.chain
             for domain in self._domains[uri]
+            if domain.name in domains
             for disk in domain.disks
+            if (key := JobKey(uri, domain.name, disk.target)) in keys
         }
 
     def _poll_host(self, uri: str) -> None:
@@ -159,7 +164,12 @@ class SessionPolling:
             return
         with self._lock:
             vanished = self._tracker.observe_jobs(
-                uri, jobs, chains=self._chains(uri), scope=scope, grace=SETTLE_GRACE, excused=excused
+                uri,
+                jobs,
+                chains=self._chains(uri, {job.key for job in jobs}),
+                scope=scope,
+                grace=SETTLE_GRACE,
+                excused=excused,
             )
             alive = set(running)
             for key in [k for k in self._next_poll if k.host == uri and k not in alive]:
