@@ -163,8 +163,12 @@ class HostRunner:
         if plan.cancel_requested and not state.is_final:
             self._end_job(plan, view, snapshot, now)
             return
-        if state is JobState.PAUSED and plan.status is PlanStatus.STOPPING:
-            # QMP paused at the boundary, or libvirt's abort recorded as a checkpoint.
+        ours = plan.status is PlanStatus.STOPPING or (
+            plan.pause_requested and plan.status is PlanStatus.ACTIVE
+        )
+        if state is JobState.PAUSED and ours:
+            # QMP paused at the boundary or as asked (an ask that was refused may have taken effect),
+            # or libvirt's abort recorded as a checkpoint.
             self._checkpoint(plan, max(view.cur, plan.last_cur), now)
             return
         if state.is_final:
@@ -175,15 +179,21 @@ class HostRunner:
         if state is JobState.PAUSED and plan.status is PlanStatus.ACTIVE and not plan.pause_requested:
             return  # paused by someone else: leave it
         plan.last_cur = view.cur
-        if plan.status is PlanStatus.STOPPING and not self._pauses(plan):
-            self._end_job(plan, view, snapshot, now)
+        if plan.status is PlanStatus.STOPPING:
+            if not self._pauses(plan):
+                self._end_job(plan, view, snapshot, now)
+            # Else the pause is asked and the view has not caught up: asking again is refused.
             return
         stop_here = plan.pause_requested or (plan.boundary is not None and view.cur >= plan.boundary)
         if stop_here:
             plan.stop_reason = "pause" if plan.pause_requested else "checkpoint"
             self.book.set_status(plan, PlanStatus.STOPPING)
             if self._pauses(plan):
-                self.session.pause(plan.key)
+                try:
+                    self.session.pause(plan.key)
+                except BlocktuiError as exc:
+                    self.book.set_status(plan, PlanStatus.ACTIVE)  # asked again at the next step
+                    plan.note = str(exc)
             else:
                 self._end_job(plan, view, snapshot, now)
 

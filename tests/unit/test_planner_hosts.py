@@ -7,15 +7,25 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from demo_hosts import demo_backends
+from demo_hosts import demo_backends, demo_jobs
 from fake_backend import FakeBackend
 
-from blocktui.core.errors import HostError
-from blocktui.core.model import ConnectionState, JobKey, JobState
+from blocktui.core.errors import HostError, JobBusy
+from blocktui.core.model import (
+    BlockJob,
+    ChainLayer,
+    ConnectionState,
+    Disk,
+    Domain,
+    DomainState,
+    JobKey,
+    JobState,
+)
 from blocktui.engine.journal import Journal
 from blocktui.engine.planner import Plan, Planner, PlanStatus
 from blocktui.engine.session import SILENT_AFTER, Session
@@ -168,3 +178,74 @@ def test_a_pause_mid_chunk_records_no_boundary_and_every_boundary_is_recorded_on
     entry = planner.journal.get(plan.entry_id)
     assert entry is not None and entry.status == "completed"
     assert [c.boundary for c in entry.checkpoints] == [4 * GIB, 8 * GIB, 10 * GIB]
+
+
+def test_a_snapshot_of_one_host_holds_only_its_jobs_and_domains_and_every_host_state(
+    hosts: tuple[Planner, FakeBackend, FakeBackend, Clock],
+) -> None:
+    planner, alpha, beta, _clock = hosts
+    demo_jobs([alpha, beta])
+    planner.step()
+    session = planner.session
+
+    whole, beta_only = session.snapshot(), session.snapshot(beta.uri)
+
+    assert {v.key.host for v in whole.jobs} == {alpha.uri, beta.uri}
+    assert [v for v in whole.jobs if v.key.host == beta.uri] == list(beta_only.jobs)
+    assert {d.host for d in beta_only.domains} == {beta.uri}
+    assert [h.uri for h in beta_only.hosts] == [alpha.uri, beta.uri]
+
+
+class LaggingPause(FakeBackend):
+    """A host whose reports show a pause one poll late, and that refuses to pause a paused job (QEMU)."""
+
+    def __init__(self) -> None:
+        chain = (ChainLayer("/i/top.qcow2", "qcow2"), ChainLayer("/i/base.qcow2", "qcow2"))
+        disk = Disk(target="vda", source="/i/top.qcow2", format="qcow2", bus="virtio", chain=chain)
+        super().__init__("qmp:/lag", [Domain("", "vm", DomainState.RUNNING, (disk,))], supports_pause=True)
+        self.stale_reports = 0
+
+    def pause(self, domain: str, disk: str) -> None:
+        job = self.job(domain, disk)
+        if job is not None and job.state is JobState.PAUSED:
+            raise JobBusy(f"{domain}/{disk}: pause refused: Job is already paused")
+        self.calls.append("pause")
+        with self._lock:
+            if job is not None:
+                job.state = JobState.PAUSED
+        self.stale_reports = 2
+
+    def list_jobs(
+        self, *, known: Mapping[str, Sequence[Disk]] | None = None, skip: Collection[tuple[str, str]] = ()
+    ) -> list[BlockJob]:
+        jobs = super().list_jobs(known=known, skip=skip)
+        return [self._late(job) for job in jobs]
+
+    def job_info(self, domain: str, disk: str) -> BlockJob | None:
+        job = super().job_info(domain, disk)
+        return None if job is None else self._late(job)
+
+    def _late(self, job: BlockJob) -> BlockJob:
+        if self.stale_reports and job.state is JobState.PAUSED:
+            self.stale_reports -= 1
+            return replace(job, state=JobState.ACTIVE)
+        return job
+
+
+def test_a_pause_the_host_shows_late_is_asked_once_and_the_plan_pauses(tmp_path: Path) -> None:
+    host = LaggingPause()
+    session = Session([host], poll_interval=0.05, clock=Clock())
+    journal = Journal(tmp_path / "journal.sqlite3")
+    planner = Planner(session, journal, guard=False)
+    session.open()
+    try:
+        key = JobKey(host.uri, "vm", "vda")
+        plan = planner.add_stream(key)
+        step_until(planner, lambda: (session.job(key) is not None) and plan.status is PlanStatus.ACTIVE)
+        planner.pause(key)
+        step_until(planner, lambda: plan.status is PlanStatus.PAUSED)
+        assert host.calls.count("pause") == 1
+    finally:
+        planner.close(timeout=DEADLINE)
+        journal.close()
+        session.close()
