@@ -297,6 +297,8 @@ def cmd_history(args: argparse.Namespace, out: TextIO | None = None) -> int:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.started_at))
         took = "" if entry.ended_at is None else f" in {entry.ended_at - entry.started_at:.1f}s"
         chunks = f", chunks of {format_size(entry.chunk)}" if entry.chunk else ""
+        if entry.window is not None:
+            chunks += f", window {entry.window.describe()}"
         out.write(
             f"{started}  {visible(entry.domain)}/{visible(entry.disk)}  {entry.kind}  {entry.status}{took}  "
             f"{format_size(entry.bytes_done)}  limit {format_bandwidth(entry.bandwidth)}{chunks}"

@@ -33,7 +33,7 @@ from blocktui.lab.images import backing_file, check, compare, flatten_copy
 from blocktui.lab.qmp_lab import QmpLab
 
 from .cli_support import Cli, private_root
-from .conftest import MIB, DomainFactory, SaveContent, key_of
+from .conftest import ALL_LAB_KINDS, MIB, DomainFactory, SaveContent, key_of
 
 pytestmark = pytest.mark.integration
 
@@ -187,9 +187,13 @@ def test_killed_blocktui_leftovers_are_removed_by_the_next(window_cli: Cli) -> N
 # -- in process, on the session's QMP lab --------------------------------------------------------
 
 
-def _spare(lab: Lab, domain: str) -> Path:
+def _qmp(lab: Lab) -> QmpLab:
     assert isinstance(lab, QmpLab)
-    return lab.spare_socket(domain)
+    return lab
+
+
+def _spare(lab: Lab, domain: str) -> Path:
+    return _qmp(lab).spare_socket(domain)
 
 
 def _hmp(lab: Lab, domain: str, line: str) -> str:
@@ -257,6 +261,79 @@ def test_window_rethrottle_pause_and_abort_leave_nothing_behind(
     lab.flush(disk.domain)
     assert backing_file(disk.top) is not None
     assert compare(disk.top, saved)
+
+
+@QMP_ONLY
+@pytest.mark.timeout(300)
+def test_a_read_error_fails_the_window_and_leaves_nothing_behind(
+    lab: Lab, session: Session, journal: Journal, tmp_path: Path
+) -> None:
+    # Every read touching file offset 20 MiB of the base image fails with EIO.
+    (disk,) = _qmp(lab).create_domain(
+        "twerr", [DiskSpec("vda", 32 * MIB, 2)], read_error_at={"vda": 20 * MIB}
+    )
+    try:
+        saved = tmp_path / "before.raw"
+        flatten_copy(disk.top, saved)
+        session.refresh_domains()
+        engine = Engine(session, journal)
+        key = key_of(session, disk)
+        plan = engine.add_stream(key, window=Window(MIB, 31 * MIB))
+        engine.run_until(lambda: plan.status is PlanStatus.DONE, timeout=180)
+
+        entry = journal.get(plan.entry_id)
+        assert entry is not None and entry.status == "failed"
+        assert entry.error is not None and "Input/output error" in entry.error
+        assert ours_in_qemu(_spare(lab, disk.domain)) == ([], [])
+        lab.flush(disk.domain)
+        assert backing_file(disk.top) is not None
+        assert compare(disk.top, saved)
+    finally:
+        lab.destroy_domain("twerr")
+
+
+@pytest.mark.parametrize("lab", [k for k in ALL_LAB_KINDS if k.startswith("qmp-")], indirect=True)
+@pytest.mark.timeout(300)
+def test_window_on_every_way_qemu_attaches_disks(
+    lab: Lab, make_domain: DomainFactory, save_content: SaveContent, session: Session, journal: Journal
+) -> None:
+    (disk,) = make_domain([DiskSpec("vda", 32 * MIB, 2)])
+    saved = save_content(disk)
+    lab.flush(disk.domain)
+    before = local_clusters(disk.top)
+    session.refresh_domains()
+    engine = Engine(session, journal)
+    plan = engine.add_stream(key_of(session, disk), window=Window(8 * MIB, 4 * MIB))
+    engine.run_until(lambda: plan.status is PlanStatus.DONE, timeout=180)
+
+    entry = journal.get(plan.entry_id)
+    assert entry is not None and entry.status == "completed"
+    lab.flush(disk.domain)
+    assert local_clusters(disk.top) - before == clusters(8 * MIB, 4 * MIB) - before
+    assert compare(disk.top, saved)
+    assert ours_in_qemu(_spare(lab, disk.domain)) == ([], [])
+
+
+@QMP_ONLY
+@pytest.mark.timeout(300)
+def test_the_guard_lets_a_window_and_a_stream_of_one_domain_both_end(
+    lab: Lab, make_domain: DomainFactory, save_content: SaveContent, session: Session, journal: Journal
+) -> None:
+    window_disk, stream_disk = make_domain([DiskSpec("vda", 32 * MIB, 2), DiskSpec("vdb", 32 * MIB, 2)])
+    saved = save_content(stream_disk)
+    session.refresh_domains()
+    engine = Engine(session, journal, guard=True)
+    window = engine.add_stream(key_of(session, window_disk), bandwidth=8 * MIB, window=Window(0, 24 * MIB))
+    stream = engine.add_stream(key_of(session, stream_disk), bandwidth=8 * MIB)
+    engine.run_until(engine.idle, timeout=240)
+
+    for plan in (window, stream):
+        entry = journal.get(plan.entry_id)
+        assert entry is not None and entry.status == "completed", entry
+    lab.flush(window_disk.domain)
+    assert backing_file(window_disk.top) is not None
+    assert backing_file(stream_disk.top) is None
+    assert compare(stream_disk.top, saved)
 
 
 # -- libvirt: prefixes only -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import struct
 
 from blocktui.core.errors import HostError
@@ -86,7 +87,10 @@ class NbdClient:
             if magic != SIMPLE_REPLY_MAGIC or handle != self._handle:
                 raise NbdError("the NBD server sent a reply blocktui did not ask for")
             if error:
-                raise NbdError(f"the NBD server failed the read at {offset} (error {error})")
+                # NBD's error values are the Linux errno numbers (EIO 5, ENOSPC 28, ...).
+                raise NbdError(
+                    f"reading at {offset} through the window's export failed: {os.strerror(error)}"
+                )
             return await self._reader.readexactly(length)
         except (OSError, asyncio.IncompleteReadError) as exc:
             raise NbdError(f"the NBD connection broke while reading at {offset}: {exc}") from exc
