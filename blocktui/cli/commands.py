@@ -318,6 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         where = "the host" if _host_count(args) == 1 else "their hosts"
+        if getattr(args, "offset", None) is not None:
+            # A window is read by this process: it stops here, and its plan waits in the journal.
+            print(
+                "\nblocktui: interrupted; the window stopped (what it copied stays): the dashboard "
+                "takes it up again when it opens, or run the same command again",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
         print(f"\nblocktui: interrupted; jobs already started keep running on {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
 

@@ -242,8 +242,10 @@ class QmpWindows(QmpEvents):
         state, client = JobState.FAILED, None
         loop = asyncio.get_running_loop()
         try:
-            assert qemu.nbd_socket is not None
+            if qemu.nbd_socket is None:
+                raise HostError(f"{qemu.name}: the NBD server for the window went away before it was read")
             client = await NbdClient.connect(str(qemu.nbd_socket), run.name)
+            self._clip(run, client.size)
             run.pacer.restart(run.speed, loop.time())
             while run.todo and not run.stop:
                 if run.paused or (delay := run.pacer.delay(loop.time())) > 0:
@@ -270,6 +272,13 @@ class QmpWindows(QmpEvents):
                 await client.close()
             await self._remove_quietly(qemu, run)
             self._end_window(qemu, run, state)
+
+    @staticmethod
+    def _clip(run: WindowRun, size: int) -> None:
+        """Past the disk's end there is nothing to copy: those bytes count as done."""
+        kept = [(start, min(length, size - start)) for start, length in run.todo if start < size]
+        run.cur += sum(length for _start, length in run.todo) - sum(length for _start, length in kept)
+        run.todo = kept
 
     def _end_window(self, qemu: Qemu, run: WindowRun, state: JobState) -> None:
         run.state = state
