@@ -19,10 +19,12 @@ from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy, admit
 from blocktui.core.views import JobView, Snapshot
 from blocktui.engine.guarding import GuardDriver, domain_job
+from blocktui.engine.lookup import stream_disk
 from blocktui.engine.plan_book import PlanBook
 from blocktui.engine.plan_speeds import SpeedKeeper
 from blocktui.engine.plans import Plan, PlanStatus
 from blocktui.engine.session import Session
+from blocktui.engine.windows import local_ranges
 
 #: Poll interval while a stream is close to a boundary: each progress step is caught quickly.
 FAST_POLL = 0.05
@@ -272,7 +274,9 @@ class HostRunner:
                     # started beside it at the same moment (by another process) is seen there.
                     start_speed = marked(min(start_speed or LAUNCH_SPEED, LAUNCH_SPEED), Mark.HOLD)
                 if plan.by_filter and plan.window is not None:
-                    self.session.start_window(plan.key, plan.window, bandwidth=start_speed)
+                    # What the overlay holds is read here (qemu-img map, no host call) and skipped.
+                    local = local_ranges(backend, stream_disk(backend, plan.key, None))
+                    self.session.start_window(plan.key, plan.window, bandwidth=start_speed, local=local)
                 else:
                     self.session.start_stream(
                         plan.key.host, plan.key.domain, plan.key.disk, bandwidth=start_speed, base=plan.base

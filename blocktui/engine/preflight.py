@@ -7,6 +7,7 @@ space of the overlay's filesystem. A backend may know the free space of a remote
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from functools import partial
@@ -14,9 +15,11 @@ from functools import partial
 from blocktui.core.model import JobKey
 from blocktui.core.preflight import Preflight, bytes_to_copy, disk_length, pulled_depths
 from blocktui.core.text import visible
-from blocktui.engine.image_map import allocation_map
 from blocktui.engine.lookup import stream_disk
 from blocktui.engine.session import Session
+
+#: Seconds ``qemu-img map`` may take (it reads metadata only; a huge sparse image takes longer).
+MAP_TIMEOUT = 60.0
 
 
 def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, share: int) -> Preflight:
@@ -55,3 +58,18 @@ def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, sha
     return Preflight.judge(
         key.domain, key.disk, copy=copy, free=free, limit=limit, share=share, unknown=unknown, total=total
     )
+
+
+def allocation_map(path: str) -> list[dict[str, object]]:
+    """``qemu-img map`` of the image and its chain; ``-U`` reads it while QEMU has it open."""
+    done = subprocess.run(
+        ["qemu-img", "map", "-U", "--output=json", path],
+        capture_output=True,
+        text=True,
+        timeout=MAP_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ValueError(" ".join(done.stderr.split()) or f"qemu-img exited {done.returncode}")
+    extents: list[dict[str, object]] = json.loads(done.stdout)
+    return extents

@@ -8,7 +8,7 @@ that stopped answering holds up only the callers that asked it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TypeVar
 
@@ -18,7 +18,6 @@ from blocktui.core.model import JobKey, JobKind, JobState
 from blocktui.core.tracker import JobTracker
 from blocktui.core.windows import Window
 from blocktui.engine.lookup import stream_disk
-from blocktui.engine.windows import local_ranges
 
 T = TypeVar("T")
 
@@ -58,15 +57,16 @@ class SessionActions:
         self.wake()
         return key
 
-    def start_window(self, key: JobKey, window: Window, *, bandwidth: int = 0) -> None:
+    def start_window(
+        self, key: JobKey, window: Window, *, bandwidth: int = 0, local: Sequence[tuple[int, int]] = ()
+    ) -> None:
         """Copy ``window`` of ``key``'s disk through a copy-on-read filter (a ``window`` job).
 
-        What the top image already holds is read from its allocation map here, on the caller's
-        thread (``qemu-img map`` is no host call), and not read again.
+        Args:
+            local: ranges the top image already holds (not read again).
         """
         backend = self._writable(key.host)
         found = self.call(key.host, partial(stream_disk, backend, key, None))
-        local = local_ranges(backend, found)
         start = partial(backend.start_window, key.domain, key.disk, window, bandwidth=bandwidth, local=local)
         self.call(key.host, start)
         with self._lock:

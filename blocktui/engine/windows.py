@@ -16,7 +16,7 @@ from blocktui.core.model import Disk, JobKey
 from blocktui.core.preflight import disk_length
 from blocktui.core.text import visible
 from blocktui.core.windows import Window, fit_to_disk, local_extents
-from blocktui.engine.image_map import allocation_map
+from blocktui.engine.preflight import allocation_map
 
 log = logging.getLogger(__name__)
 
