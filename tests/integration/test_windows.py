@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from qemu.qmp import QMPClient
 
+from blocktui.backends.qmp.greeting import connect_greeted
 from blocktui.core.errors import Unsupported
 from blocktui.core.model import JobState
 from blocktui.core.windows import GRAIN, Window, local_extents
@@ -62,7 +63,7 @@ def monitor(socket: Path, command: str, arguments: dict[str, Any] | None = None)
 
     async def run() -> Any:
         client = QMPClient("test")
-        await asyncio.wait_for(client.connect(str(socket)), 10)
+        await connect_greeted(client, str(socket), 10.0)
         try:
             return await client.execute(command, arguments)
         finally:
