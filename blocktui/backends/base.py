@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from blocktui.core.errors import ReadOnly, Unsupported
 from blocktui.core.model import BackendEvent, BlockJob, Disk, Domain, HostInfo
+from blocktui.core.windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,16 @@ class Backend(ABC):
         supports_base: a stream can stop at a chosen base image instead of pulling the whole chain.
         sees_host_files: the host's image paths name files on this machine (a local libvirt URI,
             QMP sockets), so blocktui may look at them itself (identity, free space).
+        supports_window: ``start_window`` copies any window of a disk (a copy-on-read filter read
+            through an NBD export, on QMP). Without it only a prefix window can be had: a pull
+            stopped at the window's end.
     """
 
     supports_pause: bool = False
     supports_events: bool = False
     supports_base: bool = False
     sees_host_files: bool = False
+    supports_window: bool = False
 
     def __init__(self, uri: str, *, readonly: bool = False) -> None:
         self.uri = uri
@@ -120,6 +125,32 @@ class Backend(ABC):
             JobBusy: the disk already has a job.
             ReadOnly: the connection cannot change disks.
         """
+
+    def start_window(
+        self,
+        domain: str,
+        disk: str,
+        window: Window,
+        *,
+        bandwidth: int = 0,
+        local: Sequence[tuple[int, int]] = (),
+    ) -> None:
+        """Copy ``window`` of ``disk`` from its backing chain into it (only where ``supports_window``).
+
+        The job (kind ``window``) is listed, paced, paused and aborted like a stream; its ``cur``
+        and ``end`` count bytes of the window. The backing file stays.
+
+        Args:
+            local: ``(start, length)`` ranges the caller knows the top image already holds; they
+                are not read again (all of the window local: the job completes at once).
+
+        Raises:
+            Unsupported: the backend cannot insert a copy-on-read filter.
+            NothingToStream: the disk has no backing file.
+            JobBusy: the disk already has a job.
+        """
+        del disk, window, bandwidth, local
+        raise Unsupported(f"{self.uri}: cannot copy a window of {domain}'s disks here")
 
     @abstractmethod
     def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:

@@ -52,6 +52,7 @@ examples:
   blocktui --lab lab up                       create the demo lab (real QEMU, qcow2 chains)
   blocktui --lab ls                           domains, disks and backing chains
   blocktui --lab stream lab-1 vda --bandwidth 50M --wait
+  blocktui --qmp-dir DIR stream vm vda --offset 16M --length 8M --wait   copy one window
   blocktui -c qemu:///system jobs --watch     every block job, refreshed
   blocktui -c qemu:///system speed web1 vda 20M
   blocktui -c qemu:///system abort web1 vda --wait
@@ -129,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--base", metavar="PATH", help="keep this backing image and those below it (default: pull all)"
     )
+    stream.add_argument(
+        "--offset",
+        type=size_arg,
+        metavar="OFFSET",
+        help="with --length: copy only this window of the disk (whole 64 KiB clusters; implies --wait)",
+    )
+    stream.add_argument(
+        "--length", type=size_arg, metavar="LENGTH", help="the window's length (see --offset)"
+    )
     stream.add_argument("--wait", action="store_true", help="wait until the job ends")
     stream.add_argument("--json", action="store_true", help="print the job record as JSON")
     cli_plans.add_stream_options(stream)
@@ -193,6 +203,8 @@ def cmd_ls(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_stream(engine: Engine, args: argparse.Namespace) -> int:
     """Start a stream; with --wait (or --chunk), follow it to its end; --dry-run only tells."""
+    if args.offset is not None or args.length is not None:
+        return cli_plans.cmd_stream_window(engine, args)
     if args.dry_run:
         return cli_plans.cmd_preflight(engine, args)
     if args.wait or args.chunk:
@@ -306,6 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         where = "the host" if _host_count(args) == 1 else "their hosts"
+        if getattr(args, "offset", None) is not None:
+            # A window is read by this process: it stops here, and its plan waits in the journal.
+            print(
+                "\nblocktui: interrupted; the window stopped (what it copied stays): the dashboard "
+                "takes it up again when it opens, or run the same command again",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
         print(f"\nblocktui: interrupted; jobs already started keep running on {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
@@ -315,7 +335,9 @@ def with_defaults(args: argparse.Namespace, config: Config) -> None:
     if args.bandwidth is None:
         args.bandwidth = config.bandwidth or 0
     if args.chunk is None:
-        args.chunk = config.chunk or 0
+        # A window is copied in one run: the configuration's chunk size is for whole streams.
+        windowed = args.offset is not None or args.length is not None
+        args.chunk = 0 if windowed else config.chunk or 0
     if args.gap is None:
         args.gap = config.gap or 0.0
 

@@ -11,11 +11,12 @@ from typing import Any, TextIO
 from blocktui.cli.args import bandwidth_arg, gap_arg, max_active_arg, positive_int, size_arg
 from blocktui.cli.hosts import wait_for_end
 from blocktui.cli.output import describe_end, job_json, one_line, print_json, progress_line, warn
-from blocktui.core.errors import NoSpace
+from blocktui.core.errors import InvalidInput, NoSpace
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
 from blocktui.core.text import visible
 from blocktui.core.units import format_bandwidth, format_size
 from blocktui.core.views import JobView
+from blocktui.core.windows import window_of
 from blocktui.engine import GUARD_ENV, Engine, Entry, Journal, Plan, PlanStatus
 
 
@@ -104,6 +105,20 @@ def cmd_stream_planned(engine: Engine, args: argparse.Namespace) -> int:
     key = engine.find_disk(args.domain, args.disk)
     refuse_if_no_room(engine, key, args)
     plan = engine.add_stream(key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap)
+    return _follow_to_end(engine, plan, key, args)
+
+
+def cmd_stream_window(engine: Engine, args: argparse.Namespace) -> int:
+    """``stream --offset --length``: a plan copies one window (this process reads it, so it waits)."""
+    if args.offset is None or args.length is None:
+        raise InvalidInput("a window needs both --offset and --length (e.g. --offset 16M --length 8M)")
+    if args.dry_run:
+        raise InvalidInput("--dry-run measures whole streams only: leave out --offset/--length")
+    window, widened = window_of(args.offset, args.length)
+    if widened:
+        print(one_line(widened), file=sys.stderr)
+    key = engine.find_disk(args.domain, args.disk)
+    plan = engine.add_stream(key, bandwidth=args.bandwidth, chunk=args.chunk, window=window)
     return _follow_to_end(engine, plan, key, args)
 
 
@@ -282,6 +297,8 @@ def cmd_history(args: argparse.Namespace, out: TextIO | None = None) -> int:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.started_at))
         took = "" if entry.ended_at is None else f" in {entry.ended_at - entry.started_at:.1f}s"
         chunks = f", chunks of {format_size(entry.chunk)}" if entry.chunk else ""
+        if entry.window is not None:
+            chunks += f", window {entry.window.describe()}"
         out.write(
             f"{started}  {visible(entry.domain)}/{visible(entry.disk)}  {entry.kind}  {entry.status}{took}  "
             f"{format_size(entry.bytes_done)}  limit {format_bandwidth(entry.bandwidth)}{chunks}"

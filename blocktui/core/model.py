@@ -15,6 +15,8 @@ class JobKind(StrEnum):
     COMMIT = "commit"
     ACTIVE_COMMIT = "active-commit"
     BACKUP = "backup"
+    #: A part of a disk copied from its backing chain by blocktui (see ``core.windows``).
+    WINDOW = "window"
     UNKNOWN = "unknown"
 
 

@@ -265,13 +265,16 @@ class JobTracker:
             )
         return record
 
-    def end_checkpoint(self, key: JobKey, note: str) -> JobRecord | None:
-        """A job stopped at a checkpoint will not be carried on: it ends as cancelled there."""
+    def end_checkpoint(
+        self, key: JobKey, note: str, state: JobState = JobState.CANCELLED
+    ) -> JobRecord | None:
+        """A job stopped at a checkpoint will not be carried on: it ends there as ``state`` (cancelled,
+        or completed when the checkpoint was its goal: a prefix window's end)."""
         record = self._records.get(key)
         if record is None or not record.checkpointed:
             return record
         record.checkpointed = False
-        record.state = JobState.CANCELLED
+        record.state = state
         record.note = note
         record.ended = self._clock()
         return record

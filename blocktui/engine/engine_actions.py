@@ -9,9 +9,11 @@ from blocktui.core.errors import Conflict, NoJob
 from blocktui.core.guard import Mark, marked
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.preflight import Preflight
+from blocktui.core.processes import pid_alive
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
-from blocktui.engine.journal import Entry, pid_alive
+from blocktui.core.windows import Window
+from blocktui.engine.journal import Entry
 from blocktui.engine.plan_runs import LAUNCH_SPEED
 from blocktui.engine.planner import Plan, PlanStatus
 from blocktui.engine.preflight import estimate
@@ -68,10 +70,23 @@ class EngineActions:
     # -- streams ----------------------------------------------------------------------------
 
     def add_stream(
-        self, key: JobKey, *, bandwidth: int = 0, base: str | None = None, chunk: int = 0, gap: float = 0.0
+        self,
+        key: JobKey,
+        *,
+        bandwidth: int = 0,
+        base: str | None = None,
+        chunk: int = 0,
+        gap: float = 0.0,
+        window: Window | None = None,
     ) -> Plan:
-        """Queue a planned stream (chunks, budget, guard); it starts when the host's queue allows."""
-        return self.planner.add_stream(key, bandwidth=bandwidth, base=base, chunk=chunk, gap=gap)
+        """Queue a planned stream (chunks, budget, guard); it starts when the host's queue allows.
+
+        Args:
+            window: copy only this part of the disk; the backing file stays (see ``engine.windows``).
+        """
+        return self.planner.add_stream(
+            key, bandwidth=bandwidth, base=base, chunk=chunk, gap=gap, window=window
+        )
 
     def start_unwatched(self, key: JobKey, *, bandwidth: int = 0, base: str | None = None) -> Plan | None:
         """Start a stream nobody will watch to its end; return a plan when it must be watched after all.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from blocktui.core.identity import DiskIdentity
+from blocktui.core.processes import pid_alive
+from blocktui.core.windows import Window
 from blocktui.engine.journal_file import (
     STATE_DIR_ENV,
     default_path,
@@ -40,19 +41,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Work = Callable[[sqlite3.Connection], T]
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id runs on this machine."""
-    if pid is None or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _UPDATABLE = frozenset(
@@ -153,11 +141,13 @@ class Journal:
         gap: float = 0.0,
         owner: int | None = None,
         identity: DiskIdentity | None = None,
+        window: Window | None = None,
     ) -> int:
         """Add a job (or plan); return its id. Queue position follows insertion order.
 
         Args:
             identity: what identifies the disk now, compared when the plan is re-attached.
+            window: the part of the disk a window plan copies (None: the whole chain).
         """
         now = self._clock()
         values = (
@@ -177,13 +167,16 @@ class Journal:
             owner,
             now,
             identity_text(identity),
+            None if window is None else window.offset,
+            None if window is None else window.length,
         )
 
         def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO jobs (host, domain, disk, kind, origin, chain_before, base, bandwidth,"
-                " size, chunk, gap, position, status, owner, started_at, identity)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " size, chunk, gap, position, status, owner, started_at, identity, window_offset,"
+                " window_length)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 values,
             )
             return int(cursor.lastrowid or 0)

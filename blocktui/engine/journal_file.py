@@ -15,7 +15,7 @@ from blocktui.core.errors import HostError
 STATE_DIR_ENV = "BLOCKTUI_STATE_DIR"
 
 #: Bumped whenever the schema changes; ``migrate`` brings older files up to it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Milliseconds a write waits for another process's transaction before giving up.
 BUSY_TIMEOUT_MS = 10_000
@@ -59,6 +59,11 @@ _STEPS: dict[int, tuple[str, ...]] = {
     ),
     # What identified the disk when the plan was made (JSON, ``core.identity.DiskIdentity``).
     2: ("ALTER TABLE jobs ADD COLUMN identity TEXT",),
+    # The part of the disk a window plan copies (both NULL: the whole chain).
+    3: (
+        "ALTER TABLE jobs ADD COLUMN window_offset INTEGER",
+        "ALTER TABLE jobs ADD COLUMN window_length INTEGER",
+    ),
 }
 
 #: SQLite's primary result codes that mean "this file cannot be written (now)", not a bug of ours:

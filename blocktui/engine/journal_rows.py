@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blocktui.core.identity import DiskIdentity
+from blocktui.core.windows import Window
 
 #: The ``jobs`` columns an entry is made of, in the order ``COLUMNS`` selects them.
 _NAMES = (
     "id", "host", "domain", "disk", "kind", "origin", "chain_before", "base", "bandwidth", "size",
     "chunk", "gap", "position", "status", "pause_requested", "owner", "started_at", "ended_at",
-    "bytes_done", "error", "note", "identity",
+    "bytes_done", "error", "note", "identity", "window_offset", "window_length",
 )  # fmt: skip
 
 #: What ``entry_from_row`` reads: ``SELECT {COLUMNS} FROM jobs``.
@@ -61,6 +62,8 @@ class Entry:
     note: str
     checkpoints: tuple[Checkpoint, ...] = field(default=())
     identity: DiskIdentity | None = None
+    #: The part of the disk a window plan copies; None for a whole-chain stream.
+    window: Window | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The ``history --json`` record."""
@@ -84,6 +87,9 @@ class Entry:
             "error": self.error,
             "note": self.note,
             "identity": None if self.identity is None else self.identity.as_json(),
+            "window": None
+            if self.window is None
+            else {"offset": self.window.offset, "length": self.window.length},
             "checkpoints": [
                 {"boundary": c.boundary, "offset": c.offset, "overshoot": c.overshoot, "at": c.at}
                 for c in self.checkpoints
@@ -111,4 +117,6 @@ def entry_from_row(row: tuple[Any, ...], checkpoints: list[Checkpoint]) -> Entry
     values["chain_before"] = tuple(json.loads(values["chain_before"]))
     values["pause_requested"] = bool(values["pause_requested"])
     values["identity"] = _identity(values["identity"])
+    offset, length = values.pop("window_offset"), values.pop("window_length")
+    values["window"] = None if offset is None or length is None else Window(int(offset), int(length))
     return Entry(**values, checkpoints=tuple(checkpoints))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from blocktui.core.errors import NoJob
 from blocktui.core.identity import DiskIdentity
 from blocktui.core.model import Disk, JobKey, JobKind, JobState
+from blocktui.core.windows import Window
 from blocktui.engine.journal import Journal
 from blocktui.engine.plans import Plan, PlanStatus
 
@@ -55,6 +56,8 @@ class PlanBook:
         size: int = 0,
         owner: int,
         identity: DiskIdentity | None,
+        window: Window | None = None,
+        by_filter: bool = False,
     ) -> Plan:
         """Journal a plan owned by this process and add it to the table."""
         chain = tuple(layer.path for layer in disk.chain)
@@ -73,8 +76,12 @@ class PlanBook:
             gap=gap,
             owner=owner,
             identity=identity,
+            window=window,
         )
-        plan = Plan(entry_id, key, bandwidth, base, chunk, gap, chain, status=status, size=size)
+        plan = Plan(
+            entry_id, key, bandwidth, base, chunk, gap, chain, status=status, size=size,
+            window=window, by_filter=by_filter,
+        )  # fmt: skip
         self.put(plan)
         return plan
 

@@ -19,10 +19,12 @@ from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy, admit
 from blocktui.core.views import JobView, Snapshot
 from blocktui.engine.guarding import GuardDriver, domain_job
+from blocktui.engine.lookup import stream_disk
 from blocktui.engine.plan_book import PlanBook
 from blocktui.engine.plan_speeds import SpeedKeeper
 from blocktui.engine.plans import Plan, PlanStatus
 from blocktui.engine.session import Session
+from blocktui.engine.windows import local_ranges
 
 #: Poll interval while a stream is close to a boundary: each progress step is caught quickly.
 FAST_POLL = 0.05
@@ -238,6 +240,12 @@ class HostRunner:
         else:
             # A pause between boundaries, or a boundary already recorded: only the progress moves.
             self.book.journal.update(plan.entry_id, bytes_done=offset)
+        if plan.pulls_prefix and boundary is not None and offset >= boundary:
+            # The window's end: what the pull copied stays, and so does the backing file.
+            note = "window copied; the backing file stays"
+            self.session.end_checkpoint(plan.key, note, JobState.COMPLETED)
+            self.book.finish(plan, JobState.COMPLETED, bytes_done=offset, note=note)
+            return
         plan.going = False
         plan.applied = None if not self.session.backend(plan.key.host).supports_pause else plan.applied
         if plan.applied is not None and GuardDriver.followed(plan.applied):
@@ -275,9 +283,14 @@ class HostRunner:
                     # Held until the guard's first look, on a read taken after the start: a job
                     # started beside it at the same moment (by another process) is seen there.
                     start_speed = marked(min(start_speed or LAUNCH_SPEED, LAUNCH_SPEED), Mark.HOLD)
-                self.session.start_stream(
-                    plan.key.host, plan.key.domain, plan.key.disk, bandwidth=start_speed, base=plan.base
-                )
+                if plan.by_filter and plan.window is not None:
+                    # What the overlay holds is read here (qemu-img map, no host call) and skipped.
+                    local = local_ranges(backend, stream_disk(backend, plan.key, None))
+                    self.session.start_window(plan.key, plan.window, bandwidth=start_speed, local=local)
+                else:
+                    self.session.start_stream(
+                        plan.key.host, plan.key.domain, plan.key.disk, bandwidth=start_speed, base=plan.base
+                    )
                 plan.applied = start_speed
                 fresh = backend.job_info(plan.key.domain, plan.key.disk)
                 if fresh is not None and fresh.end:

@@ -23,6 +23,7 @@ from blocktui.core.guard import GuardRule, guard_needed
 from blocktui.core.model import ConnectionState, JobKey, JobKind, JobState
 from blocktui.core.scheduler import HostPolicies, HostPolicy
 from blocktui.core.views import JobView, Snapshot
+from blocktui.core.windows import Window
 from blocktui.engine.disk_identity import identity_now
 from blocktui.engine.guarding import GuardDriver
 from blocktui.engine.hostwork import wait_for
@@ -33,6 +34,7 @@ from blocktui.engine.plan_runs import HostRunner
 from blocktui.engine.plans import Plan, PlanStatus
 from blocktui.engine.recovery import reattach_open
 from blocktui.engine.session import Session
+from blocktui.engine.windows import check_window, fit_window
 
 __all__ = ["GUARD_ENV", "Plan", "PlanStatus", "Planner", "guard_disabled_by_env"]
 
@@ -123,20 +125,32 @@ class Planner:
         base: str | None = None,
         chunk: int = 0,
         gap: float = 0.0,
+        window: Window | None = None,
     ) -> Plan:
         """Queue a stream of ``key``; it starts at the next step when the host's queue allows.
+
+        Args:
+            window: copy only this part of the disk (see ``engine.windows``); the backing file stays.
 
         Raises:
             Conflict: the disk already has a plan or a job, or nothing to stream.
             NotFound: no such domain or disk.
         """
         check_gap(gap)
-        plan = self.session.call(key.host, partial(self._add_stream, key, bandwidth, base, chunk, gap))
+        work = partial(self._add_stream, key, bandwidth, base, chunk, gap, window=window)
+        plan = self.session.call(key.host, work)
         self.session.wake()
         return plan
 
-    def _add_stream(self, key: JobKey, bandwidth: int, base: str | None, chunk: int, gap: float) -> Plan:
-        disk = stream_disk(self.session.backend(key.host), key, base)
+    def _add_stream(
+        self, key: JobKey, bandwidth: int, base: str | None, chunk: int, gap: float, *, window: Window | None
+    ) -> Plan:
+        backend = self.session.backend(key.host)
+        if window is not None:
+            check_window(backend, key, window, chunk=chunk)
+        disk = stream_disk(backend, key, base)
+        if window is not None:
+            window = fit_window(backend, disk, window)
         current = self.plan(key)
         if current is not None and current.status is not PlanStatus.DONE:
             raise Conflict(f"{key.domain}/{key.disk} already has a plan ({current.status.value})")
@@ -145,14 +159,16 @@ class Planner:
         return self.book.new_plan(
             key,
             disk,
-            JobKind.PULL,
+            JobKind.PULL if window is None else JobKind.WINDOW,
             PlanStatus.QUEUED,
             bandwidth=bandwidth,
             base=base,
             chunk=chunk,
             gap=gap,
             owner=self._pid,
-            identity=identity_now(self.session.backend(key.host), key),
+            identity=identity_now(backend, key),
+            window=window,
+            by_filter=window is not None and backend.supports_window,
         )
 
     def set_limit(self, key: JobKey, bandwidth: int) -> None:

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from blocktui.core.chunks import ChunkPlan
 from blocktui.core.model import JobKey
+from blocktui.core.windows import Window
 
 
 class PlanStatus(StrEnum):
@@ -33,6 +34,9 @@ class Plan:
         applied: the speed last set on the host (None before the job exists).
         going: the guard let the job end; it is not held again.
         cancel_requested: the user aborted it; the abort waits for the guard's turn.
+        window: the part of the disk a window plan copies (None: the whole chain).
+        by_filter: the window is read through a copy-on-read filter (a ``window`` job); otherwise
+            it is a prefix, pulled up to its end and stopped there.
     """
 
     entry_id: int
@@ -56,6 +60,13 @@ class Plan:
     last_cur: int = 0
     note: str = ""
     overshoots: list[int] = field(default_factory=list)
+    window: Window | None = None
+    by_filter: bool = False
+
+    @property
+    def pulls_prefix(self) -> bool:
+        """A prefix window copied by a pull that must stop at the window's end."""
+        return self.window is not None and not self.by_filter
 
     def chunks(self) -> ChunkPlan | None:
         """The chunk plan, once the disk size is known."""
@@ -65,7 +76,10 @@ class Plan:
 
     def next_boundary(self, cur: int) -> int | None:
         """Where a run at offset ``cur`` stops: the first boundary past both ``cur`` and the last
-        checkpoint (a new pull's progress may start below what is already copied)."""
+        checkpoint (a new pull's progress may start below what is already copied). A prefix
+        window always stops at its end, however far a new pull's progress starts."""
+        if self.window is not None:
+            return self.window.end if self.pulls_prefix else None
         chunks = self.chunks()
         return chunks.stop_at(max(cur, self.checkpointed)) if chunks else None
 

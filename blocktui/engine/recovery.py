@@ -39,6 +39,8 @@ def plan_from(
         checkpointed=max((c.boundary for c in entry.checkpoints), default=0),
         pause_requested=entry.pause_requested,
         overshoots=[c.overshoot for c in entry.checkpoints],
+        window=entry.window,
+        by_filter=entry.window is not None and session.backend(key.host).supports_window,
     )
     if end_if_replaced(session.backend(key.host), journal, entry):
         plan.status = PlanStatus.DONE  # its disk was destroyed and made anew: not this plan's disk

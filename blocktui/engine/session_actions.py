@@ -8,7 +8,7 @@ that stopped answering holds up only the callers that asked it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TypeVar
 
@@ -16,6 +16,7 @@ from blocktui.backends.base import Backend
 from blocktui.core.errors import ReadOnly, Unsupported
 from blocktui.core.model import JobKey, JobKind, JobState
 from blocktui.core.tracker import JobTracker
+from blocktui.core.windows import Window
 from blocktui.engine.lookup import stream_disk
 
 T = TypeVar("T")
@@ -56,6 +57,22 @@ class SessionActions:
         self.wake()
         return key
 
+    def start_window(
+        self, key: JobKey, window: Window, *, bandwidth: int = 0, local: Sequence[tuple[int, int]] = ()
+    ) -> None:
+        """Copy ``window`` of ``key``'s disk through a copy-on-read filter (a ``window`` job).
+
+        Args:
+            local: ranges the top image already holds (not read again).
+        """
+        backend = self._writable(key.host)
+        found = self.call(key.host, partial(stream_disk, backend, key, None))
+        start = partial(backend.start_window, key.domain, key.disk, window, bandwidth=bandwidth, local=local)
+        self.call(key.host, start)
+        with self._lock:
+            self._tracker.started(key, JobKind.WINDOW, chain_before=found.chain, bandwidth=bandwidth)
+        self.wake()
+
     def set_speed(self, key: JobKey, bandwidth: int) -> None:
         """Change a job's limit in bytes/s (0 = unlimited)."""
         self.call(key.host, partial(self._writable(key.host).set_speed, key.domain, key.disk, bandwidth))
@@ -75,10 +92,10 @@ class SessionActions:
         with self._lock:
             self._tracker.expect_stop(key, state, note)
 
-    def end_checkpoint(self, key: JobKey, note: str) -> None:
-        """A job stopped at a checkpoint will not be carried on: show it as cancelled (``note`` says why)."""
+    def end_checkpoint(self, key: JobKey, note: str, state: JobState = JobState.CANCELLED) -> None:
+        """A job stopped at a checkpoint will not be carried on: show it as ``state`` (``note`` says why)."""
         with self._lock:
-            self._tracker.end_checkpoint(key, note)
+            self._tracker.end_checkpoint(key, note, state)
         self.wake()
 
     def pause(self, key: JobKey) -> None:

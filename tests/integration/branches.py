@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from blocktui.backends.base import Backend
 from blocktui.core.model import BlockJob, Disk, Domain, HostInfo
+from blocktui.core.windows import Window
 
 
 class Branch(Backend):
@@ -26,6 +27,7 @@ class Branch(Backend):
         self.supports_events = trunk.supports_events
         self.supports_base = trunk.supports_base
         self.sees_host_files = trunk.sees_host_files
+        self.supports_window = trunk.supports_window
         self._branches = listeners
         listeners.append(self)
 
@@ -47,6 +49,17 @@ class Branch(Backend):
 
     def start_stream(self, domain: str, disk: str, *, bandwidth: int = 0, base: str | None = None) -> None:
         self.trunk.start_stream(domain, disk, bandwidth=bandwidth, base=base)
+
+    def start_window(
+        self,
+        domain: str,
+        disk: str,
+        window: Window,
+        *,
+        bandwidth: int = 0,
+        local: Sequence[tuple[int, int]] = (),
+    ) -> None:
+        self.trunk.start_window(domain, disk, window, bandwidth=bandwidth, local=local)
 
     def set_speed(self, domain: str, disk: str, bandwidth: int) -> None:
         self.trunk.set_speed(domain, disk, bandwidth)

@@ -14,6 +14,7 @@ import pytest
 
 from blocktui.core.errors import HostError
 from blocktui.core.identity import DiskIdentity, ImageFile
+from blocktui.core.windows import Window
 from blocktui.engine.journal import STATE_DIR_ENV, Journal, default_path
 
 MIB = 1024**2
@@ -241,3 +242,20 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert sorted(c.seq for c in both) == list(range(1, 2 * count + 1))
     assert sorted(c.boundary for c in both) == sorted(2 * list(range(count)))
     assert len(entries) == 2 * count + 1
+
+
+def test_the_journal_keeps_a_window_and_an_old_file_gains_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(V1_SCHEMA)
+    journal = Journal(path)
+    (old,) = journal.open_entries()
+    assert old.window is None and old.as_json()["window"] is None
+    new = journal.record_job(
+        host="lab", domain="w", disk="vda", kind="window", origin="planned",
+        chain_before=[], status="queued", window=Window(16 * MIB, 8 * MIB),
+    )  # fmt: skip
+    entry = journal.get(new)
+    assert entry is not None and entry.window == Window(16 * MIB, 8 * MIB)
+    assert entry.as_json()["window"] == {"offset": 16 * MIB, "length": 8 * MIB}
+    journal.close()

@@ -9,7 +9,6 @@ from typing import Any
 
 from qemu.qmp import ExecuteError
 
-from blocktui.backends.qmp.events import QmpEvents
 from blocktui.backends.qmp.graph import as_dict, as_list, disks_from
 from blocktui.backends.qmp.state import (
     RUN_STATES,
@@ -18,14 +17,15 @@ from blocktui.backends.qmp.state import (
     job_id_for,
     translate_error,
 )
-from blocktui.core.errors import HostError, JobBusy, NoJob, NotFound
+from blocktui.backends.qmp.window import QmpWindows
+from blocktui.core.errors import HostError, NoJob, NotFound
 from blocktui.core.model import BlockJob, Disk, Domain, DomainState, JobKind, JobState
 from blocktui.core.streams import check_bandwidth, stream_target
 
 log = logging.getLogger(__name__)
 
 
-class QmpBackend(QmpEvents):
+class QmpBackend(QmpWindows):
     """QEMU processes reached directly through QMP: Proxmox sockets, hand-started QEMU, the QMP lab.
 
     Disks keep one name whichever way QEMU was started (see ``graph``). By default each look is a
@@ -137,9 +137,7 @@ class QmpBackend(QmpEvents):
             paths = [layer.path for layer in found.chain]
             arguments["base-node"] = qemu.chain_nodes[disk][paths.index(base)]
         async with qemu.lock:
-            for job in await self._refresh_jobs(qemu):
-                if job.disk == disk and not job.state.is_final:
-                    raise JobBusy(f"{domain}/{disk} already has a {job.kind} job ({job.job_id})")
+            self._refuse_busy(qemu, disk, await self._refresh_jobs(qemu))
             job_id = arguments["job-id"]
             previous = qemu.jobs.get(job_id)
             if previous is not None and previous.state.is_final:
@@ -165,6 +163,8 @@ class QmpBackend(QmpEvents):
 
     async def _job_command(self, domain: str, disk: str, command: str, extra: dict[str, Any]) -> None:
         qemu = await self._find(domain)
+        if self._window_control(qemu, disk, command, int(extra.get("speed", 0))):
+            return
         try:
             async with self._talking(qemu):
                 job = await self._current_job(qemu, disk)
@@ -208,6 +208,9 @@ class QmpBackend(QmpEvents):
 
     async def _job_info(self, domain: str, disk: str) -> BlockJob | None:
         qemu = await self._find(domain)
+        window = next((job for job in self._window_jobs(qemu) if job.disk == disk), None)
+        if window is not None:
+            return window
         try:
             job = await self._current_job(qemu, disk)
         except HostError:
@@ -239,7 +242,7 @@ class QmpBackend(QmpEvents):
                 # Busy socket: keep showing what we last knew; its jobs have not ended by that.
                 log.info("%s: query-block-jobs failed: %s", qemu.name, exc)
                 jobs = self._last_known(qemu)
-            return [self._block_job(qemu, job) for job in jobs]
+            return [self._block_job(qemu, job) for job in jobs] + self._window_jobs(qemu)
 
         per_qemu = await asyncio.gather(*(one(q) for q in self._qemus.values()))
         return [job for jobs in per_qemu for job in jobs]

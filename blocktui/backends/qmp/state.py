@@ -12,6 +12,7 @@ from qemu.qmp import EventListener, ExecuteError, Message, QMPClient, Runstate
 
 from blocktui.core.errors import BlocktuiError, HostError, JobBusy, NoJob, NotFound
 from blocktui.core.model import Disk, DomainState, JobKind, JobState
+from blocktui.core.windows import Pacer, Window
 
 #: Socket names a directory scan picks up (Proxmox uses ``<vmid>.qmp``).
 SOCKET_PATTERNS = ("*.qmp", "*.sock")
@@ -114,6 +115,40 @@ class QemuJob:
 
 
 @dataclass
+class WindowRun:
+    """One window this process copies on a QEMU: its nodes, what is left to read, and its pace.
+
+    Attributes:
+        name: the filter node's name, also the NBD export's id and name (``blocktui-<pid>-w<n>``).
+        todo: the ``(start, length)`` ranges still to read, ascending.
+        inserted, exported: the filter node and the export exist in QEMU (they must go at the end).
+        stop: an abort (or this process closing) asks the reader to stop.
+        wake: set to have the reader look again now (a new speed, a pause, a resume, a stop).
+    """
+
+    disk: str
+    name: str
+    window: Window
+    todo: list[tuple[int, int]]
+    speed: int
+    pacer: Pacer
+    cur: int = 0
+    state: JobState = JobState.ACTIVE
+    error: str | None = None
+    paused: bool = False
+    stop: bool = False
+    stop_reason: str = ""
+    inserted: bool = False
+    exported: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def end(self) -> int:
+        """The job's total: the window's length."""
+        return self.window.length
+
+
+@dataclass
 class Qemu:
     """One QEMU process. Touched only on the backend's loop thread."""
 
@@ -145,6 +180,10 @@ class Qemu:
     #: Whether this QEMU has ``job-pause``/``job-resume``/``job-dismiss`` (read once per connection);
     #: QEMU 10.1 deprecates the ``block-job-*`` forms of those three.
     job_commands: bool = True
+    #: The windows this process copies, by disk target.
+    windows: dict[str, WindowRun] = field(default_factory=dict)
+    #: The NBD server this process started for its windows (its socket), None when it started none.
+    nbd_socket: Path | None = None
 
     @property
     def connected(self) -> bool:

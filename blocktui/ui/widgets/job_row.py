@@ -43,7 +43,7 @@ COLUMNS = (
     Column("host", "host", 8),
     Column("domain", "domain", 12),
     Column("disk", "disk", 6),
-    Column("kind", "kind", 5),
+    Column("kind", "kind", 7),
     Column("state", "state", 20),
     Column("chunk", "chunk", 6, right=True),
     Column("bar", "progress", BAR_WIDTH + 1),
