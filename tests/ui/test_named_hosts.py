@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from ui_support import SIZE, wait_for
 
 from blocktui.cli.commands import build_parser
@@ -14,7 +15,11 @@ from blocktui.ui.screens.help import HelpScreen
 from blocktui.ui.widgets.hosts_bar import HostsBar
 
 
-async def test_two_named_hosts_and_a_remapped_key_in_the_dashboard(tmp_path: Path) -> None:
+async def test_two_named_hosts_and_a_remapped_key_in_the_dashboard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine opens the default journal: a private one, never the operator's.
+    monkeypatch.setenv("BLOCKTUI_STATE_DIR", str(tmp_path / "state"))
     # Two real backends that need no daemon: libvirt's own test driver, and a folder of QMP sockets.
     (tmp_path / "qmp").mkdir()
     config = parse_config(
