@@ -11,6 +11,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 
+from blocktui.core.allocation import DiskMap
 from blocktui.core.errors import ReadOnly, Unsupported
 from blocktui.core.model import BackendEvent, BlockJob, Disk, Domain, HostInfo
 
@@ -29,13 +30,17 @@ class Backend(ABC):
             progress.
         supports_base: a stream can stop at a chosen base image instead of pulling the whole chain.
         sees_host_files: the host's image paths name files on this machine (a local libvirt URI,
-            QMP sockets), so blocktui may look at them itself (identity, free space).
+            QMP sockets), so blocktui may look at them itself (identity, free space, the
+            allocation map).
+        supports_allocation_map: ``allocation_map`` asks the host where a disk's data lives, for
+            disks whose images are not files on this machine.
     """
 
     supports_pause: bool = False
     supports_events: bool = False
     supports_base: bool = False
     sees_host_files: bool = False
+    supports_allocation_map: bool = False
 
     def __init__(self, uri: str, *, readonly: bool = False) -> None:
         self.uri = uri
@@ -169,3 +174,14 @@ class Backend(ABC):
         pool); None when it cannot tell. Files on this machine are measured by the caller."""
         del path
         return None
+
+    def allocation_map(self, domain: str, disk: str) -> DiskMap:
+        """Where the disk's data lives, as the host reports it (only where ``supports_allocation_map``).
+
+        It must be safe while a stream finishes: QEMU 7.2 has no block-status command, and those
+        that walk the block graph (query-named-block-nodes) can crash it then.
+
+        Raises:
+            NotFound: no such domain or disk.
+        """
+        raise Unsupported(f"{self.uri}: this host cannot report where a disk's data lives")

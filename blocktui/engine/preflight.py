@@ -42,7 +42,7 @@ def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, sha
     unknown = ""
     if backend.sees_host_files and source is not None and source.startswith("/"):
         try:
-            extents = _allocation_map(source)
+            extents = allocation_map(source)
             copy, total = bytes_to_copy(extents, pulled_depths(chain, base)), disk_length(extents)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             unknown = f"the allocation map of {visible(source)} cannot be read ({exc})"
@@ -60,7 +60,7 @@ def estimate(session: Session, key: JobKey, *, limit: int, base: str | None, sha
     )
 
 
-def _allocation_map(path: str) -> list[dict[str, object]]:
+def allocation_map(path: str) -> list[dict[str, object]]:
     """``qemu-img map`` of the image and its chain; ``-U`` reads it while QEMU has it open."""
     done = subprocess.run(
         ["qemu-img", "map", "-U", "--output=json", path],
