@@ -60,8 +60,8 @@ def read_disk_map(
         return session.call(key.host, partial(backend.allocation_map, key.domain, key.disk))
     if source is None and disk.node is not None:
         raise Unsupported(
-            f"{where}: QEMU names the disk's nodes but not its image file while a job runs on it: "
-            "map it once the job has ended"
+            f"{where}: QEMU names the disk's nodes but not its image file while it holds a job on "
+            "the disk (running, or ended and not yet dismissed): map it once the job is gone"
         )
     if source is None:
         raise Conflict(f"{where} holds no image (an empty drive): there is no data to map")

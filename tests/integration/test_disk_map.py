@@ -11,7 +11,7 @@ import pytest
 
 from blocktui.lab.images import image_info
 
-from .cli_support import Cli, private_root
+from .cli_support import Cli, lab_cli
 
 pytestmark = pytest.mark.integration
 
@@ -21,16 +21,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module", params=["qmp", "libvirt"])
 def cli(request: pytest.FixtureRequest) -> Iterator[Cli]:
     """A lab of one domain of each kind, private to this module, reached from separate processes."""
-    kind: str = request.param
-    for root in private_root("btm-"):
-        hosts = ("--qmp-dir", str(root / "qmp" / "qmp")) if kind == "qmp" else ("--lab",)
-        flags = ["--qmp"] if kind == "qmp" else []
-        made = Cli(root, kind, *hosts)
-        made.run("lab", "up", *flags, "--domains", "1", "--disks", "2", "--size", "32M", hosts=False)
-        try:
-            yield made
-        finally:
-            made.run("lab", "down", *flags, hosts=False, check=False)
+    yield from lab_cli(request.param, "btm-")
 
 
 def _source(cli: Cli, target: str) -> str:
@@ -85,7 +76,7 @@ def test_map_beside_a_running_stream_reads_files_only(cli: Cli) -> None:
             # A QMP host names the disk's nodes, not its files, while a job runs on it: a new
             # process cannot know the image and says so, without asking QEMU anything else.
             assert done.returncode == 7
-            assert done.stderr.count("\n") == 1 and "once the job has ended" in done.stderr
+            assert done.stderr.count("\n") == 1 and "once the job is gone" in done.stderr
         job = next(j for j in cli.json("jobs", "--json") if j["disk"] == "vdb")
         assert job["state"] in {"active", "ready"}  # the map touched nothing
     finally:
