@@ -11,6 +11,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 
+from blocktui.core.allocation import DiskMap
 from blocktui.core.errors import ReadOnly, Unsupported
 from blocktui.core.model import BackendEvent, BlockJob, Disk, Domain, HostInfo
 from blocktui.core.windows import Window
@@ -30,10 +31,13 @@ class Backend(ABC):
             progress.
         supports_base: a stream can stop at a chosen base image instead of pulling the whole chain.
         sees_host_files: the host's image paths name files on this machine (a local libvirt URI,
-            QMP sockets), so blocktui may look at them itself (identity, free space).
+            QMP sockets), so blocktui may look at them itself (identity, free space, the
+            allocation map).
         supports_window: ``start_window`` copies any window of a disk (a copy-on-read filter read
             through an NBD export, on QMP). Without it only a prefix window can be had: a pull
             stopped at the window's end.
+        supports_allocation_map: ``allocation_map`` asks the host where a disk's data lives, for
+            disks whose images are not files on this machine.
     """
 
     supports_pause: bool = False
@@ -41,6 +45,7 @@ class Backend(ABC):
     supports_base: bool = False
     sees_host_files: bool = False
     supports_window: bool = False
+    supports_allocation_map: bool = False
 
     def __init__(self, uri: str, *, readonly: bool = False) -> None:
         self.uri = uri
@@ -200,3 +205,14 @@ class Backend(ABC):
         pool); None when it cannot tell. Files on this machine are measured by the caller."""
         del path
         return None
+
+    def allocation_map(self, domain: str, disk: str) -> DiskMap:
+        """Where the disk's data lives, as the host reports it (only where ``supports_allocation_map``).
+
+        It must be safe while a stream finishes: QEMU 7.2 has no block-status command, and those
+        that walk the block graph (query-named-block-nodes) can crash it then.
+
+        Raises:
+            NotFound: no such domain or disk.
+        """
+        raise Unsupported(f"{self.uri}: this host cannot report where a disk's data lives")

@@ -14,6 +14,7 @@ from blocktui import __version__
 from blocktui.cli import plans as cli_plans
 from blocktui.cli.args import bandwidth_arg, positive_int, size_arg
 from blocktui.cli.config_file import add_config_command, cmd_config, load_config
+from blocktui.cli.disk_map import add_map_command, cmd_map
 from blocktui.cli.hosts import engine_for
 from blocktui.cli.metrics import add_metrics_command, cmd_metrics
 from blocktui.cli.output import domain_json, job_json, one_line, print_domains, print_jobs, print_json
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_plans.add_history_command(commands)
     add_metrics_command(commands)
     add_config_command(commands)
+    add_map_command(commands)
 
     speed = commands.add_parser("speed", help="change a running job's bandwidth limit")
     speed.add_argument("domain", metavar="DOMAIN")
@@ -286,6 +288,7 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace], int]] = {
     "pause": cli_plans.cmd_pause_planned,
     "resume": cli_plans.cmd_pause_planned,
     "metrics": cmd_metrics,
+    "map": cmd_map,
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from blocktui.core.allocation import present
 from blocktui.core.units import format_duration, format_size
 
 #: Room the overlay needs beyond the data itself (qcow2 tables and refcounts, about 0.2 % of
@@ -27,8 +28,7 @@ def bytes_to_copy(extents: Iterable[Mapping[str, Any]], pulled: range) -> int:
     """
     total = 0
     for extent in extents:
-        allocated = extent.get("data") or extent.get("zero")
-        if extent.get("present", allocated) and allocated and extent.get("depth", 0) in pulled:
+        if present(extent) and extent.get("depth", 0) in pulled:
             total += int(extent["length"])
     return total
 

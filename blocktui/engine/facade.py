@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from blocktui.core.allocation import DiskMap
 from blocktui.core.errors import BlocktuiError, HostError
-from blocktui.core.model import BlockJob, ConnectionState, Domain, HostInfo, JobKey
+from blocktui.core.model import BlockJob, ConnectionState, Disk, Domain, HostInfo, JobKey
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.views import JobView, Snapshot
+from blocktui.engine.disk_map import read_disk_map
 from blocktui.engine.engine_actions import EngineActions
 from blocktui.engine.journal import Journal
 from blocktui.engine.lookup import find_disk_key, find_domain
@@ -62,6 +64,7 @@ class Engine(EngineActions):
         self._clock = clock
         self._planner: Planner | None = None
         self._made = threading.Lock()  # making the planner, once
+        self._sources: dict[JobKey, str] = {}  # each disk's top image, for maps while QMP hides it
 
     # -- parts ------------------------------------------------------------------------------
 
@@ -167,6 +170,14 @@ class Engine(EngineActions):
     def find_disk(self, domain: str, disk: str) -> JobKey:
         """The job key for ``domain``/``disk``, checking both exist."""
         return find_disk_key(self.session, domain, disk)
+
+    def disk_map(self, key: JobKey, disk: Disk | None = None) -> DiskMap:
+        """Where the disk's data lives, range by range (``engine.disk_map``; may block).
+
+        Args:
+            disk: the disk as last read, for its image's path; None reads it from the host now.
+        """
+        return read_disk_map(self.session, key, disk, self._sources)
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from blocktui.core.allocation import DiskMap
+from blocktui.core.model import JobKey
 from blocktui.engine import Entry
 from blocktui.ui.board import Board
 
@@ -46,3 +48,15 @@ class HistoryLoaded(Message):
 
     entries: list[Entry]
     """The newest rows first; host strings still raw (the view escapes them)."""
+
+
+@dataclass
+class DiskMapRead(Message):
+    """A worker read where a disk's data lives (``Engine.disk_map``), or why it could not."""
+
+    key: JobKey
+    """The disk it was read for."""
+    found: DiskMap | None
+    """The map; None when it could not be read."""
+    reason: str = ""
+    """Why there is no map, one line, already made visible."""

@@ -61,3 +61,17 @@ def private_root(prefix: str) -> Iterator[Path]:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def lab_cli(kind: str, prefix: str) -> Iterator[Cli]:
+    """A private lab of one domain (lab-1: vda and vdb streamable, vdc alone) of ``kind``
+    (``libvirt`` or ``qmp``), reached from separate processes; removed afterwards."""
+    for root in private_root(prefix):
+        hosts = ("--qmp-dir", str(root / "qmp" / "qmp")) if kind == "qmp" else ("--lab",)
+        flags = ["--qmp"] if kind == "qmp" else []
+        runner = Cli(root, kind, *hosts)
+        runner.run("lab", "up", *flags, "--domains", "1", "--disks", "2", "--size", "32M", hosts=False)
+        try:
+            yield runner
+        finally:
+            runner.run("lab", "down", *flags, hosts=False, check=False)

@@ -12,7 +12,7 @@ import pytest
 
 from blocktui.lab.images import backing_file, check
 
-from .cli_support import Cli, private_root
+from .cli_support import Cli, lab_cli
 from .mounts import tmpfs
 
 pytestmark = pytest.mark.integration
@@ -23,18 +23,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module", params=["libvirt", "qmp"])
 def cli(request: pytest.FixtureRequest) -> Iterator[Cli]:
     """A private lab of one domain (lab-1: vda, vdb streamable) reached from separate processes."""
-    kind: str = request.param
-    for root in private_root("btf-"):
-        if kind == "qmp":
-            runner = Cli(root, kind, "--qmp-dir", str(root / "qmp" / "qmp"))
-        else:
-            runner = Cli(root, kind, "--lab")
-        flags = ["--qmp"] if kind == "qmp" else []
-        runner.run("lab", "up", *flags, "--domains", "1", "--disks", "2", "--size", "32M", hosts=False)
-        try:
-            yield runner
-        finally:
-            runner.run("lab", "down", *flags, hosts=False, check=False)
+    yield from lab_cli(request.param, "btf-")
 
 
 def test_stream_wait_and_history_say_why_a_pull_failed_and_how_far_it_got(cli: Cli, tmp_path: Path) -> None:

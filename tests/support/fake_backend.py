@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from blocktui.backends.base import Backend
+from blocktui.core.allocation import DiskMap, Extent, Where
 from blocktui.core.errors import HostError, JobBusy, NoJob, NotFound
 from blocktui.core.model import (
     BlockJob,
@@ -78,6 +79,7 @@ class FakeBackend(Backend):
     """
 
     supports_events = True
+    supports_allocation_map = True
 
     def __init__(
         self,
@@ -252,6 +254,19 @@ class FakeBackend(Backend):
         self._enter("list_jobs")
         with self._lock:
             return [job.as_job(self.uri) for job in self._jobs.values()]
+
+    def allocation_map(self, domain: str, disk: str) -> DiskMap:
+        """A scripted map: the overlay's own first sixteenth, what a pull copied, a last quarter
+        nothing holds, the rest in the backing chain (all local once the chain is gone)."""
+        self._enter("allocation_map")
+        with self._lock:
+            found = self._disk(domain, disk)
+            job = self._jobs.get((domain, disk))
+            done, size = (job.cur, job.end) if job else self._copied.get((domain, disk), (0, 10 * GiB))
+        held = size * 3 // 4
+        local = held if not found.chain else min(held, max(size // 16, done))
+        ranges = [(0, local, Where.LOCAL), (local, held, Where.BACKING), (held, size, Where.UNALLOCATED)]
+        return DiskMap.of(Extent(start, end - start, where) for start, end, where in ranges)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Write SVG screenshots of the real dashboard on the demo lab: ``python tests/support/screenshots.py DIR``.
 
 It creates two domains of its own in the lab, streams their disks (some throttled so they are
-still running, one to completion, one aborted), captures the main screen, the stream dialog and
-the help screen at 120x40, then removes its domains. Nothing else in the lab is touched.
+still running, one to completion, one aborted), captures the main screen (with the selected
+disk's allocation strip), the stream dialog and the help screen at 120x40, then removes its
+domains. Nothing else in the lab is touched.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ async def capture(engine: Engine, directory: Path) -> list[Path]:
             written.append(path)
 
         await asyncio.sleep(2.0)
+        for _ in range(100):  # the selected disk's allocation strip (read in a thread)
+            if app.main.allocation.reading is None:
+                break
+            await pilot.pause(0.05)
         await pilot.pause()
         save("dashboard")
         await pilot.press("s")
@@ -114,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             engine = Engine(session, journal)
             try:
                 stage(session, backend.uri)
+                # QEMU writes its cached qcow2 tables out, so the strip (read from the files)
+                # shows what the running stream has pulled so far.
+                for name in DOMAINS:
+                    lab.flush(name)
                 written = asyncio.run(capture(engine, directory))
             finally:
                 for view in session.snapshot().jobs:

@@ -118,6 +118,9 @@ async def settle(pilot: Pilot[int]) -> None:
     await pilot.pause()
     app.main.show(read_board(app.engine, app.engine.snapshot()))
     await pilot.pause()
+    # The selected disk's allocation map is read in a thread: wait for it, so frames are fixed.
+    await wait_for(pilot, lambda: app.main.allocation.reading is None)
+    await pilot.pause()
     for field_ in app.screen.query(Input):
         field_.cursor_blink = False
     await pilot.pause()

@@ -15,13 +15,13 @@ from textual.message import Message
 from textual.worker import Worker
 
 from blocktui.core.errors import BlocktuiError
-from blocktui.core.model import JobKey
+from blocktui.core.model import Disk, JobKey
 from blocktui.core.scheduler import HostPolicy
 from blocktui.core.text import visible
 from blocktui.engine import Engine
 from blocktui.ui.board import read_board
 from blocktui.ui.format import format_bandwidth
-from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
+from blocktui.ui.messages import ActionDone, ActionFailed, DiskMapRead, SnapshotReady
 from blocktui.ui.screens.stream_dialog import StreamDialog, StreamRequest
 
 #: How a result reaches the screen (``post_message`` is thread-safe).
@@ -112,6 +112,21 @@ class Requests:
                 post(StreamDialog.Estimated(checks))
 
         self._in_background("preflight", estimate)
+
+    def disk_map(self, key: JobKey, disk: Disk) -> None:
+        """Read where ``disk``'s data lives (``qemu-img map`` runs here, never on the UI thread)."""
+
+        def read() -> None:
+            try:
+                found = self.engine.disk_map(key, disk)
+            except BlocktuiError as exc:
+                self._post(DiskMapRead(key, None, visible(str(exc))))
+            except Exception as exc:  # a bug: one line in the pane, never a traceback
+                self._post(DiskMapRead(key, None, visible(f"{type(exc).__name__}: {exc}")))
+            else:
+                self._post(DiskMapRead(key, found))
+
+        self._in_background(f"map {job_name(key)}", read)
 
     def set_policy(self, what: str, policy: HostPolicy, host: str) -> None:
         """Change a host's queue and budget (``what`` names it in the outcome line)."""

@@ -23,14 +23,15 @@ from textual.widgets import Footer, Input, Tree
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from blocktui.core.config import Config
-from blocktui.core.model import ConnectionState, HostInfo
+from blocktui.core.model import ConnectionState, HostInfo, JobKey
 from blocktui.core.text import visible
 from blocktui.engine import Engine
 from blocktui.ui.board import Board, host_plans, live_board
 from blocktui.ui.format import host_labels
-from blocktui.ui.messages import ActionDone, ActionFailed, SnapshotReady
+from blocktui.ui.messages import ActionDone, ActionFailed, DiskMapRead, SnapshotReady
 from blocktui.ui.notices import Notifier, endings
 from blocktui.ui.screens import background
+from blocktui.ui.screens.allocation import AllocationWatch
 from blocktui.ui.screens.history import HistoryScreen
 from blocktui.ui.screens.main_dialogs import Dialogs
 from blocktui.ui.screens.main_keys import CHECKED, MAIN_BINDINGS, action_applies
@@ -38,6 +39,7 @@ from blocktui.ui.screens.panes import PaneScreen
 from blocktui.ui.screens.policy import Field
 from blocktui.ui.screens.selection import BoardState, Selection
 from blocktui.ui.screens.stream_dialog import StreamRequest
+from blocktui.ui.widgets.allocation import MapShown
 from blocktui.ui.widgets.detail import DetailPane
 from blocktui.ui.widgets.domain_tree import DomainTree
 from blocktui.ui.widgets.hosts_bar import HostsBar
@@ -88,6 +90,7 @@ class MainScreen(PaneScreen):
         self._poller: Worker[None] | None = None
         self._applicable: tuple[bool | None, ...] = ()
         self._selected: Selection | None = None
+        self.allocation = AllocationWatch(self.requests.disk_map)
 
     def compose(self) -> ComposeResult:
         yield HostsBar(id="hosts")
@@ -181,9 +184,9 @@ class MainScreen(PaneScreen):
         selection = self._selected = self.selection()
         try:
             host = self.state.labels.get(selection.host or "", selection.host or "")
-            self.query_one(DetailPane).show(
-                host, selection.domain, selection.disk, selection.job, selection.plan
-            )
+            pane = self.query_one(DetailPane)
+            pane.show(host, selection.domain, selection.disk, selection.job, selection.plan)
+            pane.show_map(self._disk_map(selection), disk=selection.disk is not None)
             # The footer recomposes on refresh_bindings: do it only when what applies has changed.
             applicable = tuple(self.check_action(action, ()) for action in sorted(CHECKED))
         finally:
@@ -191,6 +194,18 @@ class MainScreen(PaneScreen):
         if applicable != self._applicable:
             self._applicable = applicable
             self.refresh_bindings()
+
+    def _disk_map(self, selection: Selection) -> MapShown | None:
+        """The selected disk's last map, read again when it can have changed."""
+        if selection.host is None or selection.domain is None or selection.disk is None:
+            return None
+        key = JobKey(selection.host, selection.domain.name, selection.disk.target)
+        return self.allocation.look(key, selection.disk, selection.job)
+
+    @on(DiskMapRead)
+    def _map_read(self, message: DiskMapRead) -> None:
+        self.allocation.took(message.key, MapShown(message.found, message.reason))
+        self._render_detail()
 
     def _check_stale(self) -> None:
         # A step that does not come back means a host stopped answering: say so instead of

@@ -21,6 +21,7 @@ from blocktui.ui.format import (
     format_size,
     safe,
 )
+from blocktui.ui.widgets.allocation import AllocationStrip, MapShown
 
 
 def describe(
@@ -116,6 +117,7 @@ class DetailPane(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-text")
+        yield AllocationStrip(id="detail-map")
         yield Sparkline([], id="detail-spark")
 
     def show(
@@ -155,3 +157,10 @@ class DetailPane(VerticalScroll):
         if list(spark.data or []) != history:
             spark.data = history
         spark.display = bool(history)
+
+    def show_map(self, shown: MapShown | None, *, disk: bool) -> None:
+        """Show where the selected disk's data lives (None: still reading); ``disk`` False hides it."""
+        strip = self.query_one("#detail-map", AllocationStrip)
+        strip.display = disk
+        if disk:
+            strip.show(shown.found if shown else None, shown.reason if shown else "")
