@@ -14,6 +14,7 @@ from blocktui import __version__
 from blocktui.cli import plans as cli_plans
 from blocktui.cli.args import bandwidth_arg, positive_int, size_arg
 from blocktui.cli.config_file import add_config_command, cmd_config, load_config
+from blocktui.cli.fleet import add_fleet_options, cmd_fleet
 from blocktui.cli.hosts import engine_for
 from blocktui.cli.metrics import add_metrics_command, cmd_metrics
 from blocktui.cli.output import domain_json, job_json, one_line, print_domains, print_jobs, print_json
@@ -52,6 +53,8 @@ examples:
   blocktui --lab lab up                       create the demo lab (real QEMU, qcow2 chains)
   blocktui --lab ls                           domains, disks and backing chains
   blocktui --lab stream lab-1 vda --bandwidth 50M --wait
+  blocktui lab fleet up --hosts 3             three hosts reachable over SSH (as root)
+  blocktui --fleet                            the dashboard over every fleet host
   blocktui -c qemu:///system jobs --watch     every block job, refreshed
   blocktui -c qemu:///system speed web1 vda 20M
   blocktui -c qemu:///system abort web1 vda --wait
@@ -84,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--connect", metavar="URI", action="append", default=[], help="a libvirt URI (repeatable)"
     )
     hosts.add_argument("--lab", action="store_true", help="the embedded demo lab (see 'lab up')")
+    hosts.add_argument("--fleet", action="store_true", help="every fleet lab host (see 'lab fleet up')")
     hosts.add_argument(
         "--host",
         metavar="NAME",
@@ -160,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the embedded demo lab: real QEMU domains over qcow2 chains",
         description="Manage the demo lab under $BLOCKTUI_LAB_DIR (default: the user data dir).",
     )
-    lab.add_argument("action", choices=("up", "down", "status"))
+    lab.add_argument("action", choices=("up", "down", "status", "fleet"), help="fleet: hosts over SSH")
     lab.add_argument("--domains", type=positive_int, default=3, metavar="N", help="default 3")
     lab.add_argument("--disks", type=positive_int, default=2, metavar="K", help="per domain, default 2")
     lab.add_argument("--size", type=size_arg, default=64 * 1024**2, metavar="SIZE", help="default 64M")
@@ -170,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=QMP_LAB_STYLES,
         help="with --qmp: how QEMU attaches disks (default blockdev; -drive; as Proxmox VE or libvirt do)",
     )
+    add_fleet_options(lab)
     return parser
 
 
@@ -239,9 +244,13 @@ def cmd_dashboard(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    """Create, remove or describe the demo lab."""
+    """Create, remove or describe the demo lab (or the fleet)."""
     from blocktui.lab import open_lab  # noqa: PLC0415
 
+    if args.action == "fleet":
+        return cmd_fleet(args)
+    if args.fleet_action is not None:
+        raise InvalidInput(f"lab {args.action} takes no {args.fleet_action!r}; did you mean 'lab fleet'?")
     kind = "qmp" if args.qmp else "libvirt"
     if args.style is not None and not args.qmp:
         raise InvalidInput("--style applies to the QMP lab only: add --qmp")
@@ -322,4 +331,6 @@ def with_defaults(args: argparse.Namespace, config: Config) -> None:
 
 def _host_count(args: argparse.Namespace) -> int:
     """How many hosts the options name (the default URI when none)."""
+    if args.fleet:
+        return 2  # a fleet is several hosts, however many
     return len(args.connect) + int(args.lab) + len(args.qmp) + len(args.qmp_dir) + len(args.host) or 1

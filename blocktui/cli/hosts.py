@@ -31,7 +31,7 @@ def host_spec(args: argparse.Namespace, config: Config, *, call_timeout: float |
     """
     uris, sockets, folders, lab = list(args.connect), list(args.qmp), list(args.qmp_dir), bool(args.lab)
     names = list(args.host)
-    if not (names or uris or sockets or folders or lab):
+    if not (names or uris or sockets or folders or lab or args.fleet):
         names = list(config.default_hosts)
     policies: list[tuple[str, HostPolicy]] = []
     flags = args.max_active is not None or args.budget
@@ -56,6 +56,7 @@ def host_spec(args: argparse.Namespace, config: Config, *, call_timeout: float |
         qmp_sockets=tuple(Path(socket) for socket in sockets),
         qmp_dirs=tuple(Path(directory) for directory in folders),
         lab=lab,
+        fleet=args.fleet,
         readonly=args.readonly,
         qmp_hold=args.qmp_hold,
         call_timeout=call_timeout,

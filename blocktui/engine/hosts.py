@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blocktui.backends.base import Backend
+from blocktui.core.errors import NotFound
 from blocktui.core.scheduler import HostPolicy
 from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
@@ -33,6 +34,7 @@ class HostSpec:
     qmp_sockets: tuple[Path, ...] = ()
     qmp_dirs: tuple[Path, ...] = ()
     lab: bool = False
+    fleet: bool = False
     readonly: bool = False
     qmp_hold: bool = False
     call_timeout: float | None = None
@@ -64,6 +66,8 @@ def open_backends(spec: HostSpec, stack: ExitStack) -> list[Backend]:
         for directory in spec.qmp_dirs:
             backends.append(QmpBackend(directory=directory, readonly=spec.readonly, hold=spec.qmp_hold))
     uris = list(spec.uris)
+    if spec.fleet:
+        uris.extend(fleet_uris())
     if not backends and not uris:
         uris.append(default_uri())
     if uris:
@@ -73,6 +77,21 @@ def open_backends(spec: HostSpec, stack: ExitStack) -> list[Backend]:
             LibvirtBackend(uri, readonly=spec.readonly, call_timeout=spec.call_timeout) for uri in uris
         )
     return backends
+
+
+def fleet_uris() -> list[str]:
+    """The fleet lab's hosts, as libvirt URIs.
+
+    Raises:
+        NotFound: no fleet is up.
+    """
+    from blocktui.lab.fleet import FleetLab  # noqa: PLC0415 - only --fleet needs the fleet
+
+    fleet = FleetLab()
+    uris = fleet.uris()
+    if not uris:
+        raise NotFound(f"no fleet in {fleet.root}; 'blocktui lab fleet up' creates one (as root)")
+    return uris
 
 
 def open_engine(

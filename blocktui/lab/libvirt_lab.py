@@ -109,7 +109,8 @@ def _kvm_usable() -> bool:
     return True
 
 
-def _domain_xml(name: str, virt_type: str, disks: list[tuple[str, Path]]) -> str:
+def lab_domain_xml(name: str, virt_type: str, disks: list[tuple[str, Path]]) -> str:
+    """A lab domain (no guest: the firmware halts) with one virtio qcow2 disk per (target, top image)."""
     devices = "\n".join(
         f"    <disk type='file' device='disk'>\n"
         f"      <driver name='qemu' type='qcow2'/>\n"
@@ -204,7 +205,7 @@ class LibvirtLab(Lab):
                 boot_code=spec.boot_code,
             )
             created.append(LabDisk(name, spec.target, chain.top, chain.backing, spec.size))
-        xml = _domain_xml(name, self.virt_type, [(disk.target, disk.top) for disk in created])
+        xml = lab_domain_xml(name, self.virt_type, [(disk.target, disk.top) for disk in created])
         try:
             with steady_cpu():
                 dom = self._conn.defineXML(xml)
