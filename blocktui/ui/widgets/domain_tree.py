@@ -67,11 +67,15 @@ def domain_label(domain: Domain) -> Text:
 
 
 def host_label_text(info: HostInfo, label: str) -> Text:
-    """The host's short name and connection state."""
+    """The host's short name and connection state (with the reason, for a host that wants credentials)."""
     state = "read-only" if info.readonly and info.state is ConnectionState.CONNECTED else info.state.value
-    return Text.assemble(
+    text = Text.assemble(
         Text(label, style="bold"), " ", Text(state, style=CONNECTION_STYLES.get(info.state, ""))
     )
+    if info.state is ConnectionState.NEEDS_AUTH and info.message:
+        text.append("  ")
+        text.append_text(safe(info.message, "red"))
+    return text
 
 
 def matches(needle: str, *haystack: str | None) -> bool:
@@ -165,7 +169,12 @@ class DomainTree(Tree[Place]):
                 self.root,
                 Place(info.uri),
                 host_index,
-                (label, info.state, info.readonly),
+                (
+                    label,
+                    info.state,
+                    info.readonly,
+                    info.message if info.state is ConnectionState.NEEDS_AUTH else "",
+                ),
                 partial(host_label_text, info, label),
             )
             shown: list[tuple[Domain, list[Disk]]] = []

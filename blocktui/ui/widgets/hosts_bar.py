@@ -16,6 +16,7 @@ _DOTS = {
     ConnectionState.CONNECTED: "●",
     ConnectionState.RECONNECTING: "◍",
     ConnectionState.DISCONNECTED: "○",
+    ConnectionState.NEEDS_AUTH: "⊘",
 }
 
 
