@@ -225,13 +225,12 @@ class FleetLab:
     def _write_ssh_files(self) -> None:
         """The ssh wrapper libvirt runs, its configuration, and the hosts' keys as known."""
         public = " ".join(self._host_key.with_suffix(".pub").read_text().split()[:2])
-        (self.root / "known_hosts").write_text(
-            "".join(f"[{h.address}]:{h.port} {public}\n" for h in self.hosts())
-        )
+        (self.root / "known_hosts").write_text("".join(f"{h.name} {public}\n" for h in self.hosts()))
         config = self.root / "ssh_config"
         config.write_text(
             "# Written by blocktui's fleet lab, for its own hosts only.\n"
-            "Host *\n"
+            + "".join(h.ssh_config() for h in self.hosts())
+            + "Host *\n"
             f"  IdentityFile {self._client_key}\n"
             "  IdentitiesOnly yes\n"
             f"  UserKnownHostsFile {self.root / 'known_hosts'}\n"

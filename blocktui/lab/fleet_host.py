@@ -82,8 +82,17 @@ class FleetHost:
         return self.directory / "sshd.pid"
 
     def uri(self, ssh_command: Path) -> str:
-        """The libvirt URI of this host, with ``ssh_command`` as the ssh libvirt runs."""
-        return f"qemu+ssh://{self.user}@{self.address}:{self.port}/session?command={ssh_command}"
+        """The libvirt URI of this host, with ``ssh_command`` as the ssh libvirt runs.
+
+        The host part is the host's name, which the fleet's ssh configuration maps to its address
+        and port: the dashboard then labels the host ``fleet-1``.
+        """
+        return f"qemu+ssh://{self.user}@{self.name}/session?command={ssh_command}"
+
+    def ssh_config(self) -> str:
+        """This host's block of the fleet's ssh configuration."""
+        name, address, port = self.name, self.address, self.port
+        return f"Host {name}\n  HostName {address}\n  Port {port}\n  HostKeyAlias {name}\n"
 
 
 def free_port(address: str) -> int:
