@@ -15,7 +15,7 @@ from blocktui.cli import plans as cli_plans
 from blocktui.cli.args import bandwidth_arg, positive_int, size_arg
 from blocktui.cli.config_file import add_config_command, cmd_config, load_config
 from blocktui.cli.fleet import add_fleet_options, cmd_fleet
-from blocktui.cli.hosts import engine_for
+from blocktui.cli.hosts import add_on_option, engine_for, target_disk
 from blocktui.cli.metrics import add_metrics_command, cmd_metrics
 from blocktui.cli.output import domain_json, job_json, one_line, print_domains, print_jobs, print_json
 from blocktui.core.config import Config
@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stream.add_argument("domain", metavar="DOMAIN")
+    add_on_option(stream)
     stream.add_argument("disk", metavar="DISK", help="target name, e.g. vda")
     stream.add_argument(
         "--bandwidth",
@@ -146,17 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     speed = commands.add_parser("speed", help="change a running job's bandwidth limit")
     speed.add_argument("domain", metavar="DOMAIN")
+    add_on_option(speed)
     speed.add_argument("disk", metavar="DISK")
     speed.add_argument("bandwidth", metavar="BW", type=bandwidth_arg, help="new limit; 0 = unlimited")
 
     abort = commands.add_parser("abort", help="stop a job (a pull keeps what it copied)")
     abort.add_argument("domain", metavar="DOMAIN")
+    add_on_option(abort)
     abort.add_argument("disk", metavar="DISK")
     abort.add_argument("--wait", action="store_true", help="wait until the job is gone")
 
     for name, verb in (("pause", "hold"), ("resume", "continue")):
         sub = commands.add_parser(name, help=f"{verb} a job (QMP hosts hold it in place)")
         sub.add_argument("domain", metavar="DOMAIN")
+        add_on_option(sub)
         sub.add_argument("disk", metavar="DISK")
 
     lab = commands.add_parser(
@@ -228,7 +232,7 @@ def cmd_jobs(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_speed(engine: Engine, args: argparse.Namespace) -> int:
     """Change a job's limit."""
-    key = engine.find_disk(args.domain, args.disk)
+    key = target_disk(engine, args)
     engine.set_speed(key, args.bandwidth)
     print(f"{visible(key.domain)}/{visible(key.disk)}: limit now {format_bandwidth(args.bandwidth)}")
     return 0

@@ -17,6 +17,7 @@ from blocktui.core.errors import NotFound
 from blocktui.core.scheduler import HostPolicy
 from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
+from blocktui.engine.lookup import names
 from blocktui.engine.session import Session
 
 
@@ -107,13 +108,6 @@ def open_engine(
     engine = Engine(Session(backends, readonly=spec.readonly), journal, policy=policy, guard=guard)
     for place, own in spec.policies:
         for backend in backends:
-            if _named_by(backend, place):
+            if names(backend.uri, place):
                 engine.set_policy(own, backend.uri)
     return engine
-
-
-def _named_by(backend: Backend, place: str) -> bool:
-    """Whether ``place`` (a URI, a QMP socket or folder, or ``lab``) names ``backend``."""
-    if place == "lab":
-        return backend.uri.startswith("qemu:///embed")
-    return backend.uri in (place, f"qmp:{Path(place).absolute()}")
