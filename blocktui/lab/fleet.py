@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import signal
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -38,6 +40,7 @@ from blocktui.lab.fleet_host import (
     start_daemon,
     start_sshd,
     stop_host,
+    stop_sshd,
 )
 from blocktui.lab.images import create_chain, run_tool
 from blocktui.lab.libvirt_lab import lab_domain_xml
@@ -56,8 +59,8 @@ HOST_PREFIX = "fleet-"
 DOMAIN_PREFIX = "vm-"
 MAX_HOSTS = 50
 #: The deepest socket is QEMU's monitor, HOME/.config/libvirt/qemu/lib/domain-ID-NAME/monitor.sock
-#: (NAME cut to 20 characters), and UNIX socket paths hold at most 107 bytes.
-MAX_ROOT_LENGTH = 107 - len("/fleet-50/home/.config/libvirt/qemu/lib/domain-99999-/monitor.sock") - 20
+#: (the lab's domain names are short), and UNIX socket paths hold at most 107 bytes.
+MAX_ROOT_LENGTH = 107 - len("/fleet-50/home/.config/libvirt/qemu/lib/domain-99999-vm-99/monitor.sock")
 STATE_FILE = "fleet.json"
 
 
@@ -257,6 +260,37 @@ class FleetLab:
         return [{**asdict(d), "top": str(d.top), "backing": [str(p) for p in d.backing]} for d in made]
 
     # -- acting on a host ---------------------------------------------------------------------
+
+    def cut_off(self, host_name: str) -> None:
+        """Stop a host's sshd and its ssh sessions: the host is gone for its clients until ``revive``."""
+        stop_sshd(self.host(host_name))
+
+    def revive(self, host_name: str) -> None:
+        """Start what stopped on a host (its sshd, its libvirtd) and wake a daemon held stopped."""
+        host = self.host(host_name)
+        daemon = read_pid(host.daemon_pid_file)
+        if daemon is not None:
+            os.kill(daemon, signal.SIGCONT)
+        start_daemon(host)
+        start_sshd(host, self._host_key, self._client_key)
+
+    def recreate_domain(self, host_name: str, domain: str) -> LabDisk:
+        """Remove ``domain`` on a host with its images and make it anew (a fresh chain to stream)."""
+        host = self.host(host_name)
+        old = next(d for d in self.status() if d.name == host_name).disks
+        size = next((d.size for d in old if d.domain == domain), None)
+        if size is None:
+            raise NotFound(f"fleet: {host_name} has no domain {domain!r}")
+        with self._connection(host) as conn:
+            try:
+                dom = conn.lookupByName(domain)
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+            except libvirt.libvirtError as exc:
+                raise map_error(exc, f"fleet: cannot remove {domain} on {host_name}") from exc
+            shutil.rmtree(host.images / domain, ignore_errors=True)
+            return _ensure_domain(conn, host, domain, size)
 
     def _connection(self, host: FleetHost) -> _Connection:
         return _Connection(host.uri(self.ssh_command))

@@ -212,6 +212,26 @@ def start_daemon(host: FleetHost) -> int:
     return pid
 
 
+def stop_sshd(host: FleetHost) -> None:
+    """Stop the host's sshd and every ssh session it serves (the host is then unreachable)."""
+    pid = read_pid(host.sshd_pid_file)
+    if pid is not None:
+        stop_process(pid)
+    # Each session has a process of its own, which outlives the listener: "sshd: USER [priv]"
+    # (root) and "sshd: USER@notty" (the user).
+    session = f"sshd: {host.user}".encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            named = entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(session)
+        except OSError:
+            continue  # gone meanwhile
+        if named:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+
+
 def stop_host(host: FleetHost) -> None:
     """Stop the host's sshd, its libvirtd and every process of its user, then remove the user."""
     for pid_file in (host.sshd_pid_file, host.daemon_pid_file):
