@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blocktui.core.errors import HostError
-from blocktui.lab.system import START_TIMEOUT, SystemDaemonError, stop_process, wait_for
+from blocktui.lab.system import START_TIMEOUT, SystemDaemonError, answering, stop_process, wait_for
 
 SSHD = "/usr/sbin/sshd"
 #: sshd refuses to start without its privilege separation directory (a Debian package creates it
@@ -208,7 +208,7 @@ def start_daemon(host: FleetHost) -> int:
         "libvirtd", "-d",
     )  # fmt: skip
     pid = _wait_pid(host.daemon_pid_file, f"{host.name}'s libvirtd")
-    _wait(lambda: _accepts(host.daemon_socket), f"{host.name}'s libvirtd to answer")
+    _wait(lambda: answering(host.daemon_socket), f"{host.name}'s libvirtd to answer")
     return pid
 
 
@@ -271,15 +271,6 @@ def _kill_all(uid: int) -> bool:
             except ProcessLookupError:
                 break
     return found
-
-
-def _accepts(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
 
 
 def _wait(ready: Callable[[], bool], what: str) -> None:
