@@ -102,3 +102,30 @@ def test_a_frozen_host_is_marked_while_the_others_move_and_its_outcome_shows_aft
             fleet.run("-c", hosts[name].uri, "abort", "vm-2", "vda", timeout=30)
     fleet.lab.flush("fleet-2", "vm-2")
     assert compare(fleet.top("fleet-2", "vm-2"), saved)
+
+
+def test_the_first_screen_shows_every_answering_host_while_one_is_frozen(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    frozen_pid = fleet.status("fleet-2").daemon_pid or 0
+    with frozen(frozen_pid):
+        terminal = Terminal([sys.executable, "-m", "blocktui", "--fleet"], fleet.env, tmp_path)
+        try:
+            # The tree lists the other hosts' domains while fleet-2 still has not answered.
+            screen, _ = terminal.wait_for(
+                lambda s: all(f"▼ {name} connected" in s for name in MOVING) and s.count("vm-2 running") == 2,
+                "the answering hosts' domains",
+                timeout=30,
+            )
+            assert re.search(r"fleet-2 (connecting|not answering for \d+s)", _header(screen))
+        except BaseException:
+            terminal.close()
+            raise
+    try:
+        terminal.wait_for(
+            lambda s: "fleet-2 connected" in _header(s) and s.count("vm-2 running") == 3,
+            "fleet-2 joining once thawed",
+            timeout=60,
+        )
+    finally:
+        terminal.close()
