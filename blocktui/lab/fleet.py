@@ -42,7 +42,7 @@ from blocktui.lab.fleet_host import (
     stop_host,
     stop_sshd,
 )
-from blocktui.lab.images import create_chain, run_tool
+from blocktui.lab.images import backing_chain, create_chain, image_info, run_tool
 from blocktui.lab.libvirt_lab import lab_domain_xml
 
 import libvirt  # isort: skip - after blocktui.backends.libvirt, which keeps libvirt's log off stderr
@@ -336,8 +336,8 @@ def _ensure_domain(conn: libvirt.virConnect, host: FleetHost, name: str, size: i
             dom.create()
     except libvirt.libvirtError as exc:
         raise map_error(exc, f"fleet: cannot start {name} on {host.name}") from exc
-    backing = tuple(p for p in sorted((host.images / name).glob("vda-*.qcow2"), reverse=True))
-    return LabDisk(name, "vda", top, backing, size)
+    # As the images are now: an earlier up may have made them another size, a stream pulled them.
+    return LabDisk(name, "vda", top, backing_chain(top), int(str(image_info(top)["virtual-size"])))
 
 
 def _disk(record: dict[str, Any]) -> LabDisk:

@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape, quoteattr
 from blocktui.backends.libvirt import LibvirtBackend, embedded_root, map_error, steady_cpu
 from blocktui.core.errors import Conflict, HostError, NotFound
 from blocktui.lab import LAB_DIR_ENV, MIB, DiskSpec, Lab, LabDisk, default_specs, lab_root
-from blocktui.lab.images import create_chain, image_info
+from blocktui.lab.images import backing_chain, create_chain, image_info
 
 import libvirt  # isort: skip - after blocktui.backends.libvirt, which keeps libvirt's log off stderr
 
@@ -281,7 +281,7 @@ class LibvirtLab(Lab):
                     continue
                 top = Path(disk.source)
                 size = int(str(image_info(top)["virtual-size"]))
-                found.append(LabDisk(domain.name, disk.target, top, _backing_chain(top), size))
+                found.append(LabDisk(domain.name, disk.target, top, backing_chain(top), size))
         return found
 
     def _image_dir(self, name: str) -> Path:
@@ -290,18 +290,3 @@ class LibvirtLab(Lab):
         if self.images.resolve() not in directory.parents:
             raise HostError(f"lab: domain name {name!r} cannot be used as a directory name")
         return directory
-
-
-def _backing_chain(top: Path) -> tuple[Path, ...]:
-    """The backing files below ``top``, nearest first, as the images name them."""
-    chain: list[Path] = []
-    current = top
-    # A bound on the walk guards against a loop in badly made images.
-    for _ in range(64):
-        info = image_info(current)
-        name = info.get("full-backing-filename") or info.get("backing-filename")
-        if not name:
-            break
-        current = Path(str(name))
-        chain.append(current)
-    return tuple(chain)

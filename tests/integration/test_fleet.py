@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,15 +22,18 @@ NAMES = [f"fleet-{n}" for n in range(1, HOSTS + 1)]
 def test_status_lists_every_host_and_a_second_up_keeps_them_as_they_are(fleet: Fleet) -> None:
     listed = json.loads(fleet.run("lab", "fleet", "status", "--json").stdout)
     assert [host["name"] for host in listed] == NAMES
-    assert all(host["uri"].startswith(f"qemu+ssh://blocktui-fleet-{n}@fleet-{n}/session") for n, host in
-               enumerate(listed, start=1))  # fmt: skip
+    for number, host in enumerate(listed, start=1):
+        assert host["uri"].startswith(f"qemu+ssh://blocktui-fleet-{number}@fleet-{number}/session")
     assert all(host["sshd_pid"] and host["daemon_pid"] for host in listed)
+    # A second up (without --size) keeps every process and every disk as they are.
     again = fleet.run("lab", "fleet", "up", "--hosts", str(HOSTS), "--domains", "2", "--json")
     assert again.returncode == 0, again.stderr
     kept = json.loads(again.stdout)
-    assert [(h["sshd_pid"], h["daemon_pid"]) for h in kept] == [
-        (h["sshd_pid"], h["daemon_pid"]) for h in listed
-    ]
+
+    def facts(hosts: list[dict[str, Any]]) -> list[tuple[int, int, list[int]]]:
+        return [(h["sshd_pid"], h["daemon_pid"], [d["size"] for d in h["disks"]]) for h in hosts]
+
+    assert facts(kept) == facts(listed)
     # Every host answers over SSH, each with its own domains.
     domains = json.loads(fleet.run("--fleet", "ls", "--json").stdout)
     assert sorted((d["uri"].split("@")[1].split("/")[0], d["name"]) for d in domains) == [
