@@ -122,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stream.add_argument("domain", metavar="DOMAIN")
-    add_on_option(stream)
     stream.add_argument("disk", metavar="DISK", help="target name, e.g. vda")
+    add_on_option(stream)
     stream.add_argument(
         "--bandwidth",
         "-b",
@@ -147,21 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     speed = commands.add_parser("speed", help="change a running job's bandwidth limit")
     speed.add_argument("domain", metavar="DOMAIN")
-    add_on_option(speed)
     speed.add_argument("disk", metavar="DISK")
+    add_on_option(speed)
     speed.add_argument("bandwidth", metavar="BW", type=bandwidth_arg, help="new limit; 0 = unlimited")
 
     abort = commands.add_parser("abort", help="stop a job (a pull keeps what it copied)")
     abort.add_argument("domain", metavar="DOMAIN")
-    add_on_option(abort)
     abort.add_argument("disk", metavar="DISK")
+    add_on_option(abort)
     abort.add_argument("--wait", action="store_true", help="wait until the job is gone")
 
     for name, verb in (("pause", "hold"), ("resume", "continue")):
         sub = commands.add_parser(name, help=f"{verb} a job (QMP hosts hold it in place)")
         sub.add_argument("domain", metavar="DOMAIN")
-        add_on_option(sub)
         sub.add_argument("disk", metavar="DISK")
+        add_on_option(sub)
 
     lab = commands.add_parser(
         "lab",
@@ -253,8 +253,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     if args.action == "fleet":
         return cmd_fleet(args)
-    if args.fleet_action is not None:
-        raise InvalidInput(f"lab {args.action} takes no {args.fleet_action!r}; did you mean 'lab fleet'?")
+    if args.fleet_action is not None or args.json:
+        extra = repr(args.fleet_action) if args.fleet_action is not None else "--json"
+        raise InvalidInput(f"lab {args.action} takes no {extra}; it belongs to 'lab fleet'")
     kind = "qmp" if args.qmp else "libvirt"
     if args.style is not None and not args.qmp:
         raise InvalidInput("--style applies to the QMP lab only: add --qmp")

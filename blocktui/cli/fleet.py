@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from blocktui.cli.args import positive_int
 from blocktui.cli.output import print_json
 from blocktui.core.errors import InvalidInput
 from blocktui.core.text import visible
@@ -16,7 +17,7 @@ FLEET_ACTIONS = ("up", "down", "status")
 def add_fleet_options(lab: argparse.ArgumentParser) -> None:
     """``lab fleet ACTION [--hosts N] [--json]`` (``--domains`` and ``--size`` are the lab's own)."""
     lab.add_argument("fleet_action", nargs="?", choices=FLEET_ACTIONS, metavar="ACTION", help="with fleet")
-    lab.add_argument("--hosts", type=int, default=3, metavar="N", help="fleet hosts, default 3")
+    lab.add_argument("--hosts", type=positive_int, default=3, metavar="N", help="fleet hosts, default 3")
     lab.add_argument("--json", action="store_true", help="with fleet status: machine-readable output")
 
 

@@ -17,7 +17,7 @@ from blocktui.core.errors import NotFound
 from blocktui.core.scheduler import HostPolicy
 from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
-from blocktui.engine.lookup import names
+from blocktui.engine.lookup import is_named
 from blocktui.engine.session import Session
 
 
@@ -108,6 +108,6 @@ def open_engine(
     engine = Engine(Session(backends, readonly=spec.readonly), journal, policy=policy, guard=guard)
     for place, own in spec.policies:
         for backend in backends:
-            if names(backend.uri, place):
+            if is_named(backend.uri, place):
                 engine.set_policy(own, backend.uri)
     return engine

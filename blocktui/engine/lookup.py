@@ -26,7 +26,7 @@ def host_named(hosts: list[str], place: str) -> str:
     """
     if place in hosts:
         return place
-    matches = [uri for uri in hosts if names(uri, place)]
+    matches = [uri for uri in hosts if is_named(uri, place)]
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -36,7 +36,7 @@ def host_named(hosts: list[str], place: str) -> str:
     raise NotFound(f"no open host is called {visible(place)!r} (hosts: {', '.join(map(short_name, hosts))})")
 
 
-def names(uri: str, place: str) -> bool:
+def is_named(uri: str, place: str) -> bool:
     """Whether ``place`` (a URI, a host part, a QMP socket or folder, or ``lab``) names ``uri``."""
     if place == "lab":
         return uri.startswith("qemu:///embed")
@@ -64,10 +64,10 @@ def find_domain(session: Session, name: str, host: str | None = None) -> Domain:
         where = ", ".join(map(short_name, hosts))
         raise NotFound(f"no domain {visible(name)!r} on {where}; 'blocktui ls' lists them")
     if len(matches) > 1:
-        raise Conflict(
-            f"domain {visible(name)!r} exists on several hosts "
-            f"({', '.join(visible(short_name(d.host)) for d in matches)}); name one with --on HOST"
-        )
+        short = [short_name(d.host) for d in matches]
+        # Two hosts may share a host part (qemu+ssh://far/system, qemu+tls://far/system).
+        where = ", ".join(map(visible, short if len(set(short)) == len(short) else [d.host for d in matches]))
+        raise Conflict(f"domain {visible(name)!r} exists on several hosts ({where}); name one with --on HOST")
     if matches[0].error:
         raise HostError(f"domain {visible(name)!r} on {matches[0].host}: {matches[0].error}")
     return matches[0]
