@@ -99,3 +99,8 @@ def test_ssh_refusals_are_told_from_other_failures_in_ssh_s_own_words() -> None:
     assert (
         auth_refusal(_error("Cannot recv data: ssh: connect to host far port 22: Connection refused")) is None
     )
+
+
+def test_a_local_socket_refused_is_no_matter_of_credentials() -> None:
+    local = _error("Failed to connect socket to '/var/run/libvirt/libvirt-sock': Permission denied")
+    assert auth_refusal(local) is None

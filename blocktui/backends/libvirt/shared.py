@@ -235,7 +235,8 @@ def open_connection(uri: str, readonly: bool) -> libvirt.virConnect:
 #: What ssh (in batch mode) and libvirt's own transports say when they refuse to go on without
 #: credentials: the key was refused, the host key is unknown or changed, a password would be asked.
 _AUTH_WORDS = (
-    "Permission denied",
+    # ssh's own form; a bare "Permission denied" is also a local socket's, which no key would open.
+    "Permission denied (",
     "Host key verification failed",
     "authentication",
     "passphrase",
@@ -270,10 +271,13 @@ def _open_uri(uri: str, target: str, readonly: bool) -> libvirt.virConnect:
                 "(only one process may open it at a time)"
             )
         elif (refusal := auth_refusal(exc)) is not None:
-            error = NeedsAuthentication(
-                f"cannot connect to {uri}: needs authentication: {refusal}; give ssh a key the host "
-                "accepts (an agent, ~/.ssh/config, or keyfile= in the URI) and a known host key"
+            remedy = (
+                "give ssh a key the host accepts (an agent, ~/.ssh/config, or keyfile= in the URI) "
+                "and a known host key"
+                if "ssh" in urlsplit(uri).scheme
+                else "grant this user access without a prompt (polkit rules, the libvirt group, SASL)"
             )
+            error = NeedsAuthentication(f"cannot connect to {uri}: needs authentication: {refusal}; {remedy}")
         elif "Failed to parse user" in str(exc):
             error = HostError(
                 f"cannot connect to {uri}: {exc}; the QEMU driver needs the user and groups "
