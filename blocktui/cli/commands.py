@@ -15,7 +15,8 @@ from blocktui.cli import plans as cli_plans
 from blocktui.cli.args import bandwidth_arg, positive_int, size_arg
 from blocktui.cli.config_file import add_config_command, cmd_config, load_config
 from blocktui.cli.disk_map import add_map_command, cmd_map
-from blocktui.cli.hosts import engine_for
+from blocktui.cli.fleet import add_fleet_options, cmd_fleet
+from blocktui.cli.hosts import add_on_option, engine_for, target_disk
 from blocktui.cli.metrics import add_metrics_command, cmd_metrics
 from blocktui.cli.output import domain_json, job_json, one_line, print_domains, print_jobs, print_json
 from blocktui.core.config import Config
@@ -54,6 +55,8 @@ examples:
   blocktui --lab ls                           domains, disks and backing chains
   blocktui --lab stream lab-1 vda --bandwidth 50M --wait
   blocktui --qmp-dir DIR stream vm vda --offset 16M --length 8M --wait   copy one window
+  blocktui lab fleet up --hosts 3             three hosts reachable over SSH (as root)
+  blocktui --fleet                            the dashboard over every fleet host
   blocktui -c qemu:///system jobs --watch     every block job, refreshed
   blocktui -c qemu:///system speed web1 vda 20M
   blocktui -c qemu:///system abort web1 vda --wait
@@ -86,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--connect", metavar="URI", action="append", default=[], help="a libvirt URI (repeatable)"
     )
     hosts.add_argument("--lab", action="store_true", help="the embedded demo lab (see 'lab up')")
+    hosts.add_argument("--fleet", action="store_true", help="every fleet lab host (see 'lab fleet up')")
     hosts.add_argument(
         "--host",
         metavar="NAME",
@@ -121,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.add_argument("domain", metavar="DOMAIN")
     stream.add_argument("disk", metavar="DISK", help="target name, e.g. vda")
+    add_on_option(stream)
     stream.add_argument(
         "--bandwidth",
         "-b",
@@ -155,24 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
     speed = commands.add_parser("speed", help="change a running job's bandwidth limit")
     speed.add_argument("domain", metavar="DOMAIN")
     speed.add_argument("disk", metavar="DISK")
+    add_on_option(speed)
     speed.add_argument("bandwidth", metavar="BW", type=bandwidth_arg, help="new limit; 0 = unlimited")
 
     abort = commands.add_parser("abort", help="stop a job (a pull keeps what it copied)")
     abort.add_argument("domain", metavar="DOMAIN")
     abort.add_argument("disk", metavar="DISK")
+    add_on_option(abort)
     abort.add_argument("--wait", action="store_true", help="wait until the job is gone")
 
     for name, verb in (("pause", "hold"), ("resume", "continue")):
         sub = commands.add_parser(name, help=f"{verb} a job (QMP hosts hold it in place)")
         sub.add_argument("domain", metavar="DOMAIN")
         sub.add_argument("disk", metavar="DISK")
+        add_on_option(sub)
 
     lab = commands.add_parser(
         "lab",
         help="the embedded demo lab: real QEMU domains over qcow2 chains",
         description="Manage the demo lab under $BLOCKTUI_LAB_DIR (default: the user data dir).",
     )
-    lab.add_argument("action", choices=("up", "down", "status"))
+    lab.add_argument("action", choices=("up", "down", "status", "fleet"), help="fleet: hosts over SSH")
     lab.add_argument("--domains", type=positive_int, default=3, metavar="N", help="default 3")
     lab.add_argument("--disks", type=positive_int, default=2, metavar="K", help="per domain, default 2")
     lab.add_argument("--size", type=size_arg, default=64 * 1024**2, metavar="SIZE", help="default 64M")
@@ -182,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=QMP_LAB_STYLES,
         help="with --qmp: how QEMU attaches disks (default blockdev; -drive; as Proxmox VE or libvirt do)",
     )
+    add_fleet_options(lab)
     return parser
 
 
@@ -237,7 +246,7 @@ def cmd_jobs(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_speed(engine: Engine, args: argparse.Namespace) -> int:
     """Change a job's limit."""
-    key = engine.find_disk(args.domain, args.disk)
+    key = target_disk(engine, args)
     engine.set_speed(key, args.bandwidth)
     print(f"{visible(key.domain)}/{visible(key.disk)}: limit now {format_bandwidth(args.bandwidth)}")
     return 0
@@ -253,9 +262,14 @@ def cmd_dashboard(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    """Create, remove or describe the demo lab."""
+    """Create, remove or describe the demo lab (or the fleet)."""
     from blocktui.lab import open_lab  # noqa: PLC0415
 
+    if args.action == "fleet":
+        return cmd_fleet(args)
+    if args.fleet_action is not None or args.json:
+        extra = repr(args.fleet_action) if args.fleet_action is not None else "--json"
+        raise InvalidInput(f"lab {args.action} takes no {extra}; it belongs to 'lab fleet'")
     kind = "qmp" if args.qmp else "libvirt"
     if args.style is not None and not args.qmp:
         raise InvalidInput("--style applies to the QMP lab only: add --qmp")
@@ -347,4 +361,6 @@ def with_defaults(args: argparse.Namespace, config: Config) -> None:
 
 def _host_count(args: argparse.Namespace) -> int:
     """How many hosts the options name (the default URI when none)."""
+    if args.fleet:
+        return 2  # a fleet is several hosts, however many
     return len(args.connect) + int(args.lab) + len(args.qmp) + len(args.qmp_dir) + len(args.host) or 1

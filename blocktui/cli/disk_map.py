@@ -7,6 +7,7 @@ import shutil
 import sys
 from typing import Any, TextIO
 
+from blocktui.cli.hosts import add_on_option, target_disk
 from blocktui.cli.output import print_json
 from blocktui.core.allocation import ASCII_CELLS, CELLS, DiskMap, Where
 from blocktui.core.text import visible
@@ -29,6 +30,7 @@ def add_map_command(commands: Any) -> None:
     )
     disk_map.add_argument("domain", metavar="DOMAIN")
     disk_map.add_argument("disk", metavar="DISK", help="target name, e.g. vda")
+    add_on_option(disk_map)
     disk_map.add_argument(
         "--json", action="store_true", help="{size, percent_local, totals, ranges: [{start, length, state}]}"
     )
@@ -36,7 +38,7 @@ def add_map_command(commands: Any) -> None:
 
 def cmd_map(engine: Engine, args: argparse.Namespace) -> int:
     """Print where the disk's data lives."""
-    key = engine.find_disk(args.domain, args.disk)
+    key = target_disk(engine, args)
     found = engine.disk_map(key)
     if args.json:
         print_json({"domain": key.domain, "disk": key.disk, **found.as_json()})

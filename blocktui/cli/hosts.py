@@ -31,7 +31,7 @@ def host_spec(args: argparse.Namespace, config: Config, *, call_timeout: float |
     """
     uris, sockets, folders, lab = list(args.connect), list(args.qmp), list(args.qmp_dir), bool(args.lab)
     names = list(args.host)
-    if not (names or uris or sockets or folders or lab):
+    if not (names or uris or sockets or folders or lab or args.fleet):
         names = list(config.default_hosts)
     policies: list[tuple[str, HostPolicy]] = []
     flags = args.max_active is not None or args.budget
@@ -56,11 +56,36 @@ def host_spec(args: argparse.Namespace, config: Config, *, call_timeout: float |
         qmp_sockets=tuple(Path(socket) for socket in sockets),
         qmp_dirs=tuple(Path(directory) for directory in folders),
         lab=lab,
+        fleet=args.fleet,
         readonly=args.readonly,
         qmp_hold=args.qmp_hold,
         call_timeout=call_timeout,
         policies=tuple(policies),
     )
+
+
+def add_on_option(command: argparse.ArgumentParser) -> None:
+    """``--on HOST``: which open host has the domain, when several have one of that name."""
+    command.add_argument(
+        "--on",
+        metavar="HOST",
+        help="the host with DOMAIN, when several are open: its URI, its name in the URI "
+        "(fleet-2 for qemu+ssh://user@fleet-2/session), or a host the configuration file names",
+    )
+
+
+def target_disk(engine: Engine, args: argparse.Namespace) -> JobKey:
+    """The disk a command addresses: ``DOMAIN DISK``, on the host ``--on`` names if given.
+
+    Raises:
+        NotFound: no such domain, disk or host. Conflict: the domain is on several hosts.
+    """
+    on: str | None = getattr(args, "on", None)
+    config: Config | None = getattr(args, "settings", None)
+    named = config.hosts.get(on) if config is not None and on is not None else None
+    if named is not None:
+        on = named.uri or named.qmp or named.qmp_dir or "lab"
+    return engine.find_disk(args.domain, args.disk, host=on)
 
 
 @contextmanager

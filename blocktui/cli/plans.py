@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 from blocktui.cli.args import bandwidth_arg, gap_arg, max_active_arg, positive_int, size_arg
-from blocktui.cli.hosts import wait_for_end
+from blocktui.cli.hosts import target_disk, wait_for_end
 from blocktui.cli.output import describe_end, job_json, one_line, print_json, progress_line, warn
 from blocktui.core.errors import InvalidInput, NoSpace
 from blocktui.core.model import ConnectionState, HostInfo, JobKey, JobState
@@ -76,7 +76,7 @@ ABORT_TURN_TIMEOUT = 600.0
 
 def cmd_preflight(engine: Engine, args: argparse.Namespace) -> int:
     """``stream --dry-run``: the pre-flight alone; nothing is started."""
-    key = engine.find_disk(args.domain, args.disk)
+    key = target_disk(engine, args)
     check = engine.preflight(key, bandwidth=args.bandwidth, base=args.base)
     if args.json:
         print_json(check.as_json())
@@ -102,7 +102,7 @@ def refuse_if_no_room(engine: Engine, key: JobKey, args: argparse.Namespace) -> 
 
 def cmd_stream_planned(engine: Engine, args: argparse.Namespace) -> int:
     """``stream --wait`` / ``--chunk``: a plan drives the stream (chunks, budget, guard) to its end."""
-    key = engine.find_disk(args.domain, args.disk)
+    key = target_disk(engine, args)
     refuse_if_no_room(engine, key, args)
     plan = engine.add_stream(key, bandwidth=args.bandwidth, base=args.base, chunk=args.chunk, gap=args.gap)
     return _follow_to_end(engine, plan, key, args)
@@ -117,14 +117,14 @@ def cmd_stream_window(engine: Engine, args: argparse.Namespace) -> int:
     window, widened = window_of(args.offset, args.length)
     if widened:
         print(one_line(widened), file=sys.stderr)
-    key = engine.find_disk(args.domain, args.disk)
+    key = target_disk(engine, args)
     plan = engine.add_stream(key, bandwidth=args.bandwidth, chunk=args.chunk, window=window)
     return _follow_to_end(engine, plan, key, args)
 
 
 def cmd_stream_unwatched(engine: Engine, args: argparse.Namespace) -> int:
     """``stream`` without ``--wait``: start it and leave, where nobody needs to watch its end."""
-    key = engine.find_disk(args.domain, args.disk)
+    key = target_disk(engine, args)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
     refuse_if_no_room(engine, key, args)
     engine.step()
@@ -149,7 +149,7 @@ def cmd_stream_unwatched(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_abort_guarded(engine: Engine, args: argparse.Namespace) -> int:
     """``abort``: an abort ends the QEMU job, so it waits for its turn when another job of the domain ends."""
-    key = engine.find_disk(args.domain, args.disk)
+    key = target_disk(engine, args)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
     engine.step()
     plan = engine.abort(key)
@@ -251,7 +251,7 @@ class OutageNotice:
 
 def cmd_pause_planned(engine: Engine, args: argparse.Namespace) -> int:
     """Pause or resume through the plans: QMP holds the job; libvirt stops it at a checkpoint."""
-    key = engine.find_disk(args.domain, args.disk)
+    key = target_disk(engine, args)
     where = f"{visible(key.domain)}/{visible(key.disk)}"
     pausing = args.command == "pause"
     owner = engine.driven_elsewhere(key)

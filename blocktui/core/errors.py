@@ -64,6 +64,11 @@ class NotAnswering(HostError):
     """The host took a request and gave no reply in time (a frozen or overloaded daemon)."""
 
 
+class NeedsAuthentication(HostError):
+    """The host wants credentials blocktui does not have (a key it refuses, an unknown host key, a
+    password): blocktui never asks for one on the terminal it draws on."""
+
+
 class ReadOnly(BlocktuiError):
     """The connection is read-only (or the user asked for --readonly) and the request would change a disk."""
 

@@ -62,6 +62,8 @@ class ConnectionState(StrEnum):
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
     DISCONNECTED = "disconnected"
+    #: The host refused the credentials it was offered (the message says why).
+    NEEDS_AUTH = "needs authentication"
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,13 +163,17 @@ class Engine(EngineActions):
         """The latest view of the job on ``key``."""
         return self.session.job(key)
 
-    def find_domain(self, name: str) -> Domain:
-        """The one domain called ``name`` on any host (NotFound, or Conflict when several have it)."""
-        return find_domain(self.session, name)
+    def find_domain(self, name: str, host: str | None = None) -> Domain:
+        """The one domain called ``name`` on any host, or on ``host`` (a URI or a host's name).
 
-    def find_disk(self, domain: str, disk: str) -> JobKey:
-        """The job key for ``domain``/``disk``, checking both exist."""
-        return find_disk_key(self.session, domain, disk)
+        Raises:
+            NotFound: no such domain (or host). Conflict: several hosts have it.
+        """
+        return find_domain(self.session, name, host)
+
+    def find_disk(self, domain: str, disk: str, host: str | None = None) -> JobKey:
+        """The job key for ``domain``/``disk`` (on ``host``, if given), checking both exist."""
+        return find_disk_key(self.session, domain, disk, host)
 
     def disk_map(self, key: JobKey, disk: Disk | None = None) -> DiskMap:
         """Where the disk's data lives, range by range (``engine.disk_map``; may block).

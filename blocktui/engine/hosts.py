@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blocktui.backends.base import Backend
+from blocktui.core.errors import NotFound
 from blocktui.core.scheduler import HostPolicy
 from blocktui.engine.facade import Engine
 from blocktui.engine.journal import Journal
+from blocktui.engine.lookup import is_named
 from blocktui.engine.session import Session
 
 
@@ -33,6 +35,7 @@ class HostSpec:
     qmp_sockets: tuple[Path, ...] = ()
     qmp_dirs: tuple[Path, ...] = ()
     lab: bool = False
+    fleet: bool = False
     readonly: bool = False
     qmp_hold: bool = False
     call_timeout: float | None = None
@@ -64,6 +67,8 @@ def open_backends(spec: HostSpec, stack: ExitStack) -> list[Backend]:
         for directory in spec.qmp_dirs:
             backends.append(QmpBackend(directory=directory, readonly=spec.readonly, hold=spec.qmp_hold))
     uris = list(spec.uris)
+    if spec.fleet:
+        uris.extend(fleet_uris())
     if not backends and not uris:
         uris.append(default_uri())
     if uris:
@@ -73,6 +78,21 @@ def open_backends(spec: HostSpec, stack: ExitStack) -> list[Backend]:
             LibvirtBackend(uri, readonly=spec.readonly, call_timeout=spec.call_timeout) for uri in uris
         )
     return backends
+
+
+def fleet_uris() -> list[str]:
+    """The fleet lab's hosts, as libvirt URIs.
+
+    Raises:
+        NotFound: no fleet is up.
+    """
+    from blocktui.lab.fleet import FleetLab  # noqa: PLC0415 - only --fleet needs the fleet
+
+    fleet = FleetLab()
+    uris = fleet.uris()
+    if not uris:
+        raise NotFound(f"no fleet in {fleet.root}; 'blocktui lab fleet up' creates one (as root)")
+    return uris
 
 
 def open_engine(
@@ -88,13 +108,6 @@ def open_engine(
     engine = Engine(Session(backends, readonly=spec.readonly), journal, policy=policy, guard=guard)
     for place, own in spec.policies:
         for backend in backends:
-            if _named_by(backend, place):
+            if is_named(backend.uri, place):
                 engine.set_policy(own, backend.uri)
     return engine
-
-
-def _named_by(backend: Backend, place: str) -> bool:
-    """Whether ``place`` (a URI, a QMP socket or folder, or ``lab``) names ``backend``."""
-    if place == "lab":
-        return backend.uri.startswith("qemu:///embed")
-    return backend.uri in (place, f"qmp:{Path(place).absolute()}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from blocktui.backends.base import Backend
 from blocktui.core.errors import Conflict, HostError, NotFound
@@ -14,30 +16,66 @@ if TYPE_CHECKING:
     from blocktui.engine.session import Session
 
 
-def find_domain(session: Session, name: str) -> Domain:
-    """The one domain called ``name`` on any host.
+def host_named(hosts: list[str], place: str) -> str:
+    """The one host of ``hosts`` that ``place`` names: its URI, its host part (``fleet-2`` for
+    ``qemu+ssh://user@fleet-2/session``), a QMP socket or folder, or ``lab``.
 
     Raises:
-        NotFound: no host has it.
+        NotFound: no host answers to it.
+        Conflict: several do.
+    """
+    if place in hosts:
+        return place
+    matches = [uri for uri in hosts if is_named(uri, place)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise Conflict(
+            f"{visible(place)!r} names several hosts ({', '.join(map(visible, matches))}); give a URI"
+        )
+    raise NotFound(f"no open host is called {visible(place)!r} (hosts: {', '.join(map(short_name, hosts))})")
+
+
+def is_named(uri: str, place: str) -> bool:
+    """Whether ``place`` (a URI, a host part, a QMP socket or folder, or ``lab``) names ``uri``."""
+    if place == "lab":
+        return uri.startswith("qemu:///embed")
+    return place in (uri, short_name(uri)) or uri == f"qmp:{Path(place).absolute()}"
+
+
+def short_name(uri: str) -> str:
+    """The host part of a URI (``fleet-2``), else the URI itself."""
+    try:
+        return urlsplit(uri).hostname or uri
+    except ValueError:  # a malformed URI (an unbalanced "[")
+        return uri
+
+
+def find_domain(session: Session, name: str, host: str | None = None) -> Domain:
+    """The one domain called ``name`` on any host, or on ``host`` (which ``host_named`` resolves).
+
+    Raises:
+        NotFound: no host has it (or no host is called ``host``).
         Conflict: several hosts have it.
     """
-    matches = [d for d in session.domains() if d.name == name]
+    hosts = session.hosts if host is None else [host_named(session.hosts, host)]
+    matches = [d for d in session.domains() if d.name == name and d.host in hosts]
     if not matches:
-        hosts = ", ".join(session.hosts)
-        raise NotFound(f"no domain {visible(name)!r} on {hosts}; 'blocktui ls' lists them")
+        where = ", ".join(map(short_name, hosts))
+        raise NotFound(f"no domain {visible(name)!r} on {where}; 'blocktui ls' lists them")
     if len(matches) > 1:
-        raise Conflict(
-            f"domain {visible(name)!r} exists on several hosts "
-            f"({', '.join(d.host for d in matches)}); name one host with -c"
-        )
+        short = [short_name(d.host) for d in matches]
+        # Two hosts may share a host part (qemu+ssh://far/system, qemu+tls://far/system).
+        where = ", ".join(map(visible, short if len(set(short)) == len(short) else [d.host for d in matches]))
+        raise Conflict(f"domain {visible(name)!r} exists on several hosts ({where}); name one with --on HOST")
     if matches[0].error:
         raise HostError(f"domain {visible(name)!r} on {matches[0].host}: {matches[0].error}")
     return matches[0]
 
 
-def find_disk_key(session: Session, domain: str, disk: str) -> JobKey:
-    """The job key for ``domain``/``disk``, checking both exist."""
-    found = find_domain(session, domain)
+def find_disk_key(session: Session, domain: str, disk: str, host: str | None = None) -> JobKey:
+    """The job key for ``domain``/``disk`` (on ``host``, if given), checking both exist."""
+    found = find_domain(session, domain, host)
     if found.disk(disk) is None:
         targets = ", ".join(visible(d.target) for d in found.disks) or "none listed"
         raise NotFound(f"domain {visible(domain)!r} has no disk {visible(disk)!r} (disks: {targets})")

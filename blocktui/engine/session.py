@@ -23,6 +23,7 @@ from blocktui.backends.base import Backend
 from blocktui.core.errors import (
     BlocktuiError,
     InvalidInput,
+    NeedsAuthentication,
     NotFound,
 )
 from blocktui.core.model import (
@@ -44,6 +45,10 @@ T = TypeVar("T")
 #: A host whose current call has run this long is shown as not answering. With polls every 0.5 s,
 #: a host that stops answering is marked within 2 s.
 SILENT_AFTER = 1.0
+#: A host that could not be opened is tried again after this many seconds, doubling up to the
+#: ceiling, so a host that was down when blocktui started joins by itself once it is up.
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
 
 
 class Session(SessionPolling, SessionActions):
@@ -97,6 +102,8 @@ class Session(SessionPolling, SessionActions):
         self._order = {uri: index for index, uri in enumerate(self._backends)}
         # The host's poll (or connect) in flight, so polls of one host never overlap or pile up.
         self._polls: dict[str, Future[None]] = {}
+        #: Hosts whose open failed: when to try again, and the delay that led there.
+        self._retry: dict[str, tuple[float, float]] = {}
 
     # -- connections ------------------------------------------------------------------------
 
@@ -143,9 +150,15 @@ class Session(SessionPolling, SessionActions):
         try:
             backend.connect()
         except BlocktuiError as exc:
+            auth = isinstance(exc, NeedsAuthentication)
             with self._lock:
-                self._set_host(uri, ConnectionState.DISCONNECTED, str(exc))
+                delay = min(self._retry.get(uri, (0.0, RETRY_FIRST / 2))[1] * 2, RETRY_MAX)
+                self._retry[uri] = (self._clock() + delay, delay)
+                state = ConnectionState.NEEDS_AUTH if auth else ConnectionState.DISCONNECTED
+                self._set_host(uri, state, str(exc))
             return
+        with self._lock:
+            self._retry.pop(uri, None)
         info = backend.host_info()
         with self._lock:
             self._hosts[uri] = info
@@ -223,6 +236,9 @@ class Session(SessionPolling, SessionActions):
             return None
 
         def run() -> None:
+            if self._retry_due(uri):
+                self._connect(uri)
+                return
             try:
                 self._catch_up(uri)
                 with self._lock:
@@ -239,6 +255,12 @@ class Session(SessionPolling, SessionActions):
 
         poll = self._polls[uri] = self._workers[uri].submit(run)
         return poll
+
+    def _retry_due(self, uri: str) -> bool:
+        """Whether ``uri`` failed to open and its next try has come."""
+        with self._lock:
+            retry = self._retry.get(uri)
+            return retry is not None and not self._closed and self._clock() >= retry[0]
 
     def _catch_up(self, uri: str) -> None:
         """Take the backend's word that it is connected again (a failed poll marked it reconnecting).

@@ -125,6 +125,21 @@ def image_info(path: Path) -> dict[str, object]:
     return info
 
 
+def backing_chain(top: Path) -> tuple[Path, ...]:
+    """The backing files below ``top``, nearest first, as the images name them."""
+    chain: list[Path] = []
+    current = top
+    # A bound on the walk guards against a loop in badly made images.
+    for _ in range(64):
+        info = image_info(current)
+        name = info.get("full-backing-filename") or info.get("backing-filename")
+        if not name:
+            break
+        current = Path(str(name))
+        chain.append(current)
+    return tuple(chain)
+
+
 def backing_file(path: Path) -> str | None:
     """The backing file an image names, or None when it stands alone."""
     value = image_info(path).get("backing-filename")

@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape, quoteattr
 from blocktui.backends.libvirt import LibvirtBackend, embedded_root, map_error, steady_cpu
 from blocktui.core.errors import Conflict, HostError, NotFound
 from blocktui.lab import LAB_DIR_ENV, MIB, DiskSpec, Lab, LabDisk, default_specs, lab_root
-from blocktui.lab.images import create_chain, image_info
+from blocktui.lab.images import backing_chain, create_chain, image_info
 
 import libvirt  # isort: skip - after blocktui.backends.libvirt, which keeps libvirt's log off stderr
 
@@ -109,7 +109,8 @@ def _kvm_usable() -> bool:
     return True
 
 
-def _domain_xml(name: str, virt_type: str, disks: list[tuple[str, Path]]) -> str:
+def lab_domain_xml(name: str, virt_type: str, disks: list[tuple[str, Path]]) -> str:
+    """A lab domain (no guest: the firmware halts) with one virtio qcow2 disk per (target, top image)."""
     devices = "\n".join(
         f"    <disk type='file' device='disk'>\n"
         f"      <driver name='qemu' type='qcow2'/>\n"
@@ -204,7 +205,7 @@ class LibvirtLab(Lab):
                 boot_code=spec.boot_code,
             )
             created.append(LabDisk(name, spec.target, chain.top, chain.backing, spec.size))
-        xml = _domain_xml(name, self.virt_type, [(disk.target, disk.top) for disk in created])
+        xml = lab_domain_xml(name, self.virt_type, [(disk.target, disk.top) for disk in created])
         try:
             with steady_cpu():
                 dom = self._conn.defineXML(xml)
@@ -280,7 +281,7 @@ class LibvirtLab(Lab):
                     continue
                 top = Path(disk.source)
                 size = int(str(image_info(top)["virtual-size"]))
-                found.append(LabDisk(domain.name, disk.target, top, _backing_chain(top), size))
+                found.append(LabDisk(domain.name, disk.target, top, backing_chain(top), size))
         return found
 
     def _image_dir(self, name: str) -> Path:
@@ -289,18 +290,3 @@ class LibvirtLab(Lab):
         if self.images.resolve() not in directory.parents:
             raise HostError(f"lab: domain name {name!r} cannot be used as a directory name")
         return directory
-
-
-def _backing_chain(top: Path) -> tuple[Path, ...]:
-    """The backing files below ``top``, nearest first, as the images name them."""
-    chain: list[Path] = []
-    current = top
-    # A bound on the walk guards against a loop in badly made images.
-    for _ in range(64):
-        info = image_info(current)
-        name = info.get("full-backing-filename") or info.get("backing-filename")
-        if not name:
-            break
-        current = Path(str(name))
-        chain.append(current)
-    return tuple(chain)

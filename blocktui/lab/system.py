@@ -146,11 +146,11 @@ def system_daemon() -> Iterator[Daemon]:
             QEMU_CONF.unlink(missing_ok=True)
 
 
-def answering() -> bool:
-    """Whether a daemon accepts connections on ``SOCKET`` (a file left by a killed one does not)."""
+def answering(path: Path = SOCKET) -> bool:
+    """Whether a daemon accepts connections on ``path`` (a file left by a killed one does not)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
-            probe.connect(str(SOCKET))
+            probe.connect(str(path))
         except OSError:
             return False
     return True

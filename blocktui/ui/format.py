@@ -31,6 +31,7 @@ CONNECTION_STYLES: dict[ConnectionState, str] = {
     ConnectionState.CONNECTED: "green",
     ConnectionState.RECONNECTING: "bold yellow",
     ConnectionState.DISCONNECTED: "bold red",
+    ConnectionState.NEEDS_AUTH: "bold red",
 }
 
 

@@ -31,6 +31,7 @@ from blocktui.lab.qemu_styles import STYLES
 from blocktui.lab.system import SystemDaemonError, system_daemon
 
 from .branches import Branch, BranchFactory
+from .fleet_support import Fleet, fleet_for_run
 from .system_support import SystemHost
 
 #: Lab kinds every integration test runs against (the QMP lab starts its QEMUs with -blockdev).
@@ -91,6 +92,13 @@ def system_host() -> Iterator[SystemHost]:
         pytest.fail(f"cannot use a system libvirtd: {exc}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fleet() -> Iterator[Fleet]:
+    """The fleet lab for the run: three hosts over SSH, two domains each (see ``fleet_support``)."""
+    with fleet_for_run() as made:
+        yield made
 
 
 def _lab_base() -> Path:

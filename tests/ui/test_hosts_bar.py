@@ -28,3 +28,14 @@ def test_several_hosts_fit_health_and_policy_before_details() -> None:
     assert "qmp reconnecting (max ∞ · budget 60M/s · guard off)" in plain
     assert "hostname=" not in plain
     assert len(plain) <= 120
+
+
+def test_ten_hosts_count_the_well_ones_and_name_those_that_need_a_look() -> None:
+    uris = [f"qemu+ssh://ops@hv{n:02d}/system" for n in range(10)]
+    hosts = [HostInfo(uri, ConnectionState.CONNECTED) for uri in uris]
+    hosts[3] = HostInfo(uris[3], ConnectionState.CONNECTED, silent_for=3.0)
+    hosts[7] = HostInfo(uris[7], ConnectionState.NEEDS_AUTH, message="Permission denied (publickey)")
+    labels = {uri: f"hv{n:02d}" for n, uri in enumerate(uris)}
+    plans = {uri: HostPlan(2, 0, True) for uri in uris}
+    plain = hosts_text(hosts, labels, False, plans).plain
+    assert plain == "blocktui  ● 8 connected  ● hv03 not answering for 3s  ⊘ hv07 needs authentication"

@@ -178,3 +178,19 @@ async def test_a_long_reason_is_cut_short_on_screen_but_read_whole() -> None:
         assert str(table.get_cell(row_key(failed.key), "why")) == "No space left on device"
         line = table.render_lines(table.size.region)[1].text
         assert line.rstrip().endswith(" No space…")
+
+
+async def test_rows_of_a_silent_host_keep_their_values_and_say_stale_until_it_answers() -> None:
+    app = TableApp()
+    async with app.run_test(size=(140, 8)) as pilot:
+        table = app.query_one(JobsTable)
+        jobs = [running(1), replace(running(2), key=JobKey("qemu+ssh://far/system", "vm02", "vda"))]
+        table.sync(jobs, {}, now=0.0, stale=frozenset({"qemu+ssh://far/system"}))
+        await pilot.pause()
+        far, near = (table.get_row_at(i) for i in (1, 0))
+        assert "stale" in far[-1].plain and far[-5].plain.strip() == "256M/1.0G"
+        assert "stale" not in near[-1].plain
+        table.sync(jobs, {}, now=1.0)  # it answers again: the mark goes
+        await pilot.pause()
+        assert "stale" not in table.get_row_at(1)[-1].plain
+        await assert_drawn_afresh(pilot)

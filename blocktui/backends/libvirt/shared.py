@@ -17,7 +17,7 @@ import libvirt
 
 from blocktui.backends.libvirt.errors import map_error
 from blocktui.backends.libvirt.events import DomainEvents, FanOut, register
-from blocktui.core.errors import HostError
+from blocktui.core.errors import HostError, NeedsAuthentication
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +232,33 @@ def open_connection(uri: str, readonly: bool) -> libvirt.virConnect:
     return open_embedded(uri, root, lambda: _open_uri(uri, target, readonly))
 
 
+#: What ssh (in batch mode) and libvirt's own transports say when they refuse to go on without
+#: credentials: the key was refused, the host key is unknown or changed, a password would be asked.
+_AUTH_WORDS = (
+    # ssh's own form; a bare "Permission denied" is also a local socket's, which no key would open.
+    "Permission denied (",
+    "Host key verification failed",
+    "authentication",
+    "passphrase",
+    "password",
+)
+_AUTH_CODES = frozenset(
+    {libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED, libvirt.VIR_ERR_AUTH_UNAVAILABLE}
+)
+
+
+def auth_refusal(exc: libvirt.libvirtError) -> str | None:
+    """Why the host wants credentials, in the words of the error; None for any other failure."""
+    message = str(exc)
+    if exc.get_error_code() not in _AUTH_CODES and not any(
+        word.casefold() in message.casefold() for word in _AUTH_WORDS
+    ):
+        return None
+    # ssh's own line sits between libvirt's "Cannot recv data:" and ": Connection reset by peer".
+    reason = message.removeprefix("Cannot recv data: ").split(".: ", 1)[0]
+    return reason.strip() or message
+
+
 def _open_uri(uri: str, target: str, readonly: bool) -> libvirt.virConnect:
     """Open ``target`` (``uri`` as this process must spell it), with errors that say what to do."""
     try:
@@ -243,6 +270,14 @@ def _open_uri(uri: str, target: str, readonly: bool) -> libvirt.virConnect:
                 f"cannot connect to {uri}: another process holds this embedded root "
                 "(only one process may open it at a time)"
             )
+        elif (refusal := auth_refusal(exc)) is not None:
+            remedy = (
+                "give ssh a key the host accepts (an agent, ~/.ssh/config, or keyfile= in the URI) "
+                "and a known host key"
+                if "ssh" in urlsplit(uri).scheme
+                else "grant this user access without a prompt (polkit rules, the libvirt group, SASL)"
+            )
+            error = NeedsAuthentication(f"cannot connect to {uri}: needs authentication: {refusal}; {remedy}")
         elif "Failed to parse user" in str(exc):
             error = HostError(
                 f"cannot connect to {uri}: {exc}; the QEMU driver needs the user and groups "

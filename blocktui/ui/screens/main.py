@@ -173,7 +173,10 @@ class MainScreen(PaneScreen):
     def _render_lists(self) -> None:
         # The jobs table first: a final state reaches the screen without waiting for the tree.
         state = self.state
-        self.query_one(JobsTable).sync(state.shown_jobs(self._needle), state.labels, state.plans)
+        stale = frozenset(
+            h.uri for h in state.snapshot.hosts if h.silent_for or h.state is not ConnectionState.CONNECTED
+        )
+        self.query_one(JobsTable).sync(state.shown_jobs(self._needle), state.labels, state.plans, stale=stale)
         job_states = {(key.host, key.domain, key.disk): job.state for key, job in state.jobs.items()}
         self.query_one(DomainTree).show(
             state.snapshot.hosts, state.labels, state.snapshot.domains, job_states, self._needle

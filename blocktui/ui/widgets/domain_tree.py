@@ -15,6 +15,7 @@ from textual.widgets.tree import TreeNode
 from blocktui.core.model import ConnectionState, Disk, Domain, DomainState, HostInfo, JobState
 from blocktui.core.text import counted
 from blocktui.ui.format import CONNECTION_STYLES, STATE_STYLES, safe
+from blocktui.ui.widgets.hosts_bar import connection_text
 
 
 class Place(NamedTuple):
@@ -67,11 +68,13 @@ def domain_label(domain: Domain) -> Text:
 
 
 def host_label_text(info: HostInfo, label: str) -> Text:
-    """The host's short name and connection state."""
-    state = "read-only" if info.readonly and info.state is ConnectionState.CONNECTED else info.state.value
-    return Text.assemble(
-        Text(label, style="bold"), " ", Text(state, style=CONNECTION_STYLES.get(info.state, ""))
-    )
+    """The host's short name and connection state (with the reason, for a host that wants credentials)."""
+    style = "yellow" if info.silent_for else CONNECTION_STYLES.get(info.state, "")
+    text = Text.assemble(Text(label, style="bold"), " ", Text(connection_text(info), style=style))
+    if info.state is ConnectionState.NEEDS_AUTH and info.message:
+        text.append("  ")
+        text.append_text(safe(info.message, "red"))
+    return text
 
 
 def matches(needle: str, *haystack: str | None) -> bool:
@@ -165,7 +168,12 @@ class DomainTree(Tree[Place]):
                 self.root,
                 Place(info.uri),
                 host_index,
-                (label, info.state, info.readonly),
+                (
+                    label,
+                    info.state,
+                    connection_text(info),
+                    info.message if info.state is ConnectionState.NEEDS_AUTH else "",
+                ),
                 partial(host_label_text, info, label),
             )
             shown: list[tuple[Domain, list[Disk]]] = []

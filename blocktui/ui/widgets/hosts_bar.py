@@ -16,6 +16,7 @@ _DOTS = {
     ConnectionState.CONNECTED: "●",
     ConnectionState.RECONNECTING: "◍",
     ConnectionState.DISCONNECTED: "○",
+    ConnectionState.NEEDS_AUTH: "⊘",
 }
 
 
@@ -40,14 +41,34 @@ def policy_text(plan: HostPlan) -> Text:
     return text
 
 
+#: Above this many hosts the header names only those that need a look, and counts the others
+#: (``● 9 connected``): ten hosts with their policies would not fit on one line.
+NAMED_AT_MOST = 4
+
+
+def _well(info: HostInfo) -> bool:
+    return info.state is ConnectionState.CONNECTED and not info.silent_for and not info.readonly
+
+
 def hosts_text(
     hosts: Sequence[HostInfo],
     labels: Mapping[str, str],
     readonly: bool,
     policies: Mapping[str, HostPlan] | None = None,
 ) -> Text:
-    """``blocktui  ● alpha connected (max 2 · budget ∞ · guard on)  ◍ beta reconnecting (…)``."""
+    """``blocktui  ● alpha connected (max 2 · budget ∞ · guard on)  ◍ beta reconnecting (…)``.
+
+    More than ``NAMED_AT_MOST`` hosts: ``blocktui  ● 9 connected  ◌ fleet-7 not answering for 3s``.
+    """
     text = Text.assemble(("blocktui", "bold"), ("  read-only session" if readonly else "", "bold yellow"))
+    crowded = len(hosts) > NAMED_AT_MOST
+    if crowded:
+        well = sum(1 for info in hosts if _well(info))
+        if well:
+            text.append("  ")
+            text.append(f"{_DOTS[ConnectionState.CONNECTED]} {well} connected", style="green")
+        hosts = [info for info in hosts if not _well(info)]
+        policies = None  # each host's queue and budget: ``m`` and ``b`` show and change them
     for info in hosts:
         style = CONNECTION_STYLES.get(info.state, "")
         if info.silent_for or (info.state is ConnectionState.CONNECTED and info.readonly):
@@ -61,7 +82,7 @@ def hosts_text(
             text.append(" (", style="dim")
             text.append_text(policy_text(plan))
             text.append(")", style="dim")
-        if len(hosts) > 1:
+        if len(hosts) > 1 or crowded:
             continue  # one line holds every host's health and policy, not their details
         # Details of the one host (hostname, versions): key=value, always escaped.
         for key, value in sorted(info.extra.items()):

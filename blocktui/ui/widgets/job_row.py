@@ -86,7 +86,7 @@ def row_key(key: JobKey) -> str:
     return "\0".join(key)
 
 
-def row_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Cell, ...]:
+def row_cells(job: JobView, host: str, plan: PlanInfo | None = None, stale: bool = False) -> tuple[Cell, ...]:
     """Every cell of a job's row as (characters, style), in column order.
 
     Host strings are made visible here (control characters escaped); nothing downstream parses
@@ -94,11 +94,16 @@ def row_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Ce
 
     Args:
         plan: the open plan driving the job, if any: its state word and its own limit win.
+        stale: the job's host is not answering: the row keeps its last values and says so.
     """
     state_style = STATE_STYLES.get(job.state, "")
     final = job.state.is_final
     known_total = job.end > 0
     why = job.error or (plan.note if plan else "") or job.note
+    if stale and not final:
+        why_cell = (f"stale · {visible(why)}" if why else "stale: host silent", "bold yellow")
+    else:
+        why_cell = (visible(why) if why else "", "red" if job.error else "dim")
     return (
         (host, ""),
         (visible(job.key.domain), ""),
@@ -113,7 +118,7 @@ def row_cells(job: JobView, host: str, plan: PlanInfo | None = None) -> tuple[Ce
         ("—" if final or job.state is JobState.PAUSED else compact_rate(job.rate), ""),
         (compact_limit(plan.limit if plan is not None else job.bandwidth), ""),
         eta_cell(job),
-        (visible(why) if why else "", "red" if job.error else "dim"),
+        why_cell,
     )
 
 

@@ -180,6 +180,7 @@ class JobsTable(ScrollView):
         plans: Mapping[JobKey, PlanInfo] | None = None,
         *,
         now: float | None = None,
+        stale: frozenset[str] = frozenset(),
     ) -> bool:
         """Make the rows match ``jobs``; return whether any row was added or removed.
 
@@ -192,6 +193,7 @@ class JobsTable(ScrollView):
             hosts: short labels for host URIs.
             plans: the open plans, by job.
             now: the monotonic time (tests pass their own).
+            stale: hosts not answering now: their rows keep their last values, marked stale.
         """
         plans = plans or {}
         now = time.monotonic() if now is None else now
@@ -205,7 +207,7 @@ class JobsTable(ScrollView):
         added = False
         changed: set[str] = set()
         for value, job in wanted.items():
-            view = (job, hosts.get(job.key.host, job.key.host), plans.get(job.key))
+            view = (job, hosts.get(job.key.host, job.key.host), plans.get(job.key), job.key.host in stale)
             row = self._rows.get(value)
             if row is None:
                 self._rows[value] = _Row(job.key, view, eta_cell(job))
@@ -343,12 +345,16 @@ class JobsTable(ScrollView):
         self.refresh()
 
 
+#: What a row is drawn from: the job, its host's label, its plan, whether its host is silent.
+RowView = tuple[JobView, str, PlanInfo | None, bool]
+
+
 class _Row:
     """One job's row: what it was last given and the cells it shows, built when first needed."""
 
     __slots__ = ("cells", "eta", "key", "settled", "stale", "view")
 
-    def __init__(self, key: JobKey, view: tuple[JobView, str, PlanInfo | None], eta: Cell) -> None:
+    def __init__(self, key: JobKey, view: RowView, eta: Cell) -> None:
         self.key = key
         self.view = view
         #: The ETA cell shown, which may lag the job's (see ``ETA_EVERY``).
@@ -359,7 +365,7 @@ class _Row:
         #: Whether ``cells`` are yet to be built from ``view``.
         self.stale = True
 
-    def update(self, view: tuple[JobView, str, PlanInfo | None], eta: Cell, *, settled: bool) -> None:
+    def update(self, view: RowView, eta: Cell, *, settled: bool) -> None:
         """Take a new view of the job; its cells are built again when next shown."""
         self.view, self.eta, self.settled, self.stale = view, eta, settled, True
 
