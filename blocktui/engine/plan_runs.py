@@ -85,6 +85,8 @@ class HostRunner:
 
     def close_host(self, host: str) -> None:
         for plan in self.book.host_plans(host):
+            if plan.running and plan.pulls_prefix:
+                self._stop_prefix_at_close(plan)
             if plan.running and not plan.going and GuardDriver.followed(plan.applied):
                 with contextlib.suppress(BlocktuiError):
                     self.session.set_speed(plan.key, self._hand_back_speed(plan))
@@ -95,6 +97,17 @@ class HostRunner:
                 )
             if plan.status is not PlanStatus.DONE:
                 self.book.journal.update(plan.entry_id, owner=None)
+
+    def _stop_prefix_at_close(self, plan: Plan) -> None:
+        """A prefix window's pull ends only because this process stops it: stop it now, keeping
+        what it copied, unless the guard gives another job of the domain the turn (then the next
+        blocktui stops it, as it would an abort that was not sent)."""
+        if not self.guard_has_say(plan.key):
+            with contextlib.suppress(BlocktuiError):
+                self.session.abort(plan.key)
+                plan.abort_sent = True
+                plan.note = "window stopped when blocktui closed (what it copied stays)"
+        self.book.journal.update(plan.entry_id, pause_requested=1, note=plan.note)
 
     def _hand_back_speed(self, plan: Plan) -> int:
         """What a job this process guards runs at once nobody does (see ``GuardDriver.hand_back``)."""

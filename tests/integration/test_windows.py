@@ -369,3 +369,30 @@ def test_libvirt_prefix_window_stops_at_its_end_and_keeps_the_backing_file(
     assert compare(disk.top, saved)
     view = session.job(key)
     assert view is not None and view.state is JobState.COMPLETED
+
+
+@LIBVIRT_ONLY
+@pytest.mark.timeout(300)
+def test_libvirt_prefix_window_is_stopped_when_its_blocktui_closes_and_the_backing_file_stays(
+    lab: Lab, make_domain: DomainFactory, save_content: SaveContent, session: Session, journal: Journal
+) -> None:
+    """Only blocktui stops a prefix window's pull: closing mid-way must not let it run to the end."""
+    (disk,) = make_domain([DiskSpec("vda", 64 * MIB, 2)])
+    saved = save_content(disk)
+    session.refresh_domains()
+    engine = Engine(session, journal)
+    key = key_of(session, disk)
+    plan = engine.add_stream(key, bandwidth=2 * MIB, window=Window(0, 48 * MIB))
+    engine.run_until(lambda: (view := session.job(key)) is not None and view.cur >= 2 * MIB, timeout=120)
+
+    engine.planner.close(timeout=60)
+
+    deadline = time.monotonic() + 60
+    while session.backend(key.host).job_info(key.domain, key.disk) is not None:
+        assert time.monotonic() < deadline, "the prefix window's pull was left running"
+        time.sleep(0.2)
+    entry = journal.get(plan.entry_id)
+    assert entry is not None and entry.status != "completed" and entry.pause_requested
+    lab.flush(disk.domain)
+    assert backing_file(disk.top) is not None
+    assert compare(disk.top, saved)
