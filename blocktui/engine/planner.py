@@ -18,23 +18,21 @@ from dataclasses import replace
 from functools import partial
 
 from blocktui.core.chunks import check_gap
-from blocktui.core.errors import Conflict, NoJob
+from blocktui.core.errors import NoJob
 from blocktui.core.guard import GuardRule, guard_needed
-from blocktui.core.model import ConnectionState, JobKey, JobKind, JobState
+from blocktui.core.model import ConnectionState, JobKey, JobState
 from blocktui.core.scheduler import HostPolicies, HostPolicy
 from blocktui.core.views import JobView, Snapshot
 from blocktui.core.windows import Window
-from blocktui.engine.disk_identity import identity_now
 from blocktui.engine.guarding import GuardDriver
 from blocktui.engine.hostwork import wait_for
 from blocktui.engine.journal import Journal
-from blocktui.engine.lookup import disk_of, stream_disk
 from blocktui.engine.plan_book import PlanBook
+from blocktui.engine.plan_intake import PlanIntake
 from blocktui.engine.plan_runs import HostRunner
 from blocktui.engine.plans import Plan, PlanStatus
 from blocktui.engine.recovery import reattach_open
 from blocktui.engine.session import Session
-from blocktui.engine.windows import check_window, fit_window
 
 __all__ = ["GUARD_ENV", "Plan", "PlanStatus", "Planner", "guard_disabled_by_env"]
 
@@ -85,6 +83,7 @@ class Planner:
             clock=clock,
         )
         self._pid = os.getpid()
+        self.intake = PlanIntake(session, self.book, self._pid)
         # Each host's plan step in flight: steps of one host never overlap or pile up.
         self._stepping: dict[str, Future[None]] = {}
 
@@ -137,39 +136,12 @@ class Planner:
             NotFound: no such domain or disk.
         """
         check_gap(gap)
-        work = partial(self._add_stream, key, bandwidth, base, chunk, gap, window=window)
+        work = partial(
+            self.intake.stream, key, bandwidth=bandwidth, base=base, chunk=chunk, gap=gap, window=window
+        )
         plan = self.session.call(key.host, work)
         self.session.wake()
         return plan
-
-    def _add_stream(
-        self, key: JobKey, bandwidth: int, base: str | None, chunk: int, gap: float, *, window: Window | None
-    ) -> Plan:
-        backend = self.session.backend(key.host)
-        if window is not None:
-            check_window(backend, key, window, chunk=chunk)
-        disk = stream_disk(backend, key, base)
-        if window is not None:
-            window = fit_window(backend, disk, window)
-        current = self.plan(key)
-        if current is not None and current.status is not PlanStatus.DONE:
-            raise Conflict(f"{key.domain}/{key.disk} already has a plan ({current.status.value})")
-        if self.session.backend(key.host).job_info(key.domain, key.disk) is not None:
-            raise Conflict(f"{key.domain}/{key.disk} already has a block job")
-        return self.book.new_plan(
-            key,
-            disk,
-            JobKind.PULL if window is None else JobKind.WINDOW,
-            PlanStatus.QUEUED,
-            bandwidth=bandwidth,
-            base=base,
-            chunk=chunk,
-            gap=gap,
-            owner=self._pid,
-            identity=identity_now(backend, key),
-            window=window,
-            by_filter=window is not None and backend.supports_window,
-        )
 
     def set_limit(self, key: JobKey, bandwidth: int) -> None:
         """Change a planned stream's own limit; the budget is re-divided at the next step."""
@@ -185,7 +157,7 @@ class Planner:
         self._on_host(key, self._pause)
 
     def _pause(self, key: JobKey) -> None:
-        plan = self.plan(key) or self._adopt(key)
+        plan = self.plan(key) or self.intake.adopt(key)
         plan.pause_requested = True
         self.journal.update(plan.entry_id, pause_requested=1)
         if plan.status in (PlanStatus.QUEUED, PlanStatus.GAP):
@@ -262,32 +234,12 @@ class Planner:
 
     def adopt(self, key: JobKey) -> Plan:
         """Take charge of a job started elsewhere (so it can be paused, queued under the budget)."""
-        return self.session.call(key.host, partial(self._adopt, key))
+        return self.session.call(key.host, partial(self.intake.adopt, key))
 
     def _on_host(self, key: JobKey, action: Callable[..., None], *args: object) -> None:
         """Run one action on ``key``'s host worker (after the host's step in flight), then wake the loop."""
         self.session.call(key.host, partial(action, key, *args))
         self.session.wake()
-
-    def _adopt(self, key: JobKey) -> Plan:
-        existing = self.plan(key)
-        if existing is not None and existing.status is not PlanStatus.DONE:
-            return existing
-        job = self.session.backend(key.host).job_info(key.domain, key.disk)
-        if job is None:
-            raise NoJob(f"{key.domain}/{key.disk} has no block job to take charge of")
-        plan = self.book.new_plan(
-            key,
-            disk_of(self.session.backend(key.host), key.domain, key.disk),
-            job.kind,
-            PlanStatus.ACTIVE,
-            bandwidth=job.bandwidth,
-            size=job.end,
-            owner=self._pid,
-            identity=identity_now(self.session.backend(key.host), key),
-        )
-        plan.applied = job.bandwidth
-        return plan
 
     def reattach(self, timeout: float | None = None) -> list[Plan]:
         """Carry on the journal's open plans whose process is gone; return those taken over.

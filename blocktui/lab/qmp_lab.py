@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blocktui.backends.base import Backend
 
 if TYPE_CHECKING:
-    from qemu.qmp import QMPClient
-
     from blocktui.backends.qmp import QmpBackend
 from blocktui.core.errors import Conflict, HostError, InvalidInput
 from blocktui.lab import MIB, DiskSpec, Lab, LabDisk, default_specs
@@ -32,17 +29,12 @@ from blocktui.lab.qemu_styles import (
     machine_args,
     write_halt_rom,
 )
+from blocktui.lab.qmp_monitor import flush_disks, wait_greeted
 
 QEMU = "qemu-system-x86_64"
 
 #: How long a QEMU gets to leave after SIGTERM before it is killed.
 STOP_GRACE = 5.0
-
-#: How long a new QEMU may take to greet on its monitor (a loaded machine delays its main loop).
-READY_TIMEOUT = 30.0
-
-#: How long a flush waits for the spare monitor (another client may hold it).
-FLUSH_TIMEOUT = 3.0
 
 
 def _alive(pid: int) -> bool:
@@ -218,36 +210,8 @@ class QmpLab(Lab):
         ]
         self._manifest(name).write_text(json.dumps(manifest))
         self._start(name, created, disks, read_error_at or {})
-        asyncio.run(self._greeted(name))
+        asyncio.run(wait_greeted(name, self.spare_socket(name)))
         return created
-
-    async def _greeted(self, name: str) -> None:
-        """Return once the new QEMU greets on its spare monitor.
-
-        ``-daemonize`` returns before QEMU's main loop runs; on a loaded machine that can be seconds
-        later, and a backend scanning meanwhile would take the domain for lost.
-        """
-        async with self._spare_session(name, READY_TIMEOUT, "started but does not answer on its monitor"):
-            pass
-
-    @contextlib.asynccontextmanager
-    async def _spare_session(self, name: str, timeout: float, failure: str) -> AsyncIterator[QMPClient]:
-        """A QMP session on ``name``'s spare monitor; HostError("... {failure}") if none opens."""
-        # Imported here: the lab package must load without qemu.qmp for the libvirt lab.
-        from qemu.qmp import QMPClient, QMPError  # noqa: PLC0415
-
-        from blocktui.backends.qmp.greeting import connect_greeted  # noqa: PLC0415
-
-        client = QMPClient(f"lab-{name}")
-        try:
-            await connect_greeted(client, str(self.spare_socket(name)), timeout)
-        except (TimeoutError, QMPError, OSError) as exc:
-            raise HostError(f"lab domain {name}: {failure}") from exc
-        try:
-            yield client
-        finally:
-            with contextlib.suppress(QMPError, OSError, EOFError):
-                await client.disconnect()
 
     def _disks(self, name: str) -> list[LabDisk]:
         try:
@@ -310,23 +274,7 @@ class QmpLab(Lab):
         if self.pid(name) is None:
             return  # nothing cached: the images on disk are all there is
         targets = [disk.target for disk in self._disks(name)]
-        asyncio.run(self._flush(name, targets))
-
-    async def _flush(self, name: str, targets: list[str]) -> None:
-        from blocktui.backends.qmp.graph import disks_from  # noqa: PLC0415
-
-        failure = "cannot flush: its spare QMP monitor is unavailable"
-        async with self._spare_session(name, FLUSH_TIMEOUT, failure) as client:
-            # HMP qemu-io takes a drive id or a node name, not a device id: flush each disk's
-            # format node, found the way the backend finds it.
-            disks, _chains = disks_from(await client.execute("x-debug-query-block-graph"))
-            nodes = {disk.target: disk.node or disk.target for disk in disks}
-            for target in targets:
-                reply = await client.execute(
-                    "human-monitor-command", {"command-line": f'qemu-io {nodes.get(target, target)} "flush"'}
-                )
-                if isinstance(reply, str) and reply.strip():
-                    raise HostError(f"flushing {name}/{target} failed: {reply.strip()}")
+        asyncio.run(flush_disks(name, self.spare_socket(name), targets))
 
     def kill(self, name: str) -> None:
         """SIGKILL domain ``name``'s QEMU, as a crash would (fault tests); its images stay."""

@@ -36,7 +36,6 @@ from blocktui.ui.screens.history import HistoryScreen
 from blocktui.ui.screens.main_dialogs import Dialogs
 from blocktui.ui.screens.main_keys import CHECKED, MAIN_BINDINGS, action_applies
 from blocktui.ui.screens.panes import PaneScreen
-from blocktui.ui.screens.policy import Field
 from blocktui.ui.screens.selection import BoardState, Selection
 from blocktui.ui.screens.stream_dialog import StreamRequest
 from blocktui.ui.widgets.allocation import MapShown
@@ -44,13 +43,6 @@ from blocktui.ui.widgets.detail import DetailPane
 from blocktui.ui.widgets.domain_tree import DomainTree
 from blocktui.ui.widgets.hosts_bar import HostsBar
 from blocktui.ui.widgets.jobs_table import JobsTable
-
-MiB = 1024**2
-
-#: Where ``-`` starts from when a job has no limit and no measured rate yet.
-DEFAULT_STEP = 64 * MiB
-#: ``-`` never goes below this: a near-zero limit looks like a hung job.
-MIN_LIMIT = MiB
 
 
 class MainScreen(PaneScreen):
@@ -263,15 +255,9 @@ class MainScreen(PaneScreen):
             selection,
             self.state,
             readonly=self.engine.readonly,
-            policy_host=self._policy_host(selection),
+            policy_host=self.dialogs.policy_host(selection),
             supports=self.engine.supports,
         )
-
-    def _policy_host(self, selection: Selection) -> str | None:
-        """The host whose queue and budget ``m``/``b`` change: the selected one, or the only one."""
-        if selection.host is None and len(self.engine.hosts) == 1:
-            return self.engine.hosts[0]
-        return selection.host
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -296,18 +282,11 @@ class MainScreen(PaneScreen):
 
     def action_faster(self) -> None:
         """Double the selected job's limit."""
-        selection = self.selection()
-        if selection.job is not None and selection.limit > 0:
-            self.dialogs.set_limit(selection.job.key, selection.limit * 2)
+        self.dialogs.faster(self.selection())
 
     def action_slower(self) -> None:
         """Halve the selected job's limit; an unlimited job starts from half its measured rate."""
-        selection = self.selection()
-        job = selection.job
-        if job is None:
-            return
-        current = selection.limit or int(job.rate or 0) or 2 * DEFAULT_STEP
-        self.dialogs.set_limit(job.key, max(MIN_LIMIT, current // 2 // MiB * MiB))
+        self.dialogs.slower(self.selection())
 
     def action_limit(self) -> None:
         """Ask for an exact limit for the selected job."""
@@ -321,16 +300,11 @@ class MainScreen(PaneScreen):
 
     def action_max_active(self) -> None:
         """Ask how many streams may run at once on the selected host."""
-        self._ask_policy("max_active")
+        self.dialogs.policy(self.selection(), "max_active")
 
     def action_budget(self) -> None:
         """Ask for the selected host's bandwidth budget."""
-        self._ask_policy("budget")
-
-    def _ask_policy(self, field: Field) -> None:
-        host = self._policy_host(self.selection())
-        if host is not None:
-            self.dialogs.policy(host, field)
+        self.dialogs.policy(self.selection(), "budget")
 
     def action_history(self) -> None:
         """Show every job the journal holds (read in a worker)."""

@@ -19,6 +19,13 @@ from blocktui.ui.screens.policy import Field, PolicyDialog
 from blocktui.ui.screens.selection import BoardState, Selection
 from blocktui.ui.screens.stream_dialog import StreamDialog, StreamRequest
 
+MiB = 1024**2
+
+#: Where ``-`` starts from when a job has no limit and no measured rate yet.
+DEFAULT_STEP = 64 * MiB
+#: ``-`` never goes below this: a near-zero limit looks like a hung job.
+MIN_LIMIT = MiB
+
 
 class Dialogs:
     """Opens each dialog over the main screen, with what the latest board says."""
@@ -104,8 +111,30 @@ class Dialogs:
         """Re-throttle a job, through its plan if it has one."""
         self.requests.set_limit(key, bandwidth)
 
-    def policy(self, host: str, field: Field) -> None:
-        """Ask for a host's max-active or budget (``field`` is the one the key is about)."""
+    def faster(self, selection: Selection) -> None:
+        """Double the selected job's limit (an unlimited job stays so)."""
+        if selection.job is not None and selection.limit > 0:
+            self.set_limit(selection.job.key, selection.limit * 2)
+
+    def slower(self, selection: Selection) -> None:
+        """Halve the selected job's limit; an unlimited job starts from half its measured rate."""
+        job = selection.job
+        if job is None:
+            return
+        current = selection.limit or int(job.rate or 0) or 2 * DEFAULT_STEP
+        self.set_limit(job.key, max(MIN_LIMIT, current // 2 // MiB * MiB))
+
+    def policy_host(self, selection: Selection) -> str | None:
+        """The host whose queue and budget ``m``/``b`` change: the selected one, or the only one."""
+        if selection.host is None and len(self.engine.hosts) == 1:
+            return self.engine.hosts[0]
+        return selection.host
+
+    def policy(self, selection: Selection, field: Field) -> None:
+        """Ask for the selected host's max-active or budget (``field`` is the one the key is about)."""
+        host = self.policy_host(selection)
+        if host is None:
+            return
         current = self.state.policies.get(host)
         policy = current.policy if current is not None else HostPolicy()
         label = self.state.labels.get(host) or host_labels(list(self.engine.hosts)).get(host, visible(host))
