@@ -210,7 +210,7 @@ class QmpLab(Lab):
         ]
         self._manifest(name).write_text(json.dumps(manifest))
         self._start(name, created, disks, read_error_at or {})
-        asyncio.run(wait_greeted(name, self.spare_socket(name)))
+        wait_greeted(name, self.spare_socket(name))
         return created
 
     def _disks(self, name: str) -> list[LabDisk]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,14 +41,39 @@ async def spare_session(name: str, socket: Path, timeout: float, failure: str) -
             await client.disconnect()
 
 
-async def wait_greeted(name: str, socket: Path) -> None:
-    """Return once a new QEMU greets on its spare monitor.
+def wait_greeted(name: str, socket_path: Path, timeout: float = READY_TIMEOUT) -> None:
+    """Return once a new QEMU greets on its spare monitor (a plain read: callers may run an event loop).
 
     ``-daemonize`` returns before QEMU's main loop runs; on a loaded machine that can be seconds
     later, and a backend scanning meanwhile would take the domain for lost.
+
+    Raises:
+        HostError: no greeting within ``timeout``.
     """
-    async with spare_session(name, socket, READY_TIMEOUT, "started but does not answer on its monitor"):
-        pass
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as monitor:
+            monitor.settimeout(timeout)
+            monitor.connect(str(socket_path))
+            pending = b""
+            while True:
+                line, newline, rest = pending.partition(b"\n")
+                if newline:
+                    # Events may come first (a monitor goes on sending them to whoever connects next).
+                    if b'"QMP"' in line:
+                        return
+                    pending = rest
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no greeting within {timeout:.0f} s")
+                monitor.settimeout(left)
+                chunk = monitor.recv(4096)
+                if not chunk:
+                    raise ConnectionResetError("the monitor closed before its greeting")
+                pending += chunk
+    except OSError as exc:  # TimeoutError included
+        raise HostError(f"lab domain {name}: started but does not answer on its monitor ({exc})") from exc
 
 
 async def flush_disks(name: str, socket: Path, targets: list[str]) -> None:

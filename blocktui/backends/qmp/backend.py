@@ -84,7 +84,9 @@ class QmpBackend(QmpWindows):
                     raise
                 log.info("%s: refresh failed: %s", qemu.name, exc)
         # Unreachable but not gone (a busy socket): its last known state; LOST once it is gone.
-        return Domain(self.uri, qemu.name, qemu.state, disks=qemu.disks or (), persistent=False)
+        # One never read says why, rather than passing for a QEMU without disks.
+        unread = qemu.message if qemu.disks is None and not qemu.up else ""
+        return Domain(self.uri, qemu.name, qemu.state, disks=qemu.disks or (), persistent=False, error=unread)
 
     async def _domains(self) -> list[Domain]:
         return list(await asyncio.gather(*(self._domain(q) for q in self._qemus.values())))
@@ -92,10 +94,12 @@ class QmpBackend(QmpWindows):
     async def _find(self, name: str) -> Qemu:
         for attempt in range(2):
             for qemu in self._qemus.values():
-                if qemu.name == name:
+                if qemu.name == name and (qemu.up or attempt == 1):
                     return qemu
             if attempt == 0:
-                await self._scan()  # it may have started since the last periodic scan
+                # It may have started since the last periodic scan, or not answered it (a QEMU slow
+                # to greet on a loaded host): the scan looks again before the caller is told no.
+                await self._scan()
         raise NotFound(f"{self.uri}: no QEMU named {name!r}")
 
     async def _get_domain(self, name: str) -> Domain:
