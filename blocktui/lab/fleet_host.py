@@ -112,6 +112,16 @@ def read_pid(path: Path) -> int | None:
     return pid if Path(f"/proc/{pid}").exists() else None
 
 
+def is_session_of(cmdline: bytes, user: str) -> bool:
+    """Whether a process's command line names an sshd session of ``user``.
+
+    Sessions read ``sshd: USER [priv]`` (root's half) and ``sshd: USER@notty`` (the user's): the
+    name must end there, or ``blocktui-fleet-1`` would match ``blocktui-fleet-10``'s sessions.
+    """
+    prefix = f"sshd: {user}".encode()
+    return cmdline.startswith(prefix) and cmdline[len(prefix) : len(prefix) + 1] in (b" ", b"@")
+
+
 def _run(*argv: str) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=START_TIMEOUT)
     if done.returncode != 0:
@@ -217,12 +227,10 @@ def stop_sshd(host: FleetHost) -> None:
     pid = read_pid(host.sshd_pid_file)
     if pid is not None:
         stop_process(pid)
-    # Each session has a process of its own, which outlives the listener: "sshd: USER [priv]"
-    # (root) and "sshd: USER@notty" (the user).
-    session = f"sshd: {host.user}".encode()
+    # Each session has a process of its own, which outlives the listener.
     for entry in Path("/proc").iterdir():
         try:
-            named = entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(session)
+            named = entry.name.isdigit() and is_session_of((entry / "cmdline").read_bytes(), host.user)
         except OSError:
             continue  # gone meanwhile
         if named:

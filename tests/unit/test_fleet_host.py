@@ -8,8 +8,24 @@ import signal
 import pytest
 
 from blocktui.lab import system
+from blocktui.lab.fleet_host import is_session_of
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "user", "ours"),
+    [
+        (b"sshd: blocktui-fleet-1 [priv]\0", "blocktui-fleet-1", True),
+        (b"sshd: blocktui-fleet-1@notty\0", "blocktui-fleet-1", True),
+        (b"sshd: blocktui-fleet-10@notty\0", "blocktui-fleet-1", False),
+        (b"sshd: blocktui-fleet-12 [priv]\0", "blocktui-fleet-1", False),
+        (b"sshd: blocktui-fleet-1", "blocktui-fleet-1", False),  # nothing after: not a session title
+        (b"/usr/sbin/sshd -f /x/fleet-1/sshd_config\0", "blocktui-fleet-1", False),
+    ],
+)
+def test_only_the_hosts_own_ssh_sessions_are_its_own(cmdline: bytes, user: str, ours: bool) -> None:
+    assert is_session_of(cmdline, user) is ours
 
 
 def test_stop_process_is_quiet_when_the_process_ends_just_before_its_sigkill(
