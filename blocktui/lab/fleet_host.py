@@ -284,13 +284,16 @@ def stop_sshd(host: FleetHost) -> None:
 
 
 def stop_host(host: FleetHost) -> None:
-    """Stop the host's sshd, its libvirtd and every process of its user, then remove the user."""
+    """Stop the host's sshd, its libvirtd and every process of its user, then remove the user.
+
+    A user of that name whose home is not this host's belongs to another fleet (or to someone
+    else): it is left alone, processes and all.
+    """
     for pid in (sshd_pid(host), daemon_pid(host)):
         if pid is not None:
             stop_process(pid)
-    try:
-        uid = pwd.getpwnam(host.user).pw_uid
-    except KeyError:
+    uid = own_uid(host)
+    if uid is None:
         return
     # What is left is the user's: QEMUs, ssh sessions, helpers. Nobody else runs as this user.
     _wait(lambda: not _kill_all(uid), f"{host.user}'s processes to end")
