@@ -20,8 +20,9 @@ import os
 import shlex
 import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 from blocktui.backends.libvirt import LibvirtBackend, map_error
 from blocktui.core.errors import HostError, InvalidInput, NotFound
 from blocktui.lab import LAB_DIR_ENV, MIB, LabDisk
+from blocktui.lab.fleet_firewall import dropping, remove_chain
 from blocktui.lab.fleet_host import (
     FleetHost,
     daemon_pid,
@@ -212,6 +214,7 @@ class FleetLab:
             (self.root / name).unlink(missing_ok=True)
         for name in ("id_ed25519", "id_ed25519.pub"):
             (self.root / name).unlink(missing_ok=True)
+        remove_chain(self.root)  # packets a killed test still drops
         if self.root.exists() and not any(self.root.iterdir()):
             self.root.rmdir()
 
@@ -271,6 +274,16 @@ class FleetLab:
     def cut_off(self, host_name: str) -> None:
         """Stop a host's sshd and its ssh sessions: the host is gone for its clients until ``revive``."""
         stop_sshd(self.host(host_name))
+
+    @contextmanager
+    def dropping(self, host_name: str) -> Iterator[None]:
+        """Drop every packet to and from a host's sshd for the block (its clients hear nothing).
+
+        Raises:
+            HostError: iptables refuses the rules (``fleet_firewall.firewall_usable`` says why).
+        """
+        with dropping(self.root, self.host(host_name)):
+            yield
 
     def revive(self, host_name: str) -> None:
         """Start what stopped on a host (its sshd, its libvirtd) and wake a daemon held stopped."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from blocktui.lab import system
+from blocktui.lab.fleet_firewall import CHAIN_PREFIX, chain_name
 from blocktui.lab.fleet_host import FleetHost, daemon_pid, is_session_of, read_pid, sshd_pid, stop_host
 
 pytestmark = pytest.mark.timeout(30)
@@ -32,6 +33,12 @@ def _host(tmp_path: Path) -> FleetHost:
 )
 def test_only_the_hosts_own_ssh_sessions_are_its_own(cmdline: bytes, user: str, ours: bool) -> None:
     assert is_session_of(cmdline, user) is ours
+
+
+def test_each_fleet_root_has_a_chain_of_its_own_within_iptables_length() -> None:
+    first, second = chain_name(Path("/tmp/a/fleet")), chain_name(Path("/tmp/b/fleet"))
+    assert first != second and first == chain_name(Path("/tmp/a/fleet"))
+    assert first.startswith(CHAIN_PREFIX) and len(first) <= 28
 
 
 def test_a_pid_file_naming_another_program_is_not_trusted(tmp_path: Path) -> None:
