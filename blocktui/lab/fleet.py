@@ -20,8 +20,9 @@ import os
 import shlex
 import shutil
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -30,13 +31,15 @@ from typing import Any, TypeVar
 from blocktui.backends.libvirt import LibvirtBackend, map_error
 from blocktui.core.errors import HostError, InvalidInput, NotFound
 from blocktui.lab import LAB_DIR_ENV, MIB, LabDisk
+from blocktui.lab.fleet_firewall import dropping, remove_chain
 from blocktui.lab.fleet_host import (
     FleetHost,
+    daemon_pid,
     ensure_user,
     free_port,
     give_to_user,
-    read_pid,
     remove_host_files,
+    sshd_pid,
     start_daemon,
     start_sshd,
     stop_host,
@@ -120,10 +123,12 @@ class FleetLab:
 
     def hosts(self) -> list[FleetHost]:
         """The hosts ``up`` made (none before it, or after ``down``)."""
-        return [
-            FleetHost(h["name"], h["user"], h["address"], h["port"], self.root / h["name"])
-            for h in self._read_state()["hosts"]
-        ]
+        return [self._host_of(h) for h in self._read_state()["hosts"]]
+
+    def _host_of(self, record: dict[str, Any]) -> FleetHost:
+        return FleetHost(
+            record["name"], record["user"], record["address"], record["port"], self.root / record["name"]
+        )
 
     def host(self, name: str) -> FleetHost:
         """The host called ``name``.
@@ -150,8 +155,8 @@ class FleetLab:
                 user=host.user,
                 address=host.address,
                 port=host.port,
-                sshd_pid=read_pid(host.sshd_pid_file),
-                daemon_pid=read_pid(host.daemon_pid_file),
+                sshd_pid=sshd_pid(host),
+                daemon_pid=daemon_pid(host),
                 disks=tuple(_disk(d) for d in disks[host.name]),
             )
             for host in self.hosts()
@@ -177,12 +182,19 @@ class FleetLab:
         known = {h["name"]: h for h in state["hosts"]}
         for number in range(1, hosts + 1):
             name = f"{HOST_PREFIX}{number}"
+            record = known.get(name) or {"name": name, "user": f"{self.user_prefix}{number}"}
             if name not in known:
-                address = f"127.0.1.{number}"
-                known[name] = {"name": name, "user": f"{self.user_prefix}{number}", "address": address}
-                known[name]["port"] = free_port(address)
-        state["hosts"] = sorted(known.values(), key=lambda h: int(h["name"].removeprefix(HOST_PREFIX)))
-        self._write_state(state)  # first, so that a failed up can still be brought down
+                record["address"] = f"127.0.1.{number}"
+                record["port"] = free_port(record["address"])
+            host = self._host_of(record)
+            host.directory.mkdir(exist_ok=True)
+            host.directory.chmod(0o755)
+            # Recorded once its user is known to be this fleet's (another fleet's user of that
+            # name raises here), and at once, so that an up failing later can still be brought down.
+            ensure_user(host)
+            known[name] = record
+            state["hosts"] = sorted(known.values(), key=lambda h: int(h["name"].removeprefix(HOST_PREFIX)))
+            self._write_state(state)
         self._write_ssh_files()
         wanted = [h for h in self.hosts() if int(h.name.removeprefix(HOST_PREFIX)) <= hosts]
         made = _in_parallel({h.name: partial(self._host_up, h, domains, size) for h in wanted})
@@ -202,6 +214,7 @@ class FleetLab:
             (self.root / name).unlink(missing_ok=True)
         for name in ("id_ed25519", "id_ed25519.pub"):
             (self.root / name).unlink(missing_ok=True)
+        remove_chain(self.root)  # packets a killed test still drops
         if self.root.exists() and not any(self.root.iterdir()):
             self.root.rmdir()
 
@@ -247,9 +260,6 @@ class FleetLab:
         self.ssh_command.chmod(0o755)
 
     def _host_up(self, host: FleetHost, domains: int, size: int) -> list[dict[str, Any]]:
-        host.directory.mkdir(exist_ok=True)
-        host.directory.chmod(0o755)
-        ensure_user(host)
         start_daemon(host)
         start_sshd(host, self._host_key, self._client_key)
         with self._connection(host) as conn:
@@ -265,10 +275,20 @@ class FleetLab:
         """Stop a host's sshd and its ssh sessions: the host is gone for its clients until ``revive``."""
         stop_sshd(self.host(host_name))
 
+    @contextmanager
+    def dropping(self, host_name: str) -> Iterator[None]:
+        """Drop every packet to and from a host's sshd for the block (its clients hear nothing).
+
+        Raises:
+            HostError: iptables refuses the rules (``fleet_firewall.firewall_usable`` says why).
+        """
+        with dropping(self.root, self.host(host_name)):
+            yield
+
     def revive(self, host_name: str) -> None:
         """Start what stopped on a host (its sshd, its libvirtd) and wake a daemon held stopped."""
         host = self.host(host_name)
-        daemon = read_pid(host.daemon_pid_file)
+        daemon = daemon_pid(host)
         if daemon is not None:
             os.kill(daemon, signal.SIGCONT)
         start_daemon(host)

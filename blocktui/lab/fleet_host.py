@@ -104,12 +104,65 @@ def free_port(address: str) -> int:
 
 
 def read_pid(path: Path) -> int | None:
-    """The process id in a pid file, if the file exists and that process still runs."""
+    """The process id in a pid file, if the file exists and that process still runs.
+
+    Only a start: the number may be stale (the fleet root outlives reboots) or written by the
+    host's user (libvirtd's pid file is in its home); ``sshd_pid`` and ``daemon_pid`` check it.
+    """
     try:
         pid = int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if Path(f"/proc/{pid}").exists() else None
+    return pid if pid > 0 and Path(f"/proc/{pid}").exists() else None
+
+
+def _is_process(pid: int, name: str, uid: int, marker: bytes = b"") -> bool:
+    """Whether ``pid`` runs program ``name`` as real user ``uid``, ``marker`` in its command line."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        comm = (proc / "comm").read_text().strip()
+        real_uid = next(
+            int(line.split()[1])
+            for line in (proc / "status").read_text().splitlines()
+            if line.startswith("Uid:")
+        )
+        cmdline = (proc / "cmdline").read_bytes()
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False  # gone meanwhile, or not readable: not one to trust
+    return comm == name and real_uid == uid and marker in cmdline
+
+
+def own_uid(host: FleetHost) -> int | None:
+    """The uid of the host's user when that user is this fleet's (its home is ``host.home``)."""
+    try:
+        known = pwd.getpwnam(host.user)
+    except KeyError:
+        return None
+    return known.pw_uid if Path(known.pw_dir) == host.home else None
+
+
+def sshd_pid(host: FleetHost) -> int | None:
+    """The host's sshd: the pid file's process if it is root's sshd run with this host's config."""
+    pid = read_pid(host.sshd_pid_file)
+    marker = os.fsencode(host.directory / "sshd_config")
+    return pid if pid is not None and _is_process(pid, "sshd", 0, marker) else None
+
+
+def daemon_pid(host: FleetHost) -> int | None:
+    """The host's libvirtd: the pid file's process if it is a libvirtd run by this fleet's user."""
+    pid = read_pid(host.daemon_pid_file)
+    uid = own_uid(host)
+    return pid if pid is not None and uid is not None and _is_process(pid, "libvirtd", uid) else None
+
+
+def is_session_of(cmdline: bytes, user: str) -> bool:
+    """Whether a process's command line names an sshd session of ``user``.
+
+    Sessions read ``sshd: USER [priv]`` (root's half) and ``sshd: USER@notty`` (the user's): the
+    name must end there, or ``blocktui-fleet-1`` would match ``blocktui-fleet-10``'s sessions.
+    """
+    prefix = f"sshd: {user}".encode()
+    return cmdline.startswith(prefix) and cmdline[len(prefix) : len(prefix) + 1] in (b" ", b"@")
 
 
 def _run(*argv: str) -> None:
@@ -185,7 +238,7 @@ def start_sshd(host: FleetHost, host_key: Path, client_key: Path) -> int:
     Raises:
         HostError: sshd is not installed or does not start.
     """
-    running = read_pid(host.sshd_pid_file)
+    running = sshd_pid(host)
     if running is not None:
         return running
     if not Path(SSHD).exists():
@@ -194,12 +247,12 @@ def start_sshd(host: FleetHost, host_key: Path, client_key: Path) -> int:
     config = host.directory / "sshd_config"
     config.write_text(_sshd_config(host, host_key, client_key))
     _run(SSHD, "-f", str(config), "-E", str(host.directory / "sshd.log"))
-    return _wait_pid(host.sshd_pid_file, f"{host.name}'s sshd")
+    return _wait_pid(lambda: sshd_pid(host), f"{host.name}'s sshd")
 
 
 def start_daemon(host: FleetHost) -> int:
     """Start the host user's session libvirtd unless it runs (no idle timeout); its process id."""
-    running = read_pid(host.daemon_pid_file)
+    running = daemon_pid(host)
     if running is not None:
         return running
     _run(
@@ -207,22 +260,20 @@ def start_daemon(host: FleetHost) -> int:
         "env", "-i", f"HOME={host.home}", f"PATH={DAEMON_PATH}", f"USER={host.user}",
         "libvirtd", "-d",
     )  # fmt: skip
-    pid = _wait_pid(host.daemon_pid_file, f"{host.name}'s libvirtd")
+    pid = _wait_pid(lambda: daemon_pid(host), f"{host.name}'s libvirtd")
     _wait(lambda: answering(host.daemon_socket), f"{host.name}'s libvirtd to answer")
     return pid
 
 
 def stop_sshd(host: FleetHost) -> None:
     """Stop the host's sshd and every ssh session it serves (the host is then unreachable)."""
-    pid = read_pid(host.sshd_pid_file)
+    pid = sshd_pid(host)
     if pid is not None:
         stop_process(pid)
-    # Each session has a process of its own, which outlives the listener: "sshd: USER [priv]"
-    # (root) and "sshd: USER@notty" (the user).
-    session = f"sshd: {host.user}".encode()
+    # Each session has a process of its own, which outlives the listener.
     for entry in Path("/proc").iterdir():
         try:
-            named = entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(session)
+            named = entry.name.isdigit() and is_session_of((entry / "cmdline").read_bytes(), host.user)
         except OSError:
             continue  # gone meanwhile
         if named:
@@ -233,14 +284,16 @@ def stop_sshd(host: FleetHost) -> None:
 
 
 def stop_host(host: FleetHost) -> None:
-    """Stop the host's sshd, its libvirtd and every process of its user, then remove the user."""
-    for pid_file in (host.sshd_pid_file, host.daemon_pid_file):
-        pid = read_pid(pid_file)
+    """Stop the host's sshd, its libvirtd and every process of its user, then remove the user.
+
+    A user of that name whose home is not this host's belongs to another fleet (or to someone
+    else): it is left alone, processes and all.
+    """
+    for pid in (sshd_pid(host), daemon_pid(host)):
         if pid is not None:
             stop_process(pid)
-    try:
-        uid = pwd.getpwnam(host.user).pw_uid
-    except KeyError:
+    uid = own_uid(host)
+    if uid is None:
         return
     # What is left is the user's: QEMUs, ssh sessions, helpers. Nobody else runs as this user.
     _wait(lambda: not _kill_all(uid), f"{host.user}'s processes to end")
@@ -280,9 +333,9 @@ def _wait(ready: Callable[[], bool], what: str) -> None:
         raise HostError(f"fleet: {exc}") from exc
 
 
-def _wait_pid(path: Path, what: str) -> int:
-    _wait(lambda: read_pid(path) is not None, f"{what} to write {path}")
-    pid = read_pid(path)
+def _wait_pid(running: Callable[[], int | None], what: str) -> int:
+    _wait(lambda: running() is not None, f"{what} to write its pid file")
+    pid = running()
     if pid is None:  # it wrote its pid and died at once
         raise HostError(f"fleet: {what} exited right after starting")
     return pid

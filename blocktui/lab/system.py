@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
@@ -108,7 +108,8 @@ def stop_process(pid: int, signum: int = signal.SIGTERM) -> None:
     try:
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), START_TIMEOUT, f"process {pid} to exit")
     except SystemDaemonError:
-        os.kill(pid, signal.SIGKILL)
+        with suppress(ProcessLookupError):  # it went just now, after all
+            os.kill(pid, signal.SIGKILL)
 
 
 @contextmanager

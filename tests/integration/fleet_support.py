@@ -80,7 +80,7 @@ def fleet_for_run() -> Iterator[Fleet]:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second run waits (its timeout bounds the wait)
         fleet = Fleet(FleetLab(ROOT / "fleet"), env)
         try:
-            fleet.run("lab", "fleet", "down")  # what a killed run left behind
+            fleet.run("lab", "fleet", "down")  # what a killed run left: users, daemons, dropped packets
             made = fleet.run("lab", "fleet", "up", "--hosts", str(HOSTS), "--domains", "2", "--size", SIZE)
             assert made.returncode == 0, made.stderr
             yield fleet
@@ -88,31 +88,3 @@ def fleet_for_run() -> Iterator[Fleet]:
             done = fleet.run("lab", "fleet", "down")
             shutil.rmtree(ROOT, ignore_errors=True)
             assert done.returncode == 0, done.stderr
-
-
-@contextmanager
-def dropped(host: HostStatus) -> Iterator[None]:
-    """Drop every packet to and from ``host``'s sshd for the block (the rules always go after)."""
-    rules = [
-        ["INPUT", "-p", "tcp", "-d", host.address, "--dport", str(host.port), "-j", "DROP"],
-        ["INPUT", "-p", "tcp", "-s", host.address, "--sport", str(host.port), "-j", "DROP"],
-    ]
-    added: list[list[str]] = []
-    try:
-        for rule in rules:
-            subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True, timeout=30)
-            added.append(rule)
-        yield
-    finally:
-        for rule in added:
-            subprocess.run(["iptables", "-D", *rule], check=False, capture_output=True, timeout=30)
-
-
-def firewall_usable() -> str | None:
-    """Why packets cannot be dropped here (no iptables, no permission), or None when they can."""
-    if shutil.which("iptables") is None:
-        return "iptables is not installed"
-    done = subprocess.run(
-        ["iptables", "-S", "INPUT"], capture_output=True, text=True, check=False, timeout=30
-    )
-    return None if done.returncode == 0 else f"iptables cannot be used here: {done.stderr.strip()}"
