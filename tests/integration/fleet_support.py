@@ -1,4 +1,4 @@
-"""The fleet lab for tests: three hosts over SSH, brought up once per run, and ways to cut one off."""
+"""The fleet lab for tests: three hosts over SSH, brought up once per run."""
 
 from __future__ import annotations
 
@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 
 from blocktui.lab import LAB_DIR_ENV
-from blocktui.lab.fleet import FleetLab, HostStatus
+from blocktui.lab.fleet import FLEET_LOCK, FleetLab, HostStatus
 from blocktui.lab.images import flatten_copy
 
 from .system_support import blocktui
 
 #: One fixed place, so a run killed half-way is cleaned up by the next one (``down`` first).
 ROOT = Path("/tmp/btfleet-test")
-#: Held for the whole run: the fleet's user names are machine-wide.
-LOCK = Path("/tmp/blocktui-fleet.lock")
 HOSTS = 3
 #: Each host's vm-1 gets 10 MiB and vm-2 12 MiB (sizes staggered by the lab): small and quick.
 SIZE = "8M"
@@ -76,7 +74,7 @@ def fleet_for_run() -> Iterator[Fleet]:
     if reason is not None:
         pytest.skip(reason)
     env = {**os.environ, LAB_DIR_ENV: str(ROOT), "BLOCKTUI_STATE_DIR": str(ROOT / "state")}
-    with LOCK.open("a") as lock:
+    with FLEET_LOCK.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second run waits (its timeout bounds the wait)
         fleet = Fleet(FleetLab(ROOT / "fleet"), env)
         try:
@@ -88,31 +86,3 @@ def fleet_for_run() -> Iterator[Fleet]:
             done = fleet.run("lab", "fleet", "down")
             shutil.rmtree(ROOT, ignore_errors=True)
             assert done.returncode == 0, done.stderr
-
-
-@contextmanager
-def dropped(host: HostStatus) -> Iterator[None]:
-    """Drop every packet to and from ``host``'s sshd for the block (the rules always go after)."""
-    rules = [
-        ["INPUT", "-p", "tcp", "-d", host.address, "--dport", str(host.port), "-j", "DROP"],
-        ["INPUT", "-p", "tcp", "-s", host.address, "--sport", str(host.port), "-j", "DROP"],
-    ]
-    added: list[list[str]] = []
-    try:
-        for rule in rules:
-            subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True, timeout=30)
-            added.append(rule)
-        yield
-    finally:
-        for rule in added:
-            subprocess.run(["iptables", "-D", *rule], check=False, capture_output=True, timeout=30)
-
-
-def firewall_usable() -> str | None:
-    """Why packets cannot be dropped here (no iptables, no permission), or None when they can."""
-    if shutil.which("iptables") is None:
-        return "iptables is not installed"
-    done = subprocess.run(
-        ["iptables", "-S", "INPUT"], capture_output=True, text=True, check=False, timeout=30
-    )
-    return None if done.returncode == 0 else f"iptables cannot be used here: {done.stderr.strip()}"

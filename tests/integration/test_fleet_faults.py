@@ -16,8 +16,9 @@ from blocktui.core.model import ConnectionState, HostInfo, JobKey
 from blocktui.core.views import JobView
 from blocktui.engine import Engine, HostSpec, Journal, open_engine
 from blocktui.engine.session import SILENT_AFTER
+from blocktui.lab.firewall import dropped, firewall_usable
 
-from .fleet_support import Fleet, dropped, firewall_usable
+from .fleet_support import Fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -75,7 +76,8 @@ class Watched:
 def _cut(fleet: Fleet, how: str, name: str) -> Iterator[None]:
     """Cut host ``name`` off for the block; reachable again after it (even when the test fails)."""
     if how == "traffic dropped":
-        with dropped(fleet.status(name)):
+        host = fleet.status(name)
+        with dropped(host.address, host.port):
             yield
         return
     fleet.lab.cut_off(name)
