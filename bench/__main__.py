@@ -1,7 +1,8 @@
 """``make bench``: run every benchmark, print one table, write it (and JSON) beside this package.
 
 The run starts (or reuses) a system libvirtd, creates paused TCG domains named ``btbench-*`` over
-qcow2 chains in a private directory, and removes all of them at the end.
+qcow2 chains in a private directory, and removes all of them at the end. The fleet section then
+brings up fleet-lab hosts of its own (users ``btbench-fleet-K``) and brings them down after.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from bench import latency, monitor, planner, rate_truth, scale, throughput
+from bench import fleet, latency, monitor, planner, rate_truth, scale, throughput
 from bench.common import Settings, log
 from bench.host import clean_dir, daemon_lock, destroy_domains, system_daemon
 from bench.observer import Observer
 from bench.report import Figure, machine, render, render_markdown, write_json
 
-SECTIONS = ("monitor", "latency", "throughput", "throttle", "planner", "rate", "scale")
+SECTIONS = ("monitor", "latency", "throughput", "throttle", "planner", "rate", "scale", "fleet")
+#: Sections on the system libvirtd (the fleet brings up hosts of its own).
+SYSTEM_SECTIONS = set(SECTIONS) - {"fleet"}
 T = TypeVar("T")
 failures: list[Figure] = []
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -57,6 +60,32 @@ def loaded_sections(
     return figures, scaled
 
 
+def system_sections(work: Path, quick: bool, only: Sequence[str]) -> list[Figure]:
+    """Every section on the system libvirtd named in ``only``, in the table's order."""
+    figures: list[Figure] = []
+    with daemon_lock(), system_daemon() as daemon:
+        settings = Settings(work=work, daemon_pid=daemon.pid, quick=quick)
+        observer = Observer()
+        try:
+            loaded, scaled = loaded_sections(settings, observer, only)
+            figures += loaded
+            destroy_domains()
+            if "latency" in only:
+                figures += guarded("2 latency", lambda: latency.run(settings, observer, 0), [])
+            if "throughput" in only:
+                figures += throughput.run_neutrality(settings, observer)
+            if "throttle" in only:
+                figures += throughput.run_throttle(settings, observer)
+            if "planner" in only:
+                figures += planner.run(settings, observer)
+            if "rate" in only:
+                figures += guarded("7 rate", lambda: rate_truth.run(settings, observer), [])
+        finally:
+            destroy_domains()
+            observer.close()
+    return figures + scaled
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks named (default: all) and print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -76,27 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The planner's journal (the dashboard opens one) stays in the private directory.
     os.environ["BLOCKTUI_STATE_DIR"] = str(work / "state")
     try:
-        with daemon_lock(), system_daemon() as daemon:
-            settings = Settings(work=work, daemon_pid=daemon.pid, quick=args.quick)
-            observer = Observer()
-            try:
-                loaded, scaled = loaded_sections(settings, observer, args.only)
-                figures += loaded
-                destroy_domains()
-                if "latency" in args.only:
-                    figures += guarded("2 latency", lambda: latency.run(settings, observer, 0), [])
-                if "throughput" in args.only:
-                    figures += throughput.run_neutrality(settings, observer)
-                if "throttle" in args.only:
-                    figures += throughput.run_throttle(settings, observer)
-                if "planner" in args.only:
-                    figures += planner.run(settings, observer)
-                if "rate" in args.only:
-                    figures += guarded("7 rate", lambda: rate_truth.run(settings, observer), [])
-            finally:
-                destroy_domains()
-                observer.close()
-        figures += scaled + failures
+        if SYSTEM_SECTIONS & set(args.only):
+            figures += system_sections(work, args.quick, args.only)
+        if "fleet" in args.only:
+            settings = Settings(work=work, daemon_pid=0, quick=args.quick)
+            figures += guarded("8 fleet", lambda: fleet.run(settings, guarded), [])
+        figures += failures
     finally:
         clean_dir(work)
     elapsed = time.monotonic() - started

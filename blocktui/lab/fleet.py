@@ -65,6 +65,9 @@ MAX_HOSTS = 50
 #: (the lab's domain names are short), and UNIX socket paths hold at most 107 bytes.
 MAX_ROOT_LENGTH = 107 - len("/fleet-50/home/.config/libvirt/qemu/lib/domain-99999-vm-99/monitor.sock")
 STATE_FILE = "fleet.json"
+#: Held by whoever brings a fleet up and uses it (the tests, the bench): the default user names,
+#: the 127.0.1.K addresses and the two cores are the machine's. One fixed name all of them know.
+FLEET_LOCK = Path("/tmp/blocktui-fleet.lock")  # noqa: S108
 
 
 def fleet_root() -> Path:

@@ -1,4 +1,4 @@
-"""The fleet lab for tests: three hosts over SSH, brought up once per run, and ways to cut one off."""
+"""The fleet lab for tests: three hosts over SSH, brought up once per run."""
 
 from __future__ import annotations
 
@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 
 from blocktui.lab import LAB_DIR_ENV
-from blocktui.lab.fleet import FleetLab, HostStatus
+from blocktui.lab.fleet import FLEET_LOCK, FleetLab, HostStatus
 from blocktui.lab.images import flatten_copy
 
 from .system_support import blocktui
 
 #: One fixed place, so a run killed half-way is cleaned up by the next one (``down`` first).
 ROOT = Path("/tmp/btfleet-test")
-#: Held for the whole run: the fleet's user names are machine-wide.
-LOCK = Path("/tmp/blocktui-fleet.lock")
 HOSTS = 3
 #: Each host's vm-1 gets 10 MiB and vm-2 12 MiB (sizes staggered by the lab): small and quick.
 SIZE = "8M"
@@ -76,7 +74,7 @@ def fleet_for_run() -> Iterator[Fleet]:
     if reason is not None:
         pytest.skip(reason)
     env = {**os.environ, LAB_DIR_ENV: str(ROOT), "BLOCKTUI_STATE_DIR": str(ROOT / "state")}
-    with LOCK.open("a") as lock:
+    with FLEET_LOCK.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second run waits (its timeout bounds the wait)
         fleet = Fleet(FleetLab(ROOT / "fleet"), env)
         try:
