@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from blocktui.core.allocation import Where, where_of
 from blocktui.core.errors import InvalidInput
 from blocktui.core.units import format_size
 
@@ -84,12 +85,11 @@ def fit_to_disk(window: Window, size: int) -> Window:
 
 
 def local_extents(extents: Iterable[Mapping[str, object]]) -> list[tuple[int, int]]:
-    """The ``(start, length)`` ranges held by the top image itself, from ``qemu-img map --output=json``
-    (depth 0: data or zero clusters of the overlay)."""
+    """The ``(start, length)`` ranges held by the top image itself, from ``qemu-img map --output=json``."""
     local: list[tuple[int, int]] = []
     for extent in extents:
-        start, length, depth = extent.get("start"), extent.get("length"), extent.get("depth")
-        if isinstance(start, int) and isinstance(length, int) and depth == 0:
+        start, length = extent.get("start"), extent.get("length")
+        if isinstance(start, int) and isinstance(length, int) and where_of(extent) is Where.LOCAL:
             local.append((start, length))
     return local
 

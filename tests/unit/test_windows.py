@@ -45,10 +45,11 @@ def test_a_window_is_cut_at_the_disk_end_and_one_past_it_is_refused() -> None:
 
 def test_only_what_the_top_image_lacks_is_read() -> None:
     extents = [
-        {"start": 0, "length": MIB, "depth": 0},
-        {"start": MIB, "length": 3 * MIB, "depth": 1},
-        {"start": 4 * MIB, "length": MIB, "depth": 0},
-        {"start": 5 * MIB, "length": 3 * MIB, "depth": 1},
+        {"start": 0, "length": MIB, "depth": 0, "present": True, "data": True},
+        {"start": MIB, "length": 3 * MIB, "depth": 1, "present": True, "data": True},
+        {"start": 4 * MIB, "length": MIB, "depth": 0, "present": True, "zero": True},
+        {"start": 5 * MIB, "length": 3 * MIB, "depth": 1, "present": True, "data": True},
+        {"start": 8 * MIB, "length": MIB, "depth": 2, "present": False, "zero": True},
     ]
     local = local_extents(extents)
     assert local == [(0, MIB), (4 * MIB, MIB)]
