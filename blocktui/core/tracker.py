@@ -114,6 +114,9 @@ class JobTracker:
         self._clock = clock
         self._records: dict[JobKey, JobRecord] = {}
         self._expected_stops: dict[JobKey, tuple[JobState, str]] = {}
+        #: Final events applied so far, and the count when each disk's last one was.
+        self._finals = 0
+        self._final_events: dict[JobKey, int] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -128,6 +131,10 @@ class JobTracker:
     def __len__(self) -> int:
         return len(self._records)
 
+    def mark(self) -> int:
+        """Taken before starting a job, for ``started(since=...)``: final events applied so far."""
+        return self._finals
+
     # -- writing ---------------------------------------------------------------------------
 
     def started(
@@ -138,8 +145,20 @@ class JobTracker:
         chain_before: tuple[ChainLayer, ...] | None,
         bandwidth: int = 0,
         base: str | None = None,
+        since: int | None = None,
     ) -> JobRecord:
-        """Note that this client just started a job, so its row appears before the first poll."""
+        """Note that this client just started a job, so its row appears before the first poll.
+
+        Args:
+            since: ``mark()`` taken when the start was asked for. A final event applied
+                after it is this job's outcome (it ended during the start, e.g. a window with
+                nothing to read): that record stands.
+        """
+        current = self._records.get(key)
+        ended_at = self._final_events.get(key)
+        overtaken = since is not None and ended_at is not None and ended_at > since
+        if current is not None and current.state.is_final and overtaken:
+            return current
         record = self._new_record(key, kind, JobState.ACTIVE)
         record.chain_before = chain_before
         record.bandwidth = bandwidth
@@ -230,6 +249,9 @@ class JobTracker:
         record.vanished_at = None
         if state.is_final or state is JobState.PAUSED:
             record.ended = now if state.is_final else None
+        if state.is_final:
+            self._finals += 1
+            self._final_events[event.key] = self._finals
         return record
 
     def settle(self, key: JobKey, disk: Disk | None, *, note: str = "") -> JobRecord | None:
@@ -304,6 +326,7 @@ class JobTracker:
         gone = [key for key, record in self._records.items() if record.state.is_final]
         for key in gone:
             del self._records[key]
+            self._final_events.pop(key, None)
         return gone
 
     # -- internals -------------------------------------------------------------------------

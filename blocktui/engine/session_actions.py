@@ -51,9 +51,12 @@ class SessionActions:
         backend = self._writable(host)
         key = JobKey(host, domain, disk)
         found = self.call(host, partial(stream_disk, backend, key, base))
+        since = self._asking()
         self.call(host, partial(backend.start_stream, domain, disk, bandwidth=bandwidth, base=base))
         with self._lock:
-            self._tracker.started(key, JobKind.PULL, chain_before=found.chain, bandwidth=bandwidth, base=base)
+            self._tracker.started(
+                key, JobKind.PULL, chain_before=found.chain, bandwidth=bandwidth, base=base, since=since
+            )
         self.wake()
         return key
 
@@ -68,10 +71,18 @@ class SessionActions:
         backend = self._writable(key.host)
         found = self.call(key.host, partial(stream_disk, backend, key, None))
         start = partial(backend.start_window, key.domain, key.disk, window, bandwidth=bandwidth, local=local)
+        since = self._asking()
         self.call(key.host, start)
         with self._lock:
-            self._tracker.started(key, JobKind.WINDOW, chain_before=found.chain, bandwidth=bandwidth)
+            self._tracker.started(
+                key, JobKind.WINDOW, chain_before=found.chain, bandwidth=bandwidth, since=since
+            )
         self.wake()
+
+    def _asking(self) -> int:
+        """The tracker's mark before a start: the job may end (its event applied) before the call returns."""
+        with self._lock:
+            return self._tracker.mark()
 
     def set_speed(self, key: JobKey, bandwidth: int) -> None:
         """Change a job's limit in bytes/s (0 = unlimited)."""

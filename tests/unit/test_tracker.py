@@ -195,3 +195,30 @@ def test_a_domain_stopping_long_after_a_completion_changes_nothing() -> None:
     assert tracker.distrust_completions(HOST, {"web1"}, window=10.0) == []
     record = tracker.get(KEY)
     assert record is not None and record.state is JobState.COMPLETED
+
+
+def test_a_job_that_ended_during_its_start_keeps_its_outcome() -> None:
+    # A window with nothing to read ends inside start_window: its event can be applied (a step on
+    # another thread) before the session records the start.
+    clock = Clock()
+    tracker = JobTracker(clock)
+    since = tracker.mark()
+    clock.now += 0.01
+    tracker.observe_event(JobEvent(HOST, "web1", "vda", JobKind.WINDOW, JobState.COMPLETED, cur=MIB, end=MIB))
+    clock.now += 0.01
+    record = tracker.started(KEY, JobKind.WINDOW, chain_before=CHAIN, since=since)
+
+    assert record.state is JobState.COMPLETED
+    clock.now += 10
+    assert tracker.observe_jobs(HOST, [], grace=1.0) == set()  # nothing vanished to settle as unknown
+    settled = tracker.get(KEY)
+    assert settled is not None and settled.state is JobState.COMPLETED and settled.cur == MIB
+
+
+def test_an_earlier_outcome_does_not_hide_a_new_start() -> None:
+    clock = Clock()
+    tracker = JobTracker(clock)
+    tracker.observe_event(JobEvent(HOST, "web1", "vda", JobKind.PULL, JobState.COMPLETED, cur=MIB, end=MIB))
+    # The clock has not moved (a coarse or frozen one): the order of events decides, not the time.
+    record = tracker.started(KEY, JobKind.WINDOW, chain_before=CHAIN, since=tracker.mark())
+    assert record.state is JobState.ACTIVE and record.kind is JobKind.WINDOW
