@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blocktui.backends.qmp.window import LEFTOVER
+from blocktui.backends.qmp.leftovers import LEFTOVER
 from blocktui.core.errors import InvalidInput
 from blocktui.core.windows import (
     GRAIN,

@@ -123,6 +123,7 @@ class WindowRun:
         todo: the ``(start, length)`` ranges still to read, ascending.
         inserted, exported: the filter node and the export exist in QEMU (they must go at the end).
         stop: an abort (or this process closing) asks the reader to stop.
+        lost: its QEMU went away: the outcome is unknown and there is nothing left to remove.
         wake: set to have the reader look again now (a new speed, a pause, a resume, a stop).
     """
 
@@ -138,6 +139,7 @@ class WindowRun:
     paused: bool = False
     stop: bool = False
     stop_reason: str = ""
+    lost: bool = False
     inserted: bool = False
     exported: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -184,6 +186,8 @@ class Qemu:
     windows: dict[str, WindowRun] = field(default_factory=dict)
     #: The NBD server this process started for its windows (its socket), None when it started none.
     nbd_socket: Path | None = None
+    #: Held while starting or stopping that server and adding an export to it.
+    nbd_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def connected(self) -> bool:

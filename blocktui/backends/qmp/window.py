@@ -6,8 +6,8 @@ guest's own writes win. QEMU 7.2 inserts the filter with ``blockdev-add`` over a
 uses (no ``blockdev-reopen`` needed), exports it read-only with ``block-export-add`` on an NBD
 server started on a unix socket of our own, and removes both once the window is read.
 
-Every name carries this process's id (``blocktui-<pid>-w<n>``): a blocktui that was killed
-leaves nodes the next one recognises, on first contact, and removes.
+Every name carries this process's id (``blocktui-<pid>-w<n>``): what a blocktui that was
+killed leaves, the next one removes (``leftovers``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import logging
 import os
-import re
 import shutil
 import tempfile
 from abc import abstractmethod
@@ -26,40 +25,23 @@ from pathlib import Path
 
 from qemu.qmp import ExecuteError
 
-from blocktui.backends.qmp.events import QmpEvents
-from blocktui.backends.qmp.graph import BlockGraph, as_list
+from blocktui.backends.qmp.leftovers import QmpLeftovers
 from blocktui.backends.qmp.nbd import NbdClient
-from blocktui.backends.qmp.state import Qemu, QemuJob, WindowRun, translate_error
+from blocktui.backends.qmp.state import LOST_NOTE, Qemu, QemuJob, WindowRun, translate_error
 from blocktui.core.errors import BlocktuiError, Conflict, HostError, JobBusy
 from blocktui.core.model import BlockJob, Domain, JobEvent, JobKind, JobState
-from blocktui.core.processes import pid_alive
 from blocktui.core.streams import check_bandwidth, stream_target
 from blocktui.core.windows import Pacer, Window, piece_size, ranges_to_read
 
 log = logging.getLogger(__name__)
 
-#: Our filter nodes and exports: ``blocktui-<pid>-w<n>`` (QEMU node names are at most 31 bytes).
-LEFTOVER = re.compile(r"^blocktui-(\d+)-w\d+$")
-
 #: Seconds one NBD read may take before the window fails (QEMU answers a 4 MiB read in well under one).
 READ_TIMEOUT = 60.0
-
-#: Seconds QEMU may take to let go of a deleted export (it waits for its clients to leave).
-EXPORT_GONE_TIMEOUT = 10.0
 
 _numbers = itertools.count(1)
 
 
-def _dead_owner(name: str) -> int | None:
-    """The pid in one of our names when that process is gone (its leftover); None otherwise."""
-    match = LEFTOVER.match(name)
-    if match is None:
-        return None
-    pid = int(match.group(1))
-    return None if pid == os.getpid() or pid_alive(pid) else pid
-
-
-class QmpWindows(QmpEvents):
+class QmpWindows(QmpLeftovers):
     """Window jobs on QMP hosts: started, listed, paced, paused and aborted like the backend's streams."""
 
     supports_window = True
@@ -108,13 +90,21 @@ class QmpWindows(QmpEvents):
                     return
                 try:
                     await self._insert(qemu, run, found.node or disk)
-                except (BlocktuiError, ExecuteError) as exc:
-                    await self._remove_quietly(qemu, run)
-                    qemu.windows.pop(disk, None)
+                except BaseException as exc:
+                    # Even when cancelled (the caller's timeout), what was added goes, and the disk
+                    # is free again for the next stream or window.
+                    await asyncio.shield(self._undo_start(qemu, run))
                     if isinstance(exc, ExecuteError):
                         raise translate_error(exc, f"{action}: QEMU refused") from exc
+                    if isinstance(exc, OSError):
+                        raise HostError(f"{action}: {exc}") from exc
                     raise
         self._spawn(self._read_window(qemu, run))
+
+    async def _undo_start(self, qemu: Qemu, run: WindowRun) -> None:
+        await self._remove_quietly(qemu, run)
+        if qemu.windows.get(run.disk) is run:
+            del qemu.windows[run.disk]
 
     @staticmethod
     def _refuse_busy(qemu: Qemu, disk: str, jobs: Sequence[QemuJob]) -> None:
@@ -133,32 +123,50 @@ class QmpWindows(QmpEvents):
         filter_node = {"driver": "copy-on-read", "node-name": run.name, "file": node}
         await self._execute(qemu, "blockdev-add", filter_node)
         run.inserted = True
-        if qemu.nbd_socket is None:
-            directory = Path(tempfile.mkdtemp(prefix=f"blocktui-nbd-{os.getpid()}-"))
+        export = {"type": "nbd", "id": run.name, "node-name": run.name, "name": run.name, "writable": False}
+        async with qemu.nbd_lock:
+            if qemu.nbd_socket is None:
+                await self._start_server(qemu)
+            try:
+                await self._execute(qemu, "block-export-add", export)
+            except ExecuteError as exc:
+                if "not running" not in str(exc).lower():
+                    raise
+                # The server we started is gone: QEMU was restarted on the same socket between
+                # two short sessions. Start ours again.
+                self._forget_server(qemu)
+                await self._start_server(qemu)
+                await self._execute(qemu, "block-export-add", export)
+            run.exported = True
+
+    async def _start_server(self, qemu: Qemu) -> None:
+        """``nbd-server-start`` on a unix socket in a new private directory (``qemu.nbd_lock`` held)."""
+        directory = Path(tempfile.mkdtemp(prefix=f"blocktui-nbd-{os.getpid()}-"))
+        socket = directory / "nbd.sock"
+        try:
             if os.geteuid() == 0:
                 # QEMU creates the socket: let the user it runs as (who made its QMP socket) write here.
                 facts = qemu.socket.stat()
                 os.chown(directory, facts.st_uid, facts.st_gid)
-            socket = directory / "nbd.sock"
-            try:
-                await self._execute(
-                    qemu, "nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(socket)}}}
-                )
-            except ExecuteError as exc:
-                shutil.rmtree(directory, ignore_errors=True)
-                if "already" in str(exc).lower():
-                    raise Conflict(
-                        f"{qemu.name}: an NBD server already runs in this QEMU (another tool's, e.g. a "
-                        "migration) and blocktui cannot reach its exports: copy the window once it stops"
-                    ) from exc
-                raise
-            qemu.nbd_socket = socket
-        await self._execute(
-            qemu,
-            "block-export-add",
-            {"type": "nbd", "id": run.name, "node-name": run.name, "name": run.name, "writable": False},
-        )
-        run.exported = True
+            await self._execute(
+                qemu, "nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(socket)}}}
+            )
+        except BaseException as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(exc, ExecuteError) and "already" in str(exc).lower():
+                raise Conflict(
+                    f"{qemu.name}: an NBD server already runs in this QEMU (another tool's, e.g. a "
+                    "migration) and blocktui cannot reach its exports: copy the window once it stops"
+                ) from exc
+            raise
+        qemu.nbd_socket = socket
+
+    @staticmethod
+    def _forget_server(qemu: Qemu) -> None:
+        """Drop our record of the NBD server (it is stopped or its QEMU is gone) and its directory."""
+        if qemu.nbd_socket is not None:
+            shutil.rmtree(qemu.nbd_socket.parent, ignore_errors=True)
+            qemu.nbd_socket = None
 
     async def _remove(self, qemu: Qemu, run: WindowRun) -> None:
         """Delete the export and the filter, and the NBD server once no window of ours needs it."""
@@ -168,11 +176,13 @@ class QmpWindows(QmpEvents):
         if run.inserted:
             await self._execute(qemu, "blockdev-del", {"node-name": run.name})
             run.inserted = False
-        others = [r for r in qemu.windows.values() if r is not run and (r.exported or r.inserted)]
-        if qemu.nbd_socket is not None and not others:
-            await self._execute(qemu, "nbd-server-stop")
-            shutil.rmtree(qemu.nbd_socket.parent, ignore_errors=True)
-            qemu.nbd_socket = None
+        # Under the lock a window being started either has its export already (and keeps the
+        # server) or starts a new server after this one stopped.
+        async with qemu.nbd_lock:
+            others = [r for r in qemu.windows.values() if r is not run and r.exported]
+            if qemu.nbd_socket is not None and not others:
+                await self._execute(qemu, "nbd-server-stop")
+                self._forget_server(qemu)
 
     async def _remove_quietly(self, qemu: Qemu, run: WindowRun) -> None:
         try:
@@ -180,60 +190,6 @@ class QmpWindows(QmpEvents):
         except (HostError, ExecuteError) as exc:
             # The next blocktui finds them by name (this process's id) and removes them.
             log.warning("%s: cannot remove window node %s yet: %s", qemu.name, run.name, exc)
-
-    async def _delete_export(self, qemu: Qemu, export: str) -> None:
-        """``block-export-del``, then wait until QEMU lets go of it (the filter is in use till then)."""
-        with contextlib.suppress(ExecuteError):  # already gone
-            await self._execute(qemu, "block-export-del", {"id": export})
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EXPORT_GONE_TIMEOUT
-        while loop.time() < deadline:
-            exports = as_list(await self._execute(qemu, "query-block-exports"))
-            if all(str(e.get("id")) != export for e in exports):
-                return
-            await asyncio.sleep(0.05)
-
-    async def _connect_qemu(self, qemu: Qemu) -> bool:
-        answered = await super()._connect_qemu(qemu)
-        if answered and not self.readonly:
-            await self._sweep(qemu)
-        return answered
-
-    async def _sweep(self, qemu: Qemu) -> None:
-        """Remove the filters and exports a blocktui process that is gone left in ``qemu``."""
-        try:
-            exports = [str(e.get("id")) for e in as_list(await self._execute(qemu, "query-block-exports"))]
-            graph = BlockGraph.parse(await self._execute(qemu, "x-debug-query-block-graph"))
-            nodes = list(graph.names.values())
-        except (HostError, ExecuteError) as exc:
-            log.info("%s: cannot look for window leftovers: %s", qemu.name, exc)
-            return
-        stale_exports = [e for e in exports if _dead_owner(e) is not None]
-        stale_nodes = [n for n in nodes if _dead_owner(n) is not None]
-        if not stale_exports and not stale_nodes:
-            return
-        try:
-            for export in stale_exports:
-                await self._delete_export(qemu, export)
-            for node in stale_nodes:
-                await self._execute(qemu, "blockdev-del", {"node-name": node})
-            left = as_list(await self._execute(qemu, "query-block-exports"))
-            if stale_exports and not left:
-                with contextlib.suppress(ExecuteError):  # its server was ours: nothing else uses it
-                    await self._execute(qemu, "nbd-server-stop")
-        except (HostError, ExecuteError) as exc:
-            log.warning("%s: cannot remove window leftovers %s: %s", qemu.name, stale_nodes, exc)
-            return
-        owners = sorted({pid for name in stale_nodes + stale_exports if (pid := _dead_owner(name))})
-        for pid in owners:
-            for directory in Path(tempfile.gettempdir()).glob(f"blocktui-nbd-{pid}-*"):
-                shutil.rmtree(directory, ignore_errors=True)
-        log.warning(
-            "%s: removed the window filter nodes %s and NBD exports %s left by blocktui process %s, "
-            "which is gone",
-            qemu.name, ", ".join(stale_nodes) or "(none)", ", ".join(stale_exports) or "(none)",
-            ", ".join(map(str, owners)),
-        )  # fmt: skip
 
     # -- the reader -------------------------------------------------------------------------
 
@@ -271,7 +227,7 @@ class QmpWindows(QmpEvents):
             if client is not None:
                 await client.close()
             await self._remove_quietly(qemu, run)
-            self._end_window(qemu, run, state)
+            self._end_window(qemu, run, JobState.UNKNOWN if run.lost else state)
 
     @staticmethod
     def _clip(run: WindowRun, size: int) -> None:
@@ -282,7 +238,7 @@ class QmpWindows(QmpEvents):
 
     def _end_window(self, qemu: Qemu, run: WindowRun, state: JobState) -> None:
         run.state = state
-        if state is JobState.CANCELLED and run.stop_reason:
+        if state in (JobState.CANCELLED, JobState.UNKNOWN) and run.stop_reason:
             run.error = run.stop_reason
         if qemu.windows.get(run.disk) is run:
             del qemu.windows[run.disk]
@@ -334,6 +290,18 @@ class QmpWindows(QmpEvents):
             run.stop = True
         run.wake.set()
         return True
+
+    async def _lose(self, qemu: Qemu, why: str) -> None:
+        # Its windows' nodes and our NBD server went with the QEMU: a QEMU started again on the
+        # same socket has neither, and a reader waiting (paused) must end too.
+        await super()._lose(qemu, why)
+        for run in qemu.windows.values():
+            run.lost = run.stop = True
+            run.inserted = run.exported = False
+            run.stop_reason = f"{LOST_NOTE} ({why})"
+            run.wake.set()
+        qemu.windows.clear()
+        self._forget_server(qemu)
 
     async def _shutdown(self) -> None:
         # The reader lives in this process: it stops, and its nodes go, before the connection does.
