@@ -63,14 +63,14 @@ def private_root(prefix: str) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def lab_cli(kind: str, prefix: str) -> Iterator[Cli]:
-    """A private lab of one domain (lab-1: vda and vdb streamable, vdc alone) of ``kind``
+def lab_cli(kind: str, prefix: str, *, disks: int = 2, size: str = "32M") -> Iterator[Cli]:
+    """A private lab of one domain (lab-1: by default vda and vdb streamable, vdc alone) of ``kind``
     (``libvirt`` or ``qmp``), reached from separate processes; removed afterwards."""
     for root in private_root(prefix):
         hosts = ("--qmp-dir", str(root / "qmp" / "qmp")) if kind == "qmp" else ("--lab",)
         flags = ["--qmp"] if kind == "qmp" else []
         runner = Cli(root, kind, *hosts)
-        runner.run("lab", "up", *flags, "--domains", "1", "--disks", "2", "--size", "32M", hosts=False)
+        runner.run("lab", "up", *flags, "--domains", "1", "--disks", str(disks), "--size", size, hosts=False)
         try:
             yield runner
         finally:

@@ -14,7 +14,7 @@ import pytest
 
 from blocktui.lab.images import backing_file, compare, flatten_copy
 
-from .cli_support import Cli, private_root
+from .cli_support import Cli, lab_cli, private_root
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +24,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def qmp_cli() -> Iterator[Cli]:
     """A QMP lab of one domain, reached with --qmp-dir like any folder of QEMU sockets."""
-    for root in private_root("btc-"):
-        cli = Cli(root, "qmp", "--qmp-dir", str(root / "qmp" / "qmp"))
-        cli.run("lab", "up", "--qmp", "--domains", "1", "--disks", "2", "--size", "32M", hosts=False)
-        try:
-            yield cli
-        finally:
-            cli.run("lab", "down", "--qmp", hosts=False, check=False)
+    yield from lab_cli("qmp", "btc-")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from qemu.qmp import ExecuteError, QMPClient
 from blocktui.backends.qmp.greeting import connect_greeted
 from blocktui.core.windows import GRAIN, local_extents
 
-from .cli_support import Cli, private_root
+from .cli_support import Cli, lab_cli
 
 
 def local_clusters(image: Path) -> set[int]:
@@ -101,13 +101,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> None:
 @pytest.fixture(scope="module")
 def window_cli() -> Iterator[Cli]:
     """A QMP lab of one domain (vda: 64 MiB, three layers), reached with --qmp-dir."""
-    for root in private_root("btw-"):
-        cli = Cli(root, "qmp", "--qmp-dir", str(root / "qmp" / "qmp"))
-        cli.run("lab", "up", "--qmp", "--domains", "1", "--disks", "1", "--size", "64M", hosts=False)
-        try:
-            yield cli
-        finally:
-            cli.run("lab", "down", "--qmp", hosts=False, check=False)
+    yield from lab_cli("qmp", "btw-", disks=1, size="64M")
 
 
 def top_of(cli: Cli, disk: str) -> Path:
