@@ -36,8 +36,9 @@ class RateMeter:
         self.steps = steps
         #: The job's limit in bytes/s; 0 when it has none.
         self.limit = 0
-        # (time, counter) where the counter changed, oldest first; the first sample too.
-        self._changes: deque[tuple[float, int]] = deque()
+        # (time, counter, width) where the counter changed, oldest first, and how wide the gap
+        # between polls it was placed in; the first sample too, as wide as its counter stood still.
+        self._changes: deque[tuple[float, int, float]] = deque()
         self._now = 0.0
         # The last sample read the same as the one before it.
         self._still = False
@@ -46,7 +47,12 @@ class RateMeter:
         self._quantum = 0
         self._gap = 0.0
         # Where the window starts afresh at the next change (after a new limit, or a pause).
-        self._restart: tuple[float, int] | None = None
+        self._restart: tuple[float, int, float] | None = None
+        # The last change happened after the first of these samples and by the second; None when
+        # that change was more than one step (the counter moves faster than it is read).
+        self._bracket: tuple[float, float] | None = None
+        # ``_fit()`` of the changes as they stand.
+        self._fitted: tuple[float, float] | None = None
         self.history: deque[float] = deque(maxlen=history)
 
     def set_limit(self, limit: int) -> None:
@@ -54,7 +60,7 @@ class RateMeter:
         if self._changes and abs(limit - self.limit) > SAME_LIMIT * max(limit, self.limit):
             # It changed since the last sample, at the counter's value then; until the next step
             # shows the new pace, the old window (capped by the new limit) stands.
-            self._restart = (self._now, self._changes[-1][1])
+            self._restart = (self._now, self._changes[-1][1], math.inf)
         self.limit = limit
 
     def add(self, now: float, cur: int) -> None:
@@ -62,19 +68,22 @@ class RateMeter:
         if not self._changes or cur < self._changes[-1][1]:
             # First sample, or the counter went back: a new job on the same disk.
             self._changes.clear()
-            self._changes.append((now, cur))
+            self._changes.append((now, cur, math.inf))
+            self._fitted = None
             self._now = now
             self._still = False
             self._quantum = 0
             self._restart = None
+            self._bracket = None
             return
-        last_time, last_cur = self._changes[-1]
+        last_time, last_cur, _ = self._changes[-1]
         if now - max(last_time, self._now) < MIN_INTERVAL and cur == last_cur:
             return
         if cur != last_cur:
             # After a poll that saw it still, the step landed somewhere between that poll and this one.
             at = (self._now + now) / 2 if self._still else now
             self._quantum = math.gcd(self._quantum, cur - last_cur)
+            self._bracket = (self._now, now) if cur - last_cur == self._quantum else None
             self._gap = 0.0 if self._still else now - self._now
             restart, self._restart = self._restart, None
             if restart is not None:
@@ -83,11 +92,17 @@ class RateMeter:
                 self._changes.append(restart)
             elif self._stalled() and self._now - last_time >= PAUSE:
                 # It moves again after a pause: its pace from this step on, from the next.
-                self._restart = (at, cur)
-            self._changes.append((at, cur))
+                self._restart = (at, cur, math.inf)
+            if len(self._changes) == 1 and math.isinf(self._changes[0][2]):
+                # A first sample is no step: it is as uncertain as the time it stood still.
+                first_time, first_cur, _ = self._changes[0]
+                self._changes[0] = (first_time, first_cur, at - first_time)
+            self._changes.append((at, cur, now - self._now))
             # Forget changes older than the window, keeping enough to span ``steps`` of them.
             while len(self._changes) > self.steps + 1 and at - self._changes[1][0] >= self.window:
                 self._changes.popleft()
+            # The line moves only with a change; rate and ETA are read far more often.
+            self._fitted = self._fit()
         self._still = cur == last_cur
         self._now = now
         rate = self.rate
@@ -105,16 +120,59 @@ class RateMeter:
         """(bytes/s, seconds since the last step while the next is not yet overdue), or None."""
         if len(self._changes) < 2:
             return None
-        (first_time, first_cur), (last_time, last_cur) = self._changes[0], self._changes[-1]
-        span = last_time - first_time
-        if span < MIN_INTERVAL:
-            return None
-        since = max(0.0, self._now - last_time)
         if self._stalled():
             # Slowing down or stopped: count the time since as well.
-            span, since = self._now - first_time, 0.0
-        rate = (last_cur - first_cur) / span
+            (first_time, first_cur, _), last = self._changes[0], self._changes[-1]
+            span = self._now - first_time
+            if span < MIN_INTERVAL:
+                return None
+            rate, since = (last[1] - first_cur) / span, 0.0
+        else:
+            fitted = self._fitted
+            if fitted is None:
+                return None
+            rate, last_time = fitted
+            since = max(0.0, self._now - last_time)
         return (min(rate, float(self.limit)) if self.limit > 0 else rate), since
+
+    def _fit(self) -> tuple[float, float] | None:
+        """(bytes/s, when the last change happened) from the line through the window's changes.
+
+        Each change is weighted by how narrowly its gap placed it, so a step read on both sides
+        counts for more than one that fell in a long gap (or a first sample, which is no step).
+        Two changes give the line through them.
+        """
+        weights = [1 / max(width, MIN_INTERVAL) ** 2 for _, _, width in self._changes]
+        total = sum(weights)
+        mean_time = sum(w * t for w, (t, _, _) in zip(weights, self._changes, strict=True)) / total
+        mean_cur = sum(w * c for w, (_, c, _) in zip(weights, self._changes, strict=True)) / total
+        spread = sum(w * (t - mean_time) ** 2 for w, (t, _, _) in zip(weights, self._changes, strict=True))
+        if spread < MIN_INTERVAL**2 * total:
+            return None
+        slope = (
+            sum(
+                w * (t - mean_time) * (c - mean_cur)
+                for w, (t, c, _) in zip(weights, self._changes, strict=True)
+            )
+            / spread
+        )
+        if slope <= 0:
+            return None
+        return slope, mean_time + (self._changes[-1][1] - mean_cur) / slope
+
+    def next_step(self) -> tuple[float, float] | None:
+        """When the next step is due: the last step's bracket (the sample before it, the one that
+        saw it) one step's time on; None unless the counter moves one step at a time at a steady pace.
+
+        Read on both sides of that window, each step is placed within half its width, and the
+        window halves with each step (``core.cadence.next_poll_at``).
+        """
+        measured = self._measure()
+        if self._bracket is None or measured is None or measured[0] <= 0 or self._stalled():
+            return None
+        period = self._quantum / measured[0]
+        lo, hi = self._bracket
+        return lo + period, hi + period
 
     @property
     def rate(self) -> float | None:
@@ -122,11 +180,13 @@ class RateMeter:
         measured = self._measure()
         return None if measured is None else measured[0]
 
-    def eta(self, remaining: int) -> float | None:
-        """Seconds to copy ``remaining`` bytes at the measured rate; None when it cannot be told.
+    def eta(self, remaining: int, now: float | None = None) -> float | None:
+        """Seconds to copy ``remaining`` bytes at the measured rate, as of ``now`` (default: the
+        last sample); None when it cannot be told.
 
         Between two steps the counter stands still while time runs on: the ETA counts down from
-        the last step rather than holding for a whole step and then dropping by it. A step seen
+        the last step, between samples too, rather than holding for a whole step and then
+        dropping by it. A step seen
         on a poll right after another may be up to a poll old: half of that (or of one step's
         time, when steps are shorter) is counted as gone.
         """
@@ -136,6 +196,8 @@ class RateMeter:
         if measured is None or measured[0] <= 0:
             return None
         rate, since = measured
+        if now is not None and since > 0:
+            since += max(0.0, now - self._now)
         # Seen right after another change, the last one landed up to a poll (or one step) before.
         late = min(self._gap, self._quantum / rate) / 2
         return max(0.0, remaining / rate - since - late)

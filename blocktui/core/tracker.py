@@ -79,10 +79,15 @@ class JobRecord:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the current rate, or None when unknown or not running."""
+        """Seconds left at the current rate as of the last sample, or None when unknown or not running."""
+        return self.eta_at(None)
+
+    def eta_at(self, now: float | None) -> float | None:
+        """Seconds left at the current rate as of ``now`` (None: the last sample), counting down
+        between samples."""
         if self.state is not JobState.ACTIVE or self.end <= 0:
             return None
-        return self.meter.eta(self.remaining)
+        return self.meter.eta(self.remaining, now)
 
     def elapsed(self, now: float) -> float:
         """Seconds from first sight to the end (or to ``now`` while it runs)."""

@@ -48,7 +48,7 @@ class JobView:
             remaining=record.remaining,
             fraction=record.fraction,
             rate=record.rate,
-            eta=record.eta,
+            eta=record.eta_at(now),
             elapsed=record.elapsed(now),
             bandwidth=record.bandwidth,
             error=record.error,

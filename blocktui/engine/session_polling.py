@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from blocktui.backends.base import Backend
-from blocktui.core.cadence import poll_every
+from blocktui.core.cadence import next_poll_at, poll_every
 from blocktui.core.errors import BlocktuiError, Conflict, HostError, NotFound
 from blocktui.core.model import (
     BackendEvent,
@@ -180,11 +180,12 @@ class SessionPolling:
                     every = poll_every(
                         record.state, record.bandwidth, record.rate, record.remaining, self.poll_interval
                     )
-                    if every > self.poll_interval:
-                        # Half an interval early: the step that polls it next comes a little late.
-                        self._next_poll[job.key] = now + every - self.poll_interval / 2
-                    else:
+                    step = record.meter.next_step() if record.state is JobState.ACTIVE else None
+                    at = next_poll_at(now, every, step, self.poll_interval)
+                    if at is None:
                         self._next_poll.pop(job.key, None)  # at every step
+                    else:
+                        self._next_poll[job.key] = at
         for key in vanished:
             self._settle(key)
 
