@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from blocktui.core.model import BlockJob, Domain, JobState
 from blocktui.core.text import printable, visible
-from blocktui.core.units import format_bandwidth, format_duration, format_rate, format_size
+from blocktui.core.units import format_bandwidth, format_duration, format_eta, format_rate, format_size
 from blocktui.core.views import JobView
 
 
@@ -126,7 +126,7 @@ def print_jobs(jobs: Sequence[BlockJob | JobView], out: TextIO) -> None:
                 format_size(job.end),
                 format_rate(view.rate) if view else "—",
                 format_bandwidth(job.bandwidth),
-                format_duration(view.eta) if view else "—",
+                format_eta(view.eta) if view else "—",
             ]
         )
     _table(rows, out)
@@ -149,7 +149,7 @@ def progress_line(view: JobView) -> None:
     line = (
         f"\r{visible(view.key.domain)}/{visible(view.key.disk)} {view.state.value} "
         f"{100 * view.fraction:5.1f}%  {format_size(view.cur)} / {format_size(view.end)}  "
-        f"{format_rate(view.rate)}  ETA {format_duration(view.eta)}   "
+        f"{format_rate(view.rate)}  ETA {format_eta(view.eta)}   "
     )
     sys.stderr.write(line)
     sys.stderr.flush()

@@ -100,7 +100,7 @@ def format_rate(rate: float | None) -> str:
 
 def format_duration(seconds: float | None) -> str:
     """A duration as ``1h02m``, ``3m05s`` or ``42s``; None reads as an em dash."""
-    if seconds is None or seconds < 0 or math.isnan(seconds):
+    if seconds is None or seconds < 0 or not math.isfinite(seconds):
         return "—"
     total = round(seconds)
     hours, rest = divmod(total, 3600)
@@ -112,3 +112,17 @@ def format_duration(seconds: float | None) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+#: From this many seconds on, an ETA is shown in whole minutes.
+ETA_MINUTES_FROM = 600
+
+
+def format_eta(seconds: float | None) -> str:
+    """An ETA to the precision it has: as ``format_duration``, but in whole minutes (``17m``) from
+    10 minutes on, where an estimate good to 5 % is good to 30 s, and a countdown in seconds would
+    only redraw every running job's row each second."""
+    if seconds is None or not math.isfinite(seconds) or seconds < ETA_MINUTES_FROM:
+        return format_duration(seconds)
+    minutes = round(seconds / 60)
+    return f"{minutes}m" if minutes < 60 else format_duration(minutes * 60)

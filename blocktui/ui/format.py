@@ -8,7 +8,7 @@ from rich.text import Text
 
 from blocktui.core.model import ConnectionState, JobState
 from blocktui.core.text import visible
-from blocktui.core.units import format_bandwidth, format_duration, format_size
+from blocktui.core.units import format_bandwidth, format_duration, format_eta, format_size
 
 _UNITS = ("B", "K", "M", "G", "T", "P", "E")
 
@@ -98,6 +98,7 @@ __all__ = [
     "compact_size",
     "format_bandwidth",
     "format_duration",
+    "format_eta",
     "format_size",
     "host_label",
     "host_labels",

@@ -9,6 +9,7 @@ from blocktui.core.units import (
     MAX_BYTES,
     format_bandwidth,
     format_duration,
+    format_eta,
     format_size,
     parse_bandwidth,
     parse_size,
@@ -85,3 +86,12 @@ def test_formatting_reads_naturally() -> None:
     assert format_duration(3720) == "1h02m"
     assert format_duration(None) == "—"
     assert format_duration(float("nan")) == "—"
+
+
+def test_an_eta_is_shown_to_the_precision_it_has() -> None:
+    assert format_eta(185) == "3m05s"  # under 10 minutes, to the second
+    assert format_eta(1002) == "17m"  # 16m42s: good to 5 %, so to the minute
+    assert format_eta(3590) == "1h00m"
+    assert format_eta(7380) == "2h03m"
+    assert format_eta(None) == "—"
+    assert format_eta(float("inf")) == "—"

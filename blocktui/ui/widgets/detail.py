@@ -18,6 +18,7 @@ from blocktui.ui.format import (
     STATE_STYLES,
     format_bandwidth,
     format_duration,
+    format_eta,
     format_size,
     safe,
 )
@@ -66,7 +67,7 @@ def describe(
         text.append(f"rate {format_rate(job.rate)}  limit {format_bandwidth(job.bandwidth)}  ")
         if plan is not None and plan.limit != job.bandwidth:
             text.append(f"(own limit {format_bandwidth(plan.limit)})  ")
-        eta = format_duration(job.eta) if job.end > 0 and not job.state.is_final else "—"
+        eta = format_eta(job.eta) if job.end > 0 and not job.state.is_final else "—"
         text.append(f"ETA {eta}  elapsed {format_duration(job.elapsed)}\n")
         if job.error:
             text.append("error: ", style="bold red")

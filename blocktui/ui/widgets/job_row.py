@@ -19,7 +19,7 @@ from blocktui.ui.format import (
     compact_limit,
     compact_rate,
     compact_size,
-    format_duration,
+    format_eta,
     progress_bar,
 )
 
@@ -124,7 +124,7 @@ def row_cells(job: JobView, host: str, plan: PlanInfo | None = None, stale: bool
 
 def eta_cell(job: JobView) -> Cell:
     """The ETA cell alone: the table decides from it whether a row's countdown may move yet."""
-    return ("—" if job.state.is_final or job.end <= 0 else format_duration(job.eta), "")
+    return ("—" if job.state.is_final or job.end <= 0 else format_eta(job.eta), "")
 
 
 def fit(plain: str, column: Column) -> str:
