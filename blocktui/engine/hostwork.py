@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import wait as wait_all
+from contextlib import suppress
 from typing import Any, TypeVar
 
 from blocktui.core.errors import NotAnswering
@@ -99,8 +101,44 @@ def _run(work: Callable[[], T], future: Future[T]) -> None:
         future.set_exception(exc)
 
 
-def wait_for(futures: Iterable[Future[Any]], timeout: float | None) -> None:
-    """Wait until every future is done or ``timeout`` seconds pass, whichever comes first."""
-    pending = [f for f in futures if not f.done()]
-    if pending:
+class Doorbell:
+    """A wake-up rung from any thread, that can be waited on alone or beside futures (``wait_for``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: Done once rung, until the next ``wait`` has seen it.
+        self.rung: Future[None] = Future()
+
+    def ring(self) -> None:
+        """Wake whoever waits (now, or in the next ``wait``)."""
+        with self._lock:
+            if not self.rung.done():
+                self.rung.set_result(None)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until rung or ``timeout`` seconds pass; then be ready to be rung again."""
+        with suppress(FutureTimeout):
+            self.rung.result(timeout)
+        with self._lock:
+            if self.rung.done():
+                self.rung = Future()
+
+
+def wait_for(
+    futures: Iterable[Future[Any]], timeout: float | None, interrupt: Future[None] | None = None
+) -> None:
+    """Wait until every future is done, ``interrupt`` (when given) is done, or ``timeout`` seconds
+    pass, whichever comes first."""
+    pending = {f for f in futures if not f.done()}
+    if not pending:
+        return
+    if interrupt is None:
         wait_all(pending, timeout=timeout)
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while pending and not interrupt.done():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        done, _ = wait_all([*pending, interrupt], timeout=left, return_when=FIRST_COMPLETED)
+        pending -= done

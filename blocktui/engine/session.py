@@ -36,7 +36,7 @@ from blocktui.core.model import (
 )
 from blocktui.core.tracker import JobTracker
 from blocktui.core.views import JobView, Snapshot
-from blocktui.engine.hostwork import HostWorker, wait_for
+from blocktui.engine.hostwork import Doorbell, HostWorker, wait_for
 from blocktui.engine.session_actions import SessionActions
 from blocktui.engine.session_polling import SessionPolling
 
@@ -84,7 +84,7 @@ class Session(SessionPolling, SessionActions):
         self._tracker = JobTracker(clock)
         self._lock = threading.RLock()
         self._events: queue.SimpleQueue[BackendEvent] = queue.SimpleQueue()
-        self._wake = threading.Event()
+        self._doorbell = Doorbell()
         self._hosts: dict[str, HostInfo] = {
             uri: HostInfo(uri=uri, state=ConnectionState.CONNECTING, readonly=self._readonly)
             for uri in self._backends
@@ -199,16 +199,15 @@ class Session(SessionPolling, SessionActions):
     def _on_event(self, event: BackendEvent) -> None:
         # Runs on a backend's event thread: only queue and wake, never touch the tracker here.
         self._events.put(event)
-        self._wake.set()
+        self._doorbell.ring()
 
     def wait(self, timeout: float) -> None:
         """Sleep until a backend event arrives or ``timeout`` seconds pass."""
-        self._wake.wait(timeout)
-        self._wake.clear()
+        self._doorbell.wait(timeout)
 
     def wake(self) -> None:
         """End a ``wait`` early (after a user's action, or to stop the poller)."""
-        self._wake.set()
+        self._doorbell.ring()
 
     def step(self) -> Snapshot:
         """Apply queued events, poll progress, settle vanished jobs; return what to show.
@@ -221,10 +220,11 @@ class Session(SessionPolling, SessionActions):
             if self.showing_ends:
                 # Show how a job ended at once, and poll right after: polling every running job
                 # first would put the outcome behind a round trip per job.
-                self._wake.set()
+                self._doorbell.ring()
                 return self.snapshot()
         started = [poll for uri in self._backends if (poll := self._start_poll(uri)) is not None]
-        wait_for(started, max(2 * self.poll_interval, 1.0))
+        # An event (a job that ended) cuts the wait short: its row need not wait for the polls.
+        wait_for(started, max(2 * self.poll_interval, 1.0), self._doorbell.rung)
         with self._lock:
             self._drain_events()
             return self.snapshot()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from demo_hosts import demo_backends
 from fake_backend import FakeBackend, FakeJob
 
-from blocktui.core.model import JobKey
+from blocktui.core.model import JobEvent, JobKey, JobKind, JobState
+from blocktui.core.views import Snapshot
 from blocktui.engine.session import Session
 
 KIB, MIB = 1024, 1024**2
@@ -59,4 +63,33 @@ def test_a_job_the_planner_drives_is_polled_every_step_however_slow() -> None:
         session.always_poll = {JobKey(backend.uri, "web01", "vda")}
         assert polls_of(backend, 10, clock, session) == 10
     finally:
+        session.close()
+
+
+def test_a_job_that_ends_while_its_host_is_being_polled_is_shown_without_waiting_for_the_poll() -> None:
+    """The end comes as an event; a poll in flight (a host slow to answer) must not hold it back."""
+    backend = demo_backends(hostile=False)[0]
+    # A long poll interval: a step that waited for the poll would wait a minute.
+    session = Session([backend], poll_interval=30, scan_interval=3600)
+    session.open()
+    key = JobKey(backend.uri, "web01", "vda")
+    shown: list[Snapshot] = []
+    try:
+        backend.add_job(FakeJob("web01", "vda", end=64 * MIB, cur=MIB))
+        session.step()
+        backend.hang()  # the next poll blocks inside the host call
+        stepping = threading.Thread(target=lambda: shown.append(session.step()), daemon=True)
+        stepping.start()
+        while "job_info" not in backend.calls[-1:] and stepping.is_alive():
+            time.sleep(0.01)  # until the poll is in flight
+        backend.emit(
+            JobEvent(
+                backend.uri, "web01", "vda", JobKind.PULL, JobState.COMPLETED, cur=64 * MIB, end=64 * MIB
+            )
+        )
+        stepping.join(10)
+        assert not stepping.is_alive(), "the step waited for the hung poll"
+        assert [job.state for job in shown[0].jobs if job.key == key] == [JobState.COMPLETED]
+    finally:
+        backend.unhang()
         session.close()
