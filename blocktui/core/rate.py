@@ -164,8 +164,8 @@ class RateMeter:
         """When the next step is due: the last step's bracket (the sample before it, the one that
         saw it) one step's time on; None unless the counter moves one step at a time at a steady pace.
 
-        Read on both sides of that window, each step is placed within half its width, and the
-        window halves with each step (``core.cadence.next_poll_at``).
+        Read on both sides of that window (and in its middle while it is wide), each step is placed
+        within half its width, and the window narrows from step to step (``core.cadence.next_poll_at``).
         """
         measured = self._measure()
         if self._bracket is None or measured is None or measured[0] <= 0 or self._stalled():
