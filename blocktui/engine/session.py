@@ -223,8 +223,10 @@ class Session(SessionPolling, SessionActions):
                 self._doorbell.ring()
                 return self.snapshot()
         started = [poll for uri in self._backends if (poll := self._start_poll(uri)) is not None]
-        # An event (a job that ended) cuts the wait short: its row need not wait for the polls.
-        wait_for(started, max(2 * self.poll_interval, 1.0), self._doorbell.rung)
+        # An event (a job that ended) arriving now cuts the wait short: its row need not wait for
+        # the polls. A ring from before this step is for the next ``wait``, not for this one.
+        rung = self._doorbell.rung
+        wait_for(started, max(2 * self.poll_interval, 1.0), None if rung.done() else rung)
         with self._lock:
             self._drain_events()
             return self.snapshot()
