@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from rich.style import Style
+from textual.widgets import Static
 from textual.widgets.tree import TreeNode
 from ui_support import SIZE, Scenario, job_state, screen_text, select_disk, settle, still_app
 
@@ -11,9 +13,10 @@ from blocktui.core.model import JobKey, JobState
 from blocktui.core.views import JobView
 from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.format import host_labels
-from blocktui.ui.widgets.detail import DetailPane
+from blocktui.ui.widgets.detail import DetailPane, describe
 from blocktui.ui.widgets.domain_tree import DomainTree, Place
 from blocktui.ui.widgets.jobs_table import ETA_EVERY, JobsTable, row_key
+from blocktui.ui.widgets.keys_bar import KeysBar
 
 
 def tree_nodes(app: BlocktuiApp) -> dict[Place, TreeNode[Place]]:
@@ -162,3 +165,50 @@ async def test_a_label_that_grows_widens_the_tree_at_once(scenario: Scenario) ->
         tree.scroll_to(x=tree.max_scroll_x, animate=False)
         await pilot.pause()
         assert any(tail in line for line in screen_text(app))
+
+
+async def test_the_detail_text_takes_the_height_its_lines_need_when_they_change(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        pane = app.main.query_one(DetailPane)
+        text = pane.query_one("#detail-text", Static)
+        job = running_view(scenario)
+
+        def lines_of(view: JobView) -> int:
+            return len(describe("alpha", None, None, view).wrap(app.console, text.content_size.width))
+
+        pane.show("alpha", None, None, job, now=50.0)
+        await pilot.pause()
+        assert text.size.height == lines_of(job)
+        # A reason long enough to wrap: every line of it is on the screen.
+        failed = replace(job, state=JobState.FAILED, error="Input/output error " * 12)
+        pane.show("alpha", None, None, failed, now=51.0)
+        await pilot.pause()
+        assert text.size.height == lines_of(failed) > lines_of(job)
+        # The same lines, other numbers: the text changes in the same height.
+        later = replace(failed, cur=failed.cur + 2**30)
+        pane.show("alpha", None, None, later, now=52.0)
+        await pilot.pause()
+        assert str(text.render()) != str(describe("alpha", None, None, failed))
+        assert text.size.height == lines_of(later)
+
+
+async def test_the_keys_bar_dims_what_does_not_apply_to_the_selection(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        bar = app.main.query_one(KeysBar)
+
+        def abort_dim() -> bool:
+            line = bar.render()
+            start = line.plain.index(" Abort")
+            styles = [Style.parse(str(span.style)) for span in line.spans if span.start <= start < span.end]
+            return any(style.dim for style in styles)
+
+        select_disk(app, scenario.alpha.uri, "db01", "vdb")  # no job: nothing to abort
+        await pilot.pause()
+        assert abort_dim()
+        select_disk(app, scenario.alpha.uri, "web01", "vda")  # a running pull
+        await pilot.pause()
+        assert not abort_dim()

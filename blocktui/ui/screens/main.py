@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from functools import partial
 from typing import ClassVar
 
 from textual import on, work
@@ -19,12 +20,13 @@ from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal
 from textual.events import DescendantFocus
-from textual.widgets import Footer, Input, Tree
+from textual.widgets import Input, Tree
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from blocktui.core.config import Config
 from blocktui.core.model import ConnectionState, HostInfo, JobKey
 from blocktui.core.text import visible
+from blocktui.core.views import JobView
 from blocktui.engine import Engine
 from blocktui.ui.board import Board, host_plans, live_board
 from blocktui.ui.format import host_labels
@@ -43,6 +45,7 @@ from blocktui.ui.widgets.detail import DetailPane
 from blocktui.ui.widgets.domain_tree import DomainTree
 from blocktui.ui.widgets.hosts_bar import HostsBar
 from blocktui.ui.widgets.jobs_table import JobsTable
+from blocktui.ui.widgets.keys_bar import KeysBar
 
 
 class MainScreen(PaneScreen):
@@ -57,6 +60,8 @@ class MainScreen(PaneScreen):
     #: How long the poll worker waits for hosts to connect (or plans to be taken over) before it
     #: shows what it has; slower hosts join when they answer.
     OPEN_WAIT = 1.0
+    #: Seconds from a job's end on the screen to its toast.
+    ANNOUNCE_AFTER = 0.05
 
     def __init__(self, engine: Engine, *, poll: bool = True, defaults: Config | None = None) -> None:
         """Create the screen.
@@ -91,7 +96,7 @@ class MainScreen(PaneScreen):
             yield DetailPane(id="detail")
         yield JobsTable(id="jobs")
         yield Input(placeholder="filter: host, domain, disk or state", id="filter")
-        yield Footer()
+        yield KeysBar()
 
     def on_mount(self) -> None:
         # Name the hosts at once (a plain attribute, no host call); the first poll fills in the rest.
@@ -153,10 +158,16 @@ class MainScreen(PaneScreen):
             board = replace(board, snapshot=replace(board.snapshot, hosts=self.engine.host_states()))
         before = self.state.jobs
         self.state.take(board)
-        for job in endings(before, board.snapshot.jobs):
-            self.notifier.announce(self.app, job)
+        if ended := endings(before, board.snapshot.jobs):
+            # A toast is a widget mounted, and a layout of the whole screen: after the frame with
+            # the row that says how the job ended, not in it.
+            self.set_timer(self.ANNOUNCE_AFTER, partial(self._announce, ended))
         self._show_hosts()
         self._render_lists()
+
+    def _announce(self, ended: list[JobView]) -> None:
+        for job in ended:
+            self.notifier.announce(self.app, job)
 
     def _show_hosts(self) -> None:
         hosts = self.state.snapshot.hosts
@@ -182,7 +193,7 @@ class MainScreen(PaneScreen):
             pane = self.query_one(DetailPane)
             pane.show(host, selection.domain, selection.disk, selection.job, selection.plan)
             pane.show_map(self._disk_map(selection), disk=selection.disk is not None)
-            # The footer recomposes on refresh_bindings: do it only when what applies has changed.
+            # Only when what applies has changed: every key's check runs again on refresh_bindings.
             applicable = tuple(self.check_action(action, ()) for action in sorted(CHECKED))
         finally:
             self._selected = None

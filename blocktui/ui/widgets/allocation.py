@@ -54,10 +54,14 @@ class AllocationStrip(Widget):
     def show(self, found: DiskMap | None, reason: str = "") -> None:
         """Show this map, or the reason there is none (plain text, made visible by the caller)."""
         if (found, reason) != (self._found, self._reason):
+            # A layout of the whole screen costs tens of ms: only when the height changes.
+            layout = (found is None) != (self._found is None)
             self._found, self._reason = found, reason
-            self.refresh(layout=True)
+            self.refresh(layout=layout)
 
     def render(self) -> Text:
         if self._found is None:
-            return Text(f"data: {self._reason or 'reading the allocation map…'}", style="dim")
+            # One line (the pane maximized shows it whole): the height changes only with a map.
+            reason = self._reason or "reading the allocation map…"
+            return Text(f"data: {reason}", style="dim", no_wrap=True, overflow="ellipsis")
         return strip_text(self._found, self.content_size.width)

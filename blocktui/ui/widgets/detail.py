@@ -101,6 +101,10 @@ def describe_plan(plan: PlanInfo) -> Text:
     return text
 
 
+def _line_widths(text: Text) -> tuple[int, ...]:
+    return tuple(line.cell_len for line in text.split("\n", allow_blank=True))
+
+
 class DetailPane(VerticalScroll):
     """Text about the selection above a sparkline of the job's smoothed rate."""
 
@@ -113,6 +117,7 @@ class DetailPane(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._shown: tuple[str, object] | None = None
+        self._lines: tuple[int, ...] = ()  # the shown text's line widths, in cells
         self._subject: object = None
         self._painted_at = -self.NUMBERS_EVERY
 
@@ -150,8 +155,13 @@ class DetailPane(VerticalScroll):
         text = describe(host, domain, disk, job, plan)
         static = self.query_one("#detail-text", Static)
         if self._shown != (text.plain, text.spans):
-            self._shown = (text.plain, text.spans)
-            static.update(text)
+            width = static.content_size.width
+            # A layout of the whole screen costs tens of ms: only when the text's height can change.
+            same_height = self._lines == (lines := _line_widths(text)) or (
+                len(lines) == len(self._lines) and max((*lines, *self._lines), default=0) <= width
+            )
+            self._shown, self._lines = (text.plain, text.spans), lines
+            static.update(text, layout=not (same_height and width > 0))
             self._subject, self._painted_at = subject, now
         spark = self.query_one("#detail-spark", Sparkline)
         history = list(job.history) if job is not None else []
