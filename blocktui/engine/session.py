@@ -91,6 +91,7 @@ class Session(SessionPolling, SessionActions):
         }
         self._domains: dict[str, tuple[Domain, ...]] = {uri: () for uri in self._backends}
         self._stale_hosts: set[str] = set(self._backends)
+        self._stale_domains: dict[str, set[str]] = {uri: set() for uri in self._backends}
         self._opened = False
         self._closed = False
         self._next_poll: dict[JobKey, float] = {}
@@ -243,10 +244,7 @@ class Session(SessionPolling, SessionActions):
                 return
             try:
                 self._catch_up(uri)
-                with self._lock:
-                    stale = uri in self._stale_hosts
-                if stale:
-                    self._refresh_host(uri)
+                self._refresh_stale(uri)
                 if self._hosts[uri].state is ConnectionState.CONNECTED:
                     self._poll_host(uri)
             except BlocktuiError as exc:

@@ -49,6 +49,7 @@ class SessionPolling:
     _tracker: JobTracker
     _domains: dict[str, tuple[Domain, ...]]
     _stale_hosts: set[str]
+    _stale_domains: dict[str, set[str]]
     _last_scan: dict[str, float]
     _clock: Callable[[], float]
     _events: queue.SimpleQueue[BackendEvent]
@@ -70,7 +71,7 @@ class SessionPolling:
                 record = self._tracker.observe_event(event)
                 if record.state.is_final:
                     # The chain changed: the tree must show it.
-                    self._stale_hosts.add(event.host)
+                    self._stale(event.host, event.domain)
                     ended = True
             elif isinstance(event, ConnectionEvent):
                 self._set_host(event.host, event.state, event.message)
@@ -79,7 +80,50 @@ class SessionPolling:
                     self._stale_hosts.add(event.host)
                     self._last_scan.pop(event.host, None)
             elif isinstance(event, DomainsChanged):
-                self._stale_hosts.add(event.host)
+                self._stale(event.host, event.domain)
+
+    def _stale(self, uri: str, domain: str | None) -> None:
+        """Have ``domain`` (None: every domain of ``uri``) read again before the next poll."""
+        if domain is None:
+            self._stale_hosts.add(uri)
+        else:
+            self._stale_domains[uri].add(domain)
+
+    def _refresh_stale(self, uri: str) -> None:
+        """Read again what changed on ``uri``: every domain, or only those named since the last
+        poll (a job that ended, a domain that started or stopped: a host can have hundreds)."""
+        with self._lock:
+            whole = uri in self._stale_hosts
+            names, self._stale_domains[uri] = self._stale_domains[uri], set()
+        if whole:
+            self._refresh_host(uri)
+        elif names and self._hosts[uri].state is ConnectionState.CONNECTED:
+            self._refresh_domains(uri, names)
+
+    def _refresh_domains(self, uri: str, names: set[str]) -> None:
+        read: dict[str, Domain | None] = {}
+        try:
+            for name in sorted(names):
+                try:
+                    read[name] = self._backends[uri].get_domain(name)
+                except NotFound:
+                    read[name] = None  # gone (a transient domain that stopped)
+        except BlocktuiError:
+            # Unreadable now: the whole listing says why, domain by domain (or that the host left).
+            with self._lock:
+                self._stale_hosts.add(uri)
+            return
+        with self._lock:
+            domains = {d.name: d for d in self._domains[uri]}
+            stopped = {name for name, d in read.items() if d is None and name in domains}
+            stopped |= {name for name, d in read.items() if d is not None and d.state in _STOPPED}
+            for name, domain in read.items():
+                if domain is None:
+                    domains.pop(name, None)
+                else:
+                    domains[name] = domain  # in its place, or last when new
+            self._domains[uri] = tuple(domains.values())
+            self._tracker.distrust_completions(uri, stopped, AFTERMATH)
 
     def _set_host(self, uri: str, state: ConnectionState, message: str = "") -> None:
         current = self._hosts.get(uri)
@@ -102,6 +146,7 @@ class SessionPolling:
     def _refresh_host(self, uri: str) -> None:
         with self._lock:
             self._stale_hosts.discard(uri)
+            self._stale_domains[uri].clear()
         if self._hosts[uri].state is not ConnectionState.CONNECTED:
             return
         try:
@@ -213,4 +258,4 @@ class SessionPolling:
                 note = f"the domain is {domain.state.value}"
         with self._lock:
             self._tracker.settle(key, disk, note=note)
-            self._stale_hosts.add(key.host)
+            self._stale(key.host, key.domain)

@@ -116,6 +116,11 @@ class FakeBackend(Backend):
         with self._lock:
             self._domains[domain.name] = domain
 
+    def remove_domain(self, name: str) -> None:
+        """A domain leaves the host (a transient one that stopped)."""
+        with self._lock:
+            del self._domains[name]
+
     def add_job(self, job: FakeJob) -> None:
         """Put a job on a disk as if another client had started it."""
         with self._lock:
