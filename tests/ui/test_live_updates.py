@@ -13,6 +13,7 @@ from blocktui.core.model import JobKey, JobState
 from blocktui.core.views import JobView
 from blocktui.ui.app import BlocktuiApp
 from blocktui.ui.format import host_labels
+from blocktui.ui.screens.help import HelpScreen
 from blocktui.ui.widgets.detail import DetailPane, describe
 from blocktui.ui.widgets.domain_tree import DomainTree, Place
 from blocktui.ui.widgets.jobs_table import ETA_EVERY, JobsTable, row_key
@@ -212,3 +213,15 @@ async def test_the_keys_bar_dims_what_does_not_apply_to_the_selection(scenario: 
         select_disk(app, scenario.alpha.uri, "web01", "vda")  # a running pull
         await pilot.pause()
         assert not abort_dim()
+
+
+async def test_a_click_on_a_key_in_the_keys_bar_presses_it(scenario: Scenario) -> None:
+    app = still_app(scenario)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        select_disk(app, scenario.alpha.uri, "db01", "vdb")  # streamable, no job
+        await pilot.pause()
+        line = app.main.query_one(KeysBar).render().plain
+        assert await pilot.click(KeysBar, offset=(line.index("?"), 0))
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
