@@ -47,11 +47,13 @@ class _DaemonExecutor(ThreadPoolExecutor):
 def run_dashboard(engine: Engine, settings: Config | None = None) -> int:
     """Run the dashboard on an engine whose hosts are not yet open; return the exit code.
 
-    The app opens the hosts in a worker (so the screen shows at once). Afterwards this function
+    The hosts start connecting at once, on their workers, while Textual loads (about half a
+    second); the app waits for them in a worker (so the screen shows at once). Afterwards this function
     closes the engine (its open plans are left to the next blocktui, guard holds are lifted, the
     journal and the hosts are closed), in a thread it waits for at most ``CLOSE_TIMEOUT``; jobs
     keep running on their hosts.
     """
+    engine.open(timeout=0)
     from blocktui.ui.app import BlocktuiApp  # noqa: PLC0415 - keep `import blocktui.ui` light
 
     app = BlocktuiApp(engine, settings=settings)
