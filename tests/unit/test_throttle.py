@@ -130,3 +130,25 @@ def test_a_stall_is_not_made_up_by_running_over_the_limit_afterwards() -> None:
         asked = trim.speed(limit)
         speeds.append(asked)
     assert max(speeds) <= limit / 0.97 * 1.006  # only the limiter's 3 % is made up, not the stalls
+
+
+def test_the_steps_a_speed_change_copies_at_once_do_not_raise_the_speed_again() -> None:
+    # As traced at 10 MiB/s: a new speed wakes QEMU's job, which copies three steps at once and
+    # then that much less; the engine reads the job again just after setting it.
+    trim, limit, shortfall = RateTrim(), 10 * MIB, 0.013
+    copied, debt, now, asked = 0.0, 0.0, 0.0, trim.speed(limit)
+    trim.observe(now, 0, asked)
+    polls = []
+    for _tick in range(60):
+        moved = asked * (1 - shortfall) * 0.5
+        copied, debt = copied + moved - min(debt, moved), debt - min(debt, moved)
+        now += 0.5
+        polls.append((now, copied))
+        trim.observe(now, int(copied) // STEP * STEP, asked)
+        speed = trim.speed(limit)
+        if speed != asked:
+            asked, copied, debt = speed, copied + 3 * STEP, debt + 3 * STEP
+            trim.observe(now + 0.01, int(copied) // STEP * STEP, asked)
+
+    assert rate(polls, 5.0, 30.0) <= limit * 1.005
+    assert abs(rate(polls, 1.0, 11.0) / limit - 1) <= 0.013  # never worse than no trim at all
