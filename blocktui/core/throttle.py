@@ -71,9 +71,8 @@ class RateTrim:
         if dt < MIN_SPAN:
             self._last = last  # counted with the next reading
             return
-        if dt > 0:
-            self._intervals.append((dt, cur - last[1], asked * dt))
-            self._learn(asked)
+        self._intervals.append((dt, cur - last[1], asked * dt))
+        self._learn(asked)
 
     def speed(self, limit: int) -> int:
         """The speed to set for a job limited to ``limit`` bytes/s (0, unlimited, stays 0)."""
