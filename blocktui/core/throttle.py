@@ -40,8 +40,8 @@ OUTLIER = 0.15
 TIMING = 0.01
 #: Readings further apart than this do not follow one run (the job was paused, or not polled).
 BREAK = 5.0
-#: Readings closer than this are one interval: a re-read just after a speed change sees the step
-#: the change made QEMU copy at once, which belongs to the interval that follows.
+#: Readings closer than this are one interval: a re-read just after a speed change sees the steps
+#: the change made QEMU copy at once, which belong to the interval that follows.
 MIN_SPAN = 0.2
 #: The smallest change of the speed asked.
 STEP_CHANGE = 0.005
