@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from blocktui.core.model import Domain, HostInfo, JobKey, JobKind, JobState
@@ -56,6 +57,26 @@ class JobView:
             history=tuple(record.meter.history),
             chunk=chunk,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class HostJobs:
+    """One host's jobs as a planner step reads them: which are live, and the views of its plans'.
+
+    A view of every job would cost each step as much as a whole snapshot; what the step needs of
+    the others is only whether they still run.
+
+    Attributes:
+        live: every job of the host that has not ended.
+        views: the views of the jobs asked for, by key (a job the session does not have is absent).
+    """
+
+    live: frozenset[JobKey]
+    views: Mapping[JobKey, JobView]
+
+    def others_live(self, key: JobKey) -> bool:
+        """Whether another job of ``key``'s domain is live."""
+        return any(k.domain == key.domain and k != key for k in self.live)
 
 
 @dataclass(frozen=True, slots=True)

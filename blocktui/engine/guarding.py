@@ -12,7 +12,7 @@ from collections.abc import Callable
 from blocktui.core.errors import BlocktuiError
 from blocktui.core.guard import Decision, DomainJob, GuardRule, Mark, decide, mark_of
 from blocktui.core.model import JobKey
-from blocktui.core.views import JobView, Snapshot
+from blocktui.core.views import HostJobs, JobView
 from blocktui.engine.session import Session
 
 DomainKey = tuple[str, str]
@@ -31,29 +31,29 @@ class GuardDriver:
         self.rule = rule
         self._clock = clock
         self._watched: dict[DomainKey, float] = {}
-        self._in_snapshot: dict[DomainKey, set[str]] = {}
+        self._in_session: dict[DomainKey, set[str]] = {}
         self._on_host: dict[DomainKey, set[str]] = {}
         self._last_end: dict[DomainKey, float] = {}
         self._ended: dict[DomainKey, str] = {}  # the disk whose job ended last
 
     # -- ends seen ----------------------------------------------------------------------------
 
-    def note_snapshot(self, host: str, snapshot: Snapshot, now: float) -> None:
-        """Remember the jobs of ``host``'s domains in a snapshot; a job that went counts as ending."""
+    def note_live(self, host: str, jobs: HostJobs, now: float) -> None:
+        """Remember the live jobs of ``host``'s domains, as the session has them; a job that went
+        counts as ending."""
         current: dict[DomainKey, set[str]] = {}
-        for view in snapshot.jobs:
-            if view.key.host == host and not view.state.is_final:
-                current.setdefault((host, view.key.domain), set()).add(view.key.disk)
-        for domain in [d for d in self._in_snapshot if d[0] == host]:
-            self._note(self._in_snapshot, domain, current.pop(domain, set()), now)
+        for key in jobs.live:
+            current.setdefault((host, key.domain), set()).add(key.disk)
+        for domain in [d for d in self._in_session if d[0] == host]:
+            self._note(self._in_session, domain, current.pop(domain, set()), now)
         for domain, disks in current.items():
-            self._note(self._in_snapshot, domain, disks, now)
+            self._note(self._in_session, domain, disks, now)
 
     def _note(
         self, seen: dict[DomainKey, set[str]], domain: DomainKey, present: set[str], now: float
     ) -> None:
         """Compare with the jobs seen last time from the same source (the session's view of a job
-        stopped at a checkpoint outlives the job, so snapshots and host reads are kept apart)."""
+        stopped at a checkpoint outlives the job, so the session's jobs and host reads are kept apart)."""
         self._watched.setdefault(domain, now)
         if gone := seen.get(domain, set()) - present:
             self._last_end[domain] = now
@@ -85,13 +85,9 @@ class GuardDriver:
 
     # -- reading the domain ---------------------------------------------------------------------
 
-    def contended(self, snapshot: Snapshot, key: JobKey, now: float) -> bool:
+    def contended(self, jobs: HostJobs, key: JobKey, now: float) -> bool:
         """Whether the guard has a say: another live job of the domain, or one ended just now."""
-        others = any(
-            v.key.host == key.host and v.key.domain == key.domain and v.key != key and not v.state.is_final
-            for v in snapshot.jobs
-        )
-        return others or self.since_end(key, now) < self.rule.settle
+        return jobs.others_live(key) or self.since_end(key, now) < self.rule.settle
 
     def targets(self, key: JobKey) -> list[str]:
         """The domain's disk names, sorted (a disk's place in it is its slot)."""
@@ -108,12 +104,10 @@ class GuardDriver:
         backend = self.session.backend(key.host)
         own: DomainJob | None = None
         others: list[DomainJob] = []
-        rates = {
-            v.key.disk: v.rate
-            for v in self.session.snapshot().jobs
-            if v.key.host == key.host and v.key.domain == key.domain
-        }
-        for target in self.targets(key):
+        targets = self.targets(key)
+        views = self.session.host_jobs(key.host, {JobKey(key.host, key.domain, t) for t in targets}).views
+        rates = {k.disk: v.rate for k, v in views.items()}
+        for target in targets:
             try:
                 job = backend.job_info(key.domain, target)
             except BlocktuiError:

@@ -17,7 +17,7 @@ from blocktui.core.errors import BlocktuiError, Conflict, NoJob, NotFound
 from blocktui.core.guard import GuardRule, Mark, Verdict, marked
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy, admit
-from blocktui.core.views import JobView, Snapshot
+from blocktui.core.views import JobView
 from blocktui.engine.guarding import GuardDriver, domain_job
 from blocktui.engine.lookup import stream_disk
 from blocktui.engine.plan_book import PlanBook
@@ -142,15 +142,14 @@ class HostRunner:
         if self.closing:
             return  # queued before close(): the plans are handed back, nothing moves them now
         # Read here, in the host's worker: the latest the session knows, after this host's last step.
-        snapshot = self.session.snapshot(host)
+        jobs = self.session.host_jobs(host, {plan.key for plan in self.book.host_plans(host)})
         now = self._clock()
-        self.guard.note_snapshot(host, snapshot, now)
+        self.guard.note_live(host, jobs, now)
         self.book.sync_requests(host, now)
         plans = self.book.host_plans(host)
-        views = {v.key: v for v in snapshot.jobs}
         for plan in plans:
             if plan.running:
-                self._follow(plan, views.get(plan.key), snapshot, now)
+                self._follow(plan, jobs.views.get(plan.key), now)
         policy = self.policy(host)
         # A plan between chunks keeps its place: it is part-way, and the queue must not starve it.
         busy = [p for p in plans if p.running or p.status is PlanStatus.GAP]
@@ -160,9 +159,9 @@ class HostRunner:
         queued = [p for p in plans if p.status is PlanStatus.QUEUED]
         for plan in admit(queued, len(busy), policy.max_active):
             self._launch(plan, now)
-        self.speeds.apply(host, snapshot, now)
+        self.speeds.apply(host, jobs, now)
 
-    def _follow(self, plan: Plan, view: JobView | None, snapshot: Snapshot, now: float) -> None:
+    def _follow(self, plan: Plan, view: JobView | None, now: float) -> None:
         if view is None:
             return
         if view.end > 0 and plan.size != view.end:
@@ -176,7 +175,7 @@ class HostRunner:
             self.book.finish(plan, JobState.COMPLETED, bytes_done=view.end)
             return
         if plan.cancel_requested and not state.is_final:
-            self._end_job(plan, view, snapshot, now)
+            self._end_job(plan, view, now)
             return
         ours = plan.status is PlanStatus.STOPPING or (
             plan.pause_requested and plan.status is PlanStatus.ACTIVE
@@ -196,7 +195,7 @@ class HostRunner:
         plan.last_cur = view.cur
         if plan.status is PlanStatus.STOPPING:
             if not self._pauses(plan):
-                self._end_job(plan, view, snapshot, now)
+                self._end_job(plan, view, now)
             # Else the pause is asked and the view has not caught up: asking again is refused.
             return
         stop_here = plan.pause_requested or (plan.boundary is not None and view.cur >= plan.boundary)
@@ -210,13 +209,13 @@ class HostRunner:
                     self.book.set_status(plan, PlanStatus.ACTIVE)  # asked again at the next step
                     plan.note = str(exc)
             else:
-                self._end_job(plan, view, snapshot, now)
+                self._end_job(plan, view, now)
 
     def _pauses(self, plan: Plan) -> bool:
         """Whether a stop at a boundary or a pause keeps the job (QMP), rather than ending it (libvirt)."""
         return self.session.backend(plan.key.host).supports_pause
 
-    def _end_job(self, plan: Plan, view: JobView, snapshot: Snapshot, now: float) -> None:
+    def _end_job(self, plan: Plan, view: JobView, now: float) -> None:
         """Abort the job (a checkpoint on libvirt, or the user's abort) once the guard gives it its turn."""
         if plan.abort_sent:
             return

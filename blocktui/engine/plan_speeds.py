@@ -16,7 +16,7 @@ from blocktui.core.guard import GuardRule, Mark, Verdict, marked
 from blocktui.core.model import JobKey, JobState
 from blocktui.core.scheduler import HostPolicy, divide_budget
 from blocktui.core.throttle import RateTrim
-from blocktui.core.views import JobView, Snapshot
+from blocktui.core.views import HostJobs, JobView
 from blocktui.engine.guarding import GuardDriver, domain_job
 from blocktui.engine.plan_book import PlanBook
 from blocktui.engine.plans import Plan, PlanStatus
@@ -77,7 +77,7 @@ class SpeedKeeper:
             if _faster(other.applied or 0, share):
                 self.set(other, marked(share, Mark.PLAIN) if self.guarded(plan.key.host) else share)
 
-    def apply(self, host: str, snapshot: Snapshot, now: float) -> None:
+    def apply(self, host: str, jobs: HostJobs, now: float) -> None:
         """Set every running plan's speed: share, taper before a boundary, the guard's say."""
         shares = self.shares(host)
         guarded = self.guarded(host)
@@ -85,7 +85,7 @@ class SpeedKeeper:
         for plan in self.book.host_plans(host):
             if plan.status is not PlanStatus.ACTIVE:
                 continue
-            view = next((v for v in snapshot.jobs if v.key == plan.key), None)
+            view = jobs.views.get(plan.key)
             if view is None or view.state is not JobState.ACTIVE:
                 continue
             trim = self._trims.setdefault(plan.key, RateTrim())
@@ -95,7 +95,7 @@ class SpeedKeeper:
             if plan.boundary is not None:
                 speed = approach_speed(plan.boundary - view.cur, speed)
             if guarded:
-                speed = self.guarded_speed(plan, view, snapshot, speed, now)
+                speed = self.guarded_speed(plan, view, jobs, speed, now)
             wanted.append((plan, speed))
         running = {plan.key for plan, _speed in wanted}
         for key in [k for k in self._trims if k.host == host and k not in running]:
@@ -104,10 +104,10 @@ class SpeedKeeper:
         for plan, speed in sorted(wanted, key=lambda item: not _faster(item[0].applied or 0, item[1])):
             self.set(plan, speed)
 
-    def guarded_speed(self, plan: Plan, view: JobView, snapshot: Snapshot, speed: int, now: float) -> int:
+    def guarded_speed(self, plan: Plan, view: JobView, jobs: HostJobs, speed: int, now: float) -> int:
         """The speed the guard allows a running job whose own would be ``speed``."""
         must_look = plan.going or GuardDriver.followed(plan.applied) or self.rule.in_zone(domain_job(view))
-        if not must_look and not self.guard.contended(snapshot, plan.key, now):
+        if not must_look and not self.guard.contended(jobs, plan.key, now):
             return marked(speed, Mark.PLAIN)
         decision = self.guard.decide(plan.key, share=speed, now=now, going=plan.going)
         if decision is None:

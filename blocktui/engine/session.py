@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import Future
 from dataclasses import replace
 from functools import partial
@@ -35,7 +35,7 @@ from blocktui.core.model import (
     JobKey,
 )
 from blocktui.core.tracker import JobTracker
-from blocktui.core.views import JobView, Snapshot
+from blocktui.core.views import HostJobs, JobView, Snapshot
 from blocktui.engine.hostwork import Doorbell, HostWorker, wait_for
 from blocktui.engine.session_actions import SessionActions
 from blocktui.engine.session_polling import SessionPolling
@@ -316,6 +316,16 @@ class Session(SessionPolling, SessionActions):
                 jobs=tuple(
                     JobView.of(r, now) for r in sorted(records, key=lambda r: self._order[r.key.host])
                 ),
+            )
+
+    def host_jobs(self, host: str, wanted: Collection[JobKey]) -> HostJobs:
+        """``host``'s live jobs and the views of ``wanted``, without contacting it (a planner step)."""
+        now = self._clock()
+        with self._lock:
+            records = [r for r in self._tracker.records() if r.key.host == host]
+            return HostJobs(
+                live=frozenset(r.key for r in records if not r.state.is_final),
+                views={r.key: JobView.of(r, now) for r in records if r.key in wanted},
             )
 
     def job(self, key: JobKey) -> JobView | None:

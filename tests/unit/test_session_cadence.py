@@ -93,3 +93,30 @@ def test_a_job_that_ends_while_its_host_is_being_polled_is_shown_without_waiting
     finally:
         backend.unhang()
         session.close()
+
+
+def test_a_planner_step_reads_which_jobs_live_and_the_views_it_asks_for_only() -> None:
+    backend = demo_backends(hostile=False)[0]
+    session = Session([backend], poll_interval=0.5, scan_interval=3600, clock=Clock())
+    session.open()
+    web_a, web_b, db_a = (
+        JobKey(backend.uri, d, k) for d, k in (("web01", "vda"), ("web01", "vdb"), ("db01", "vda"))
+    )
+    try:
+        for key in (web_a, web_b, db_a):
+            backend.add_job(FakeJob(key.domain, key.disk, end=64 * MIB, cur=MIB, bandwidth=64 * KIB))
+        session.step()
+        backend.emit(
+            JobEvent(backend.uri, "db01", "vda", JobKind.PULL, JobState.COMPLETED, cur=64 * MIB, end=64 * MIB)
+        )
+        session.step()
+
+        jobs = session.host_jobs(backend.uri, {web_a, db_a})
+
+        assert jobs.live == {web_a, web_b}  # db01's ended
+        assert set(jobs.views) == {web_a, db_a}
+        assert jobs.views[web_a].cur == MIB
+        assert jobs.others_live(web_a) and jobs.others_live(web_b) and not jobs.others_live(db_a)
+        assert session.host_jobs("qemu+ssh://elsewhere/system", {web_a}).views == {}
+    finally:
+        session.close()
