@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from blocktui.core.throttle import MAX_FACTOR, RateTrim
+from blocktui.core.throttle import MAX_FACTOR, STEP_CHANGE, RateTrim
 
 MIB = 1024**2
 STEP = 512 * 1024
@@ -70,7 +70,8 @@ def test_the_delivered_rate_meets_the_limit_and_never_runs_over_it(limit_mib: in
     polls = drive(limit, shortfall, 30.0)
 
     assert abs(rate(polls, 1.0, 11.0) / limit - 1) <= 0.01
-    assert abs(rate(polls, 10.0, 30.0) / limit - 1) <= 0.006
+    # Within one change of the speed: a smaller shortfall is not worth the burst a raise brings.
+    assert abs(rate(polls, 10.0, 30.0) / limit - 1) <= STEP_CHANGE
     windows = [rate(polls, t, t + 2.0) for t, _ in polls if t + 2.0 <= polls[-1][0]]
     assert max(windows) <= limit * 1.01
 
@@ -152,3 +153,30 @@ def test_the_steps_a_speed_change_copies_at_once_do_not_raise_the_speed_again() 
 
     assert rate(polls, 5.0, 30.0) <= limit * 1.005
     assert abs(rate(polls, 1.0, 11.0) / limit - 1) <= 0.013  # never worse than no trim at all
+
+
+def test_readings_that_swing_by_steps_bring_few_raises_and_so_few_bursts() -> None:
+    # As traced at 10 MiB/s: QEMU delivers half-second intervals of about 4.5 and 6 MiB in turn,
+    # and each raise copies three steps at once. A swing read as running over brought the speed
+    # down and, at the next short interval, up again: a burst every second or two.
+    for shortfall in (0.013, 0.05):
+        trim, limit = RateTrim(), 10 * MIB
+        copied, debt, now, asked = 0.0, 0.0, 0.0, trim.speed(limit)
+        trim.observe(now, 0, asked)
+        raises, polls = 0, []
+        for tick in range(60):
+            moved = asked * (1 - shortfall) * 0.5 + (1.5 if tick % 2 else -1.5) * STEP
+            copied, debt = copied + moved - min(debt, moved), debt - min(debt, moved)
+            now += 0.5
+            polls.append((now, copied))
+            trim.observe(now, int(copied) // STEP * STEP, asked)
+            speed = trim.speed(limit)
+            if speed > asked:
+                raises += 1
+                copied, debt = copied + 3 * STEP, debt + 3 * STEP
+            if speed != asked:
+                asked = speed
+                trim.observe(now + 0.01, int(copied) // STEP * STEP, asked)
+
+        assert raises <= 2, f"{raises} raises at a {shortfall:.1%} shortfall"
+        assert abs(rate(polls, 1.0, 11.0) / limit - 1) <= 0.01
