@@ -220,7 +220,7 @@ class HostRunner:
         if plan.abort_sent:
             return
         if self.guarded(plan.key.host):
-            # Read fresh, whatever the snapshot says: another process's job may be ending now.
+            # Read fresh, whatever the session holds: another process's job may be ending now.
             share = self.speeds.shares(plan.key.host, joining=plan.key).get(plan.key, plan.limit)
             decision = self.guard.decide(plan.key, share=share, now=now, wants_end=True)
             if decision is None:

@@ -300,8 +300,8 @@ class Session(SessionPolling, SessionActions):
     def snapshot(self, host: str | None = None) -> Snapshot:
         """What the tracker and domain cache hold now, without contacting any host.
 
-        ``host`` limits the domains and jobs to that host's (every host's state is still given):
-        a host's own step reads its jobs only, so many hosts do not cost each other's views.
+        ``host`` limits the domains and jobs to that host's (every host's state is still given).
+        A planner step reads less still: ``host_jobs``, with a view of its plans' jobs only.
         """
         now = self._clock()
         hosts = self.host_states()
